@@ -155,14 +155,11 @@ impl Db {
             for row in rows {
                 db.load_row(t, row.clone())?;
             }
-            let highest = db.max_id(t);
-            db.set_next_id(t, next.max(highest + 1));
+            // Kept exactly as exported (keyed tables such as routes never
+            // move their counter, so "highest id + 1" would be wrong for them).
+            db.set_next_id(t, next);
         }
         Ok(db)
-    }
-
-    fn max_id(&self, t: TableName) -> u64 {
-        self.rows_json(t).last().and_then(|r| r["id"].as_u64()).unwrap_or(0)
     }
 
     /// SHA-256 over the canonical export minus what legitimately differs
