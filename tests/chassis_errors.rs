@@ -45,7 +45,11 @@ async fn every_contract_4xx_is_reachable_with_the_error_shape() {
     let huge = format!("{{\"name\":\"{}\"}}", "x".repeat(2 << 20));
     assert_error_shape(&api.raw("POST", "/kvm/hosts", huge.into_bytes(), "application/json").await, 413, "body_too_large");
     // 422 semantically invalid
-    assert_error_shape(&api.post(&format!("/walls/{wall}/windows"), json!({"source_id": 1, "x": 3000, "y": 0, "w": 1000, "h": 10})).await, 422, "window_out_of_bounds");
+    assert_error_shape(
+        &api.post(&format!("/walls/{wall}/windows"), json!({"source_id": 1, "x": 3000, "y": 0, "w": 1000, "h": 10})).await,
+        422,
+        "window_out_of_bounds",
+    );
 }
 
 /// Run `f` and check that the chassis' state did not change.
@@ -158,5 +162,9 @@ async fn a_plan_that_fails_half_way_changes_no_route() {
     let r = api.post(&format!("/plans/{plan}/run"), json!({})).await;
     unchanged(&api, "half-way plan", r, 409, "output_in_wall", &before).await;
     let matrix = api.get("/matrix").await.ok().body;
-    assert_eq!(matrix.as_array().unwrap().iter().find(|m| m["output"] == 5).unwrap()["input"], Value::Null, "output 5 was routed then rolled back");
+    assert_eq!(
+        matrix.as_array().unwrap().iter().find(|m| m["output"] == 5).unwrap()["input"],
+        Value::Null,
+        "output 5 was routed then rolled back"
+    );
 }

@@ -17,7 +17,13 @@ async fn sim_put(api: &Api, spec: Value) -> u16 {
 
 async fn health(base: &str) -> Result<u16, String> {
     // A fresh client each time, so no pooled connection hides a refusal.
-    client().get(format!("{base}/api/v1/system/health")).timeout(Duration::from_secs(2)).send().await.map(|r| r.status().as_u16()).map_err(|e| format!("{e:?}"))
+    client()
+        .get(format!("{base}/api/v1/system/health"))
+        .timeout(Duration::from_secs(2))
+        .send()
+        .await
+        .map(|r| r.status().as_u16())
+        .map_err(|e| format!("{e:?}"))
 }
 
 #[tokio::test]

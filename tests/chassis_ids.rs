@@ -73,7 +73,8 @@ async fn same_requests_with_same_id_blocks_give_identical_ids_and_digests() {
         let recalled = api.with_block("POST", "/scenes/7200/recall", None, 7300, 2).await.ok();
         let ids: Vec<u64> = recalled.body["windows"].as_array().unwrap().iter().map(|w| w["id"].as_u64().unwrap()).collect();
         assert_eq!(ids, vec![7300, 7301]);
-        let user = api.with_block("POST", "/users", Some(json!({"username": "op", "password": "pw-1", "role": "operator"})), 7400, 1).await.ok();
+        let user =
+            api.with_block("POST", "/users", Some(json!({"username": "op", "password": "pw-1", "role": "operator"})), 7400, 1).await.ok();
         assert_eq!(user.id(), 7400);
     }
     assert_eq!(a.digest().await, b.digest().await, "same requests + same blocks = same state");

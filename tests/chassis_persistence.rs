@@ -14,14 +14,17 @@ async fn populate(api: &Api) {
     api.post(&format!("/walls/{w}/windows"), json!({"source_id": 3, "x": 1900, "y": 1000, "w": 100, "h": 100})).await.ok();
     api.post(&format!("/walls/{w}/scenes"), json!({"name": "morning"})).await.ok();
     api.put("/matrix/8", json!({"input": 5})).await.ok();
-    let plan = api.post("/plans", json!({"name": "night", "routes": [{"output": 9, "input": 1}, {"output": 10, "input": null}]})).await.ok().id();
+    let plan =
+        api.post("/plans", json!({"name": "night", "routes": [{"output": 9, "input": 1}, {"output": 10, "input": null}]})).await.ok().id();
     api.post("/schedules", json!({"name": "tour", "plan_ids": [plan], "interval_s": 60, "enabled": true})).await.ok();
     let host = api.post("/kvm/hosts", json!({"name": "PC-1", "port": 3})).await.ok().id();
     api.post("/kvm/seats", json!({"name": "Seat A", "console": "desk 1", "host_id": host})).await.ok();
     api.post("/sources", json!({"name": "Camera", "kind": "ip", "url": "rtsp://cam-1/stream"})).await.ok();
     api.put("/sources/4", json!({"name": "Renamed input"})).await.ok();
     api.post("/users", json!({"username": "op", "password": "op-pw", "role": "operator"})).await.ok();
-    api.post("/cascade/subordinates", json!({"serial": "SUB-1", "url": "http://127.0.0.1:9", "sources": [{"id": 1, "name": "cam"}]})).await.ok();
+    api.post("/cascade/subordinates", json!({"serial": "SUB-1", "url": "http://127.0.0.1:9", "sources": [{"id": 1, "name": "cam"}]}))
+        .await
+        .ok();
     api.put("/cascade/links/2", json!({"source_id": 1})).await.ok();
 }
 
@@ -35,7 +38,7 @@ async fn kill_9_and_restart_keeps_everything() {
     let export = api.get("/system/export").await.ok().body;
 
     sim.restart(); // SIGKILL, then the same command line
-    // Sessions are in memory only: a restarted chassis forgot every token.
+                   // Sessions are in memory only: a restarted chassis forgot every token.
     let stale = Api { http: common::client(), ..api.clone() }.get("/walls").await;
     assert_eq!(stale.status, 401, "{stale:?}");
     let api = Api::login(&sim.base, "admin", "admin").await;

@@ -43,7 +43,14 @@ fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         (1u8..3, 1u8..3, 1u8..17).prop_map(|(rows, cols, first_output)| Op::CreateWall { rows, cols, first_output }),
         any::<u8>().prop_map(Op::DeleteWall),
-        (any::<u8>(), 1u8..20, 0u16..4000, 0u16..2200, 1u16..2500, 1u16..1500).prop_map(|(wall, source, x, y, w, h)| Op::OpenWindow { wall, source, x, y, w, h }),
+        (any::<u8>(), 1u8..20, 0u16..4000, 0u16..2200, 1u16..2500, 1u16..1500).prop_map(|(wall, source, x, y, w, h)| Op::OpenWindow {
+            wall,
+            source,
+            x,
+            y,
+            w,
+            h
+        }),
         (any::<u8>(), any::<u8>(), 0u16..4000, 0u16..2200).prop_map(|(wall, win, x, y)| Op::MoveWindow { wall, win, x, y }),
         (any::<u8>(), any::<u8>()).prop_map(|(wall, win)| Op::RaiseWindow { wall, win }),
         (any::<u8>(), any::<u8>()).prop_map(|(wall, win)| Op::CloseWindow { wall, win }),
@@ -79,12 +86,20 @@ async fn request(a: &Api, op: &Op) -> (&'static str, String, Option<Value>, u64)
         Op::CreateWall { rows, cols, first_output } => {
             let n = u32::from(rows * cols);
             let outputs: Vec<u32> = (0..n).map(|i| (u32::from(*first_output) + i - 1) % 16 + 1).collect();
-            ("POST", "/walls".into(), Some(json!({"name": "w", "rows": rows, "cols": cols, "outputs": outputs, "screen_width": 1920, "screen_height": 1080})), 1 + u64::from(n))
+            (
+                "POST",
+                "/walls".into(),
+                Some(json!({"name": "w", "rows": rows, "cols": cols, "outputs": outputs, "screen_width": 1920, "screen_height": 1080})),
+                1 + u64::from(n),
+            )
         }
         Op::DeleteWall(s) => ("DELETE", format!("/walls/{}", pick(&walls, *s)), None, 0),
-        Op::OpenWindow { wall, source, x, y, w, h } => {
-            ("POST", format!("/walls/{}/windows", pick(&walls, *wall)), Some(json!({"source_id": source, "x": x, "y": y, "w": w, "h": h})), 1)
-        }
+        Op::OpenWindow { wall, source, x, y, w, h } => (
+            "POST",
+            format!("/walls/{}/windows", pick(&walls, *wall)),
+            Some(json!({"source_id": source, "x": x, "y": y, "w": w, "h": h})),
+            1,
+        ),
         Op::MoveWindow { wall, win, x, y } => {
             let wall = pick(&walls, *wall);
             let win = pick(&windows_of(wall).await, *win);
@@ -112,10 +127,16 @@ async fn request(a: &Api, op: &Op) -> (&'static str, String, Option<Value>, u64)
             }
         }
         Op::Route { output, input } => ("PUT", format!("/matrix/{output}"), Some(json!({"input": input})), 0),
-        Op::CreatePlan { output, input } => ("POST", "/plans".into(), Some(json!({"name": "p", "routes": [{"output": output, "input": input}]})), 1),
+        Op::CreatePlan { output, input } => {
+            ("POST", "/plans".into(), Some(json!({"name": "p", "routes": [{"output": output, "input": input}]})), 1)
+        }
         Op::RunPlan(s) => ("POST", format!("/plans/{}/run", pick(&a.get("/plans").await.body, *s)), None, 0),
-        Op::CreateUser(s) => ("POST", "/users".into(), Some(json!({"username": format!("u{}", s % 8), "password": "pw", "role": "viewer"})), 1),
-        Op::CreateSource(s) => ("POST", "/sources".into(), Some(json!({"name": format!("cam {s}"), "kind": "ip", "url": format!("rtsp://cam-{s}/1")})), 1),
+        Op::CreateUser(s) => {
+            ("POST", "/users".into(), Some(json!({"username": format!("u{}", s % 8), "password": "pw", "role": "viewer"})), 1)
+        }
+        Op::CreateSource(s) => {
+            ("POST", "/sources".into(), Some(json!({"name": format!("cam {s}"), "kind": "ip", "url": format!("rtsp://cam-{s}/1")})), 1)
+        }
         Op::RenameSource(s) => ("PUT", format!("/sources/{}", u64::from(*s % 20) + 1), Some(json!({"name": format!("renamed {s}")})), 0),
         Op::CreateHost(s) => ("POST", "/kvm/hosts".into(), Some(json!({"name": "h", "port": u32::from(*s % 12) + 1})), 1),
         Op::CreateSeat(s) => ("POST", "/kvm/seats".into(), Some(json!({"name": format!("seat {s}"), "console": "c"})), 1),

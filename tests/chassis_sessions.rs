@@ -60,7 +60,8 @@ async fn sessions_are_per_account_not_global() {
     admin.get("/walls").await.ok();
     op.get("/walls").await.ok();
     // Changing op's password ends op's session only.
-    let op_id = op.get("/users").await.ok().body.as_array().unwrap().iter().find(|u| u["username"] == "op").unwrap()["id"].as_u64().unwrap();
+    let op_id =
+        op.get("/users").await.ok().body.as_array().unwrap().iter().find(|u| u["username"] == "op").unwrap()["id"].as_u64().unwrap();
     admin.put(&format!("/users/{op_id}"), json!({"password": "new-pw"})).await.ok();
     assert_eq!(op.get("/walls").await.status, 401);
     admin.get("/walls").await.ok();

@@ -12,6 +12,7 @@ use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use base64::Engine;
 use common::{Api, SimOpts, SimProcess};
 use serde_json::{json, Value};
 
@@ -44,10 +45,7 @@ struct Browser {
 impl Browser {
     async fn start() -> Browser {
         for bin in [chromium_bin(), chromedriver_bin()] {
-            assert!(
-                std::path::Path::new(&bin).exists(),
-                "{bin} is missing: install Debian's `chromium` and `chromium-driver`"
-            );
+            assert!(std::path::Path::new(&bin).exists(), "{bin} is missing: install Debian's `chromium` and `chromium-driver`");
         }
         let port = common::free_port();
         let log = common::artifacts_dir().join("chromedriver.log");
@@ -112,10 +110,7 @@ impl Browser {
                 ],
             },
         }}});
-        let v = self
-            .request("POST", "/session", Some(caps))
-            .await
-            .unwrap_or_else(|e| panic!("new WebDriver session: {e}"));
+        let v = self.request("POST", "/session", Some(caps)).await.unwrap_or_else(|e| panic!("new WebDriver session: {e}"));
         let id = v["sessionId"].as_str().unwrap_or_else(|| panic!("no sessionId in {v}"));
         self.session = Some(id.to_string());
     }
@@ -149,9 +144,7 @@ impl Browser {
     }
 
     async fn find(&self, css: &str) -> Res<String> {
-        let v = self
-            .cmd("POST", "/element", Some(json!({"using": "css selector", "value": css})))
-            .await?;
+        let v = self.cmd("POST", "/element", Some(json!({"using": "css selector", "value": css}))).await?;
         v[ELEMENT].as_str().map(str::to_string).ok_or_else(|| format!("no element ref in {v}"))
     }
 
@@ -173,9 +166,7 @@ impl Browser {
     }
 
     async fn send_keys(&self, el: &str, text: &str) -> Res<()> {
-        self.cmd("POST", &format!("/element/{el}/value"), Some(json!({"text": text})))
-            .await
-            .map(drop)
+        self.cmd("POST", &format!("/element/{el}/value"), Some(json!({"text": text}))).await.map(drop)
     }
 
     async fn click(&self, el: &str) -> Res<()> {
@@ -228,7 +219,7 @@ impl Browser {
     async fn screenshot(&self) -> Res<Vec<u8>> {
         let v = self.cmd("GET", "/screenshot", None).await?;
         let b64 = v.as_str().ok_or("screenshot is not a string")?;
-        base64_decode(b64)
+        base64::engine::general_purpose::STANDARD.decode(b64).map_err(|e| format!("screenshot is not base64: {e}"))
     }
 
     /// End the session politely (Chromium quits); Drop kills chromedriver.
@@ -264,31 +255,6 @@ fn blocking_delete(port: u16, path: &str) {
     }
 }
 
-/// Standard base64 (with or without padding) to bytes.
-fn base64_decode(s: &str) -> Res<Vec<u8>> {
-    let val = |c: u8| -> Res<u32> {
-        Ok(match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'+' => 62,
-            b'/' => 63,
-            _ => return Err(format!("bad base64 byte {c}")),
-        } as u32)
-    };
-    let clean: Vec<u8> = s.bytes().filter(|c| !c.is_ascii_whitespace() && *c != b'=').collect();
-    let mut out = Vec::with_capacity(clean.len() * 3 / 4);
-    for chunk in clean.chunks(4) {
-        let mut n = 0u32;
-        for (i, &c) in chunk.iter().enumerate() {
-            n |= val(c)? << (18 - 6 * i);
-        }
-        let bytes = [(n >> 16) as u8, (n >> 8) as u8, n as u8];
-        out.extend_from_slice(&bytes[..chunk.len().saturating_sub(1)]);
-    }
-    Ok(out)
-}
-
 /// Poll the API (bounded) until window `wid` on `wall` satisfies `pred`.
 async fn wait_window(api: &Api, wall: u64, wid: u64, limit: Duration, pred: impl Fn(&Value) -> bool) -> Res<Value> {
     let start = Instant::now();
@@ -309,34 +275,18 @@ async fn wait_window(api: &Api, wall: u64, wid: u64, limit: Duration, pred: impl
     Err(format!("window {wid} never matched within {limit:?}; last seen {last}"))
 }
 
-#[test]
-fn base64_decodes() {
-    assert_eq!(base64_decode("aGVsbG8=").unwrap(), b"hello");
-    assert_eq!(base64_decode("aGVsbG8h").unwrap(), b"hello!");
-    assert_eq!(base64_decode("aGk=").unwrap(), b"hi");
-}
-
 #[tokio::test]
 async fn web_client_logs_in_drags_a_window_and_follows_events() {
     let sim = SimProcess::start(SimOpts::default());
     let admin = Api::login(&sim.base, "admin", "admin").await;
 
-    let wall = admin
-        .post("/walls", json!({"name": "Main", "rows": 2, "cols": 2, "outputs": [1, 2, 3, 4]}))
-        .await
-        .ok();
+    let wall = admin.post("/walls", json!({"name": "Main", "rows": 2, "cols": 2, "outputs": [1, 2, 3, 4]})).await.ok();
     let wall_id = wall.id();
     let (wall_w, wall_h) = (2 * wall.body["screen_width"].as_u64().unwrap(), 2 * wall.body["screen_height"].as_u64().unwrap());
-    let win_id = admin
-        .post(&format!("/walls/{wall_id}/windows"), json!({"source_id": 1, "x": 0, "y": 0, "w": 1920, "h": 1080}))
-        .await
-        .ok()
-        .id();
+    let win_id =
+        admin.post(&format!("/walls/{wall_id}/windows"), json!({"source_id": 1, "x": 0, "y": 0, "w": 1920, "h": 1080})).await.ok().id();
     // The browser logs in as its own account: one live session per account.
-    admin
-        .post("/users", json!({"username": "op", "password": "op-pass-1", "role": "operator"}))
-        .await
-        .ok();
+    admin.post("/users", json!({"username": "op", "password": "op-pass-1", "role": "operator"})).await.ok();
 
     let mut browser = Browser::start().await;
     let outcome = run_ui(&browser, &sim, &admin, wall_id, win_id, (wall_w, wall_h)).await;
@@ -344,10 +294,7 @@ async fn web_client_logs_in_drags_a_window_and_follows_events() {
         if let Ok(png) = browser.screenshot().await {
             let _ = std::fs::write(common::artifacts_dir().join("web_client_failure.png"), png);
         }
-        let status = browser
-            .exec("return document.querySelector('#status')?.textContent", json!([]))
-            .await
-            .unwrap_or(Value::Null);
+        let status = browser.exec("return document.querySelector('#status')?.textContent", json!([])).await.unwrap_or(Value::Null);
         browser.quit().await;
         panic!("{e}\n(status bar: {status}; see test-artifacts/web_client_failure.png and chromedriver.log)");
     }
@@ -367,28 +314,20 @@ async fn run_ui(b: &Browser, sim: &SimProcess, admin: &Api, wall_id: u64, win_id
     // Pick the wall.
     let opt = b.wait_css(&format!("#wall-select option[value=\"{wall_id}\"]"), secs(15)).await?;
     b.click(&opt).await?;
-    b.wait_script("return document.querySelector('#wall-select').value", json!(wall_id.to_string()), secs(5))
-        .await?;
+    b.wait_script("return document.querySelector('#wall-select').value", json!(wall_id.to_string()), secs(5)).await?;
 
     // The window is drawn, and the event socket is open.
     let sel = format!(".window[data-id=\"{win_id}\"]");
     b.wait_css(&sel, secs(15)).await?;
-    b.wait_script("return document.querySelector('#ws-state').textContent", json!("live"), secs(15))
-        .await?;
+    b.wait_script("return document.querySelector('#ws-state').textContent", json!("live"), secs(15)).await?;
 
     // Drag it; the chassis must see a move right and down, still inside the wall.
     let el = b.find(&sel).await?;
     b.drag(&el, 200, 150).await?;
-    let moved = wait_window(admin, wall_id, win_id, secs(10), |w| {
-        w["x"].as_u64().unwrap_or(0) > 0 && w["y"].as_u64().unwrap_or(0) > 0
-    })
-    .await?;
-    let (x, y, w, h) = (
-        moved["x"].as_u64().unwrap(),
-        moved["y"].as_u64().unwrap(),
-        moved["w"].as_u64().unwrap(),
-        moved["h"].as_u64().unwrap(),
-    );
+    let moved =
+        wait_window(admin, wall_id, win_id, secs(10), |w| w["x"].as_u64().unwrap_or(0) > 0 && w["y"].as_u64().unwrap_or(0) > 0).await?;
+    let (x, y, w, h) =
+        (moved["x"].as_u64().unwrap(), moved["y"].as_u64().unwrap(), moved["w"].as_u64().unwrap(), moved["h"].as_u64().unwrap());
     println!("window {win_id} after the drag: {w}x{h} at ({x}, {y}) on a {wall_w}x{wall_h} wall");
     if x + w > wall_w || y + h > wall_h || (w, h) != (1920, 1080) {
         return Err(format!("the drag left window {win_id} at {moved}, outside a {wall_w}x{wall_h} wall or resized"));

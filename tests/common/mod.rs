@@ -17,10 +17,7 @@ use serde_json::Value;
 /// `deps/` folder. The README's test command builds them first.
 pub fn bin_path(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
-    let dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target profile directory");
+    let dir = exe.parent().and_then(Path::parent).expect("target profile directory");
     let path = dir.join(name);
     assert!(
         path.exists(),
@@ -56,14 +53,7 @@ pub struct SimOpts {
 
 impl Default for SimOpts {
     fn default() -> Self {
-        SimOpts {
-            serial: "SIM-TEST".into(),
-            inputs: 16,
-            outputs: 16,
-            hooks: true,
-            ephemeral: false,
-            tls: None,
-        }
+        SimOpts { serial: "SIM-TEST".into(), inputs: 16, outputs: 16, hooks: true, ephemeral: false, tls: None }
     }
 }
 
@@ -82,14 +72,7 @@ impl SimProcess {
     pub fn start(opts: SimOpts) -> SimProcess {
         let tmp = tempfile::tempdir().expect("tempdir");
         let state_dir = tmp.path().to_path_buf();
-        let mut p = SimProcess {
-            child: None,
-            port: free_port(),
-            base: String::new(),
-            state_dir,
-            opts,
-            _tmp: Some(tmp),
-        };
+        let mut p = SimProcess { child: None, port: free_port(), base: String::new(), state_dir, opts, _tmp: Some(tmp) };
         p.spawn();
         p
     }
@@ -200,14 +183,8 @@ pub fn client_trusting(ca_pem: Option<&Path>) -> reqwest::Client {
             roots.add(cert.expect("pem cert")).expect("add root");
         }
     }
-    let tls = rustls::ClientConfig::builder()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    reqwest::Client::builder()
-        .tls_backend_preconfigured(tls)
-        .timeout(Duration::from_secs(30))
-        .build()
-        .expect("reqwest client")
+    let tls = rustls::ClientConfig::builder().with_root_certificates(roots).with_no_client_auth();
+    reqwest::Client::builder().tls_backend_preconfigured(tls).timeout(Duration::from_secs(30)).build().expect("reqwest client")
 }
 
 pub fn client() -> reqwest::Client {
@@ -230,9 +207,7 @@ impl Api {
     /// Log in as `user` (force = false) and keep the token; panics unless 200.
     pub async fn login(base: &str, user: &str, password: &str) -> Api {
         let mut api = Api::new(base);
-        let r = api
-            .call("POST", "/login", Some(serde_json::json!({"username": user, "password": password})), &[])
-            .await;
+        let r = api.call("POST", "/login", Some(serde_json::json!({"username": user, "password": password})), &[]).await;
         assert_eq!(r.status, 200, "login {user}: {r:?}");
         api.token = Some(r.body["token"].as_str().expect("token").to_string());
         api

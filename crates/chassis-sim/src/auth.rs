@@ -95,7 +95,10 @@ impl FromRequestParts<Arc<Chassis>> for Mutation {
         let header = |name: &'static str| -> Result<Option<String>, ApiError> {
             match parts.headers.get(name) {
                 None => Ok(None),
-                Some(v) => v.to_str().map(|s| Some(s.to_string())).map_err(|_| ApiError::BadHeader { header: name, detail: "not visible ASCII".into() }),
+                Some(v) => v
+                    .to_str()
+                    .map(|s| Some(s.to_string()))
+                    .map_err(|_| ApiError::BadHeader { header: name, detail: "not visible ASCII".into() }),
             }
         };
         let idem_key = header("idempotency-key")?;

@@ -51,7 +51,7 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
 /// A path id: a positive integer below 2^53.
 pub fn parse_id(raw: &str) -> Result<u64, ApiError> {
     match raw.parse::<u64>() {
-        Ok(id) if id >= 1 && id < MAX_ID => Ok(id),
+        Ok(id) if (1..MAX_ID).contains(&id) => Ok(id),
         _ => Err(ApiError::InvalidId(raw.chars().take(40).collect())),
     }
 }

@@ -52,7 +52,10 @@ impl CascadeClient {
             Effect::Register => {
                 let Some(sup) = chassis.read(|db| db.get::<Superior>(1).cloned()) else { return };
                 let sources: Vec<Value> = chassis.read(|db| {
-                    db.all::<Source>().filter(|s| s.kind != SourceKind::Cascade).map(|s| json!({"id": s.id, "name": s.name, "kind": s.kind})).collect()
+                    db.all::<Source>()
+                        .filter(|s| s.kind != SourceKind::Cascade)
+                        .map(|s| json!({"id": s.id, "name": s.name, "kind": s.kind}))
+                        .collect()
                 });
                 let body = json!({
                     "serial": chassis.cfg.serial,
@@ -60,7 +63,8 @@ impl CascadeClient {
                     "sources": sources,
                     "credentials": {"username": sup.username, "password": sup.password},
                 });
-                let outcome = call(http, &sup.url, &sup.username, &sup.password, "POST", "/api/v1/cascade/subordinates", body, key).await;
+                let peer = Peer { base: &sup.url, username: &sup.username, password: &sup.password };
+                let outcome = peer.call(http, reqwest::Method::POST, "/api/v1/cascade/subordinates", body, key).await;
                 self.set_status(match outcome {
                     Ok(()) => "registered".into(),
                     Err(e) => format!("failed: {e}"),
@@ -73,7 +77,10 @@ impl CascadeClient {
                     return;
                 };
                 let path = format!("/api/v1/cascade/links/{link}");
-                if let Err(e) = call(http, &sub.url, &cred.username, &cred.password, "PUT", &path, json!({"source_id": remote_source_id}), key).await {
+                if let Err(e) = (Peer { base: &sub.url, username: &cred.username, password: &cred.password })
+                    .call(http, reqwest::Method::PUT, &path, json!({"source_id": remote_source_id}), key)
+                    .await
+                {
                     tracing::warn!(serial = %sub.serial, "routing cascade link {link} failed: {e}");
                 }
             }
@@ -91,35 +98,46 @@ fn build_client(peer_ca: Option<&Path>) -> Result<reqwest::Client, String> {
         }
     }
     let tls = rustls::ClientConfig::builder().with_root_certificates(roots).with_no_client_auth();
-    reqwest::Client::builder()
-        .tls_backend_preconfigured(tls)
-        .timeout(Duration::from_secs(5))
-        .build()
-        .map_err(|e| e.to_string())
+    reqwest::Client::builder().tls_backend_preconfigured(tls).timeout(Duration::from_secs(5)).build().map_err(|e| e.to_string())
 }
 
-/// Log in at `base` (forcing out an older session of the cascade account) and make one call.
-async fn call(http: &reqwest::Client, base: &str, user: &str, password: &str, method: &str, path: &str, body: Value, key: Option<String>) -> Result<(), String> {
-    let login = http
-        .post(format!("{base}/api/v1/login"))
-        .json(&json!({"username": user, "password": password, "force": true}))
-        .send()
-        .await
-        .map_err(|e| e.to_string())?;
-    if !login.status().is_success() {
-        return Err(format!("login answered {}", login.status()));
-    }
-    let token: Value = login.json().await.map_err(|e| e.to_string())?;
-    let token = token["token"].as_str().ok_or("login answer without token")?.to_string();
-    let m = reqwest::Method::from_bytes(method.as_bytes()).map_err(|e| e.to_string())?;
-    let mut req = http.request(m, format!("{base}{path}")).bearer_auth(token).json(&body);
-    if let Some(k) = key {
-        req = req.header("Idempotency-Key", k);
-    }
-    let resp = req.send().await.map_err(|e| e.to_string())?;
-    if resp.status().is_success() {
-        Ok(())
-    } else {
-        Err(format!("{path} answered {}", resp.status()))
+/// Another system this chassis calls, with the account it uses there.
+struct Peer<'a> {
+    base: &'a str,
+    username: &'a str,
+    password: &'a str,
+}
+
+impl Peer<'_> {
+    /// Log in (forcing out an older session of the cascade account) and make one call.
+    async fn call(
+        &self,
+        http: &reqwest::Client,
+        method: reqwest::Method,
+        path: &str,
+        body: Value,
+        key: Option<String>,
+    ) -> Result<(), String> {
+        let login = http
+            .post(format!("{}/api/v1/login", self.base))
+            .json(&json!({"username": self.username, "password": self.password, "force": true}))
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        if !login.status().is_success() {
+            return Err(format!("login answered {}", login.status()));
+        }
+        let token: Value = login.json().await.map_err(|e| e.to_string())?;
+        let token = token["token"].as_str().ok_or("login answer without token")?.to_string();
+        let mut req = http.request(method, format!("{}{path}", self.base)).bearer_auth(token).json(&body);
+        if let Some(k) = key {
+            req = req.header("Idempotency-Key", k);
+        }
+        let resp = req.send().await.map_err(|e| e.to_string())?;
+        if resp.status().is_success() {
+            Ok(())
+        } else {
+            Err(format!("{path} answered {}", resp.status()))
+        }
     }
 }

@@ -292,7 +292,10 @@ impl Chassis {
             let list = list.as_array().ok_or_else(|| bad("\"idempotency\" must be an array".into()))?;
             for e in list {
                 let key = e["key"].as_str().ok_or_else(|| bad("idempotency entry without key".into()))?;
-                let status = e["status"].as_u64().and_then(|s| u16::try_from(s).ok()).ok_or_else(|| bad("idempotency entry without status".into()))?;
+                let status = e["status"]
+                    .as_u64()
+                    .and_then(|s| u16::try_from(s).ok())
+                    .ok_or_else(|| bad("idempotency entry without status".into()))?;
                 let body = if e["body"].is_null() { None } else { Some(e["body"].clone()) };
                 idem.remember(key.to_string(), StoredReply { status, body });
             }
@@ -337,7 +340,16 @@ fn seed(db: &mut Db, cfg: &ChassisConfig) -> Result<(), StartError> {
         let id = u64::from(port);
         db.sources.rows.insert(
             id,
-            Source { id, name: format!("Input {port}"), kind: SourceKind::Hdmi, port: Some(port), url: None, subordinate_id: None, remote_source_id: None, builtin: true },
+            Source {
+                id,
+                name: format!("Input {port}"),
+                kind: SourceKind::Hdmi,
+                port: Some(port),
+                url: None,
+                subordinate_id: None,
+                remote_source_id: None,
+                builtin: true,
+            },
         );
     }
     db.sources.next_id = u64::from(cfg.inputs) + 1;

@@ -80,7 +80,13 @@ const GRACE: Duration = Duration::from_millis(50);
 
 impl Faults {
     pub fn new(enabled: bool) -> Faults {
-        Faults { enabled, active: Mutex::new(Active::default()), changed: watch::channel(0).0, kill: watch::channel(0).0, powered_off: watch::channel(false).0 }
+        Faults {
+            enabled,
+            active: Mutex::new(Active::default()),
+            changed: watch::channel(0).0,
+            kill: watch::channel(0).0,
+            powered_off: watch::channel(false).0,
+        }
     }
 
     fn active(&self) -> std::sync::MutexGuard<'_, Active> {
@@ -175,7 +181,9 @@ fn hooks(c: &Chassis, a: &Auth) -> ApiResult<()> {
 async fn get_faults(State(c): State<Arc<Chassis>>, a: Auth) -> ApiResult<Reply> {
     hooks(&c, &a)?;
     let act = c.faults.active();
-    Ok(Reply::ok(json!({"spec": act.spec, "refusing": act.refuse_until.is_some_and(|t| t > Instant::now()), "dropping": act.drop_until.is_some_and(|t| t > Instant::now())})))
+    Ok(Reply::ok(
+        json!({"spec": act.spec, "refusing": act.refuse_until.is_some_and(|t| t > Instant::now()), "dropping": act.drop_until.is_some_and(|t| t > Instant::now())}),
+    ))
 }
 
 async fn put_faults(State(c): State<Arc<Chassis>>, a: Auth, JsonBody(spec): JsonBody<FaultSpec>) -> ApiResult<Reply> {
@@ -202,7 +210,5 @@ async fn power_off(State(c): State<Arc<Chassis>>, a: Auth) -> ApiResult<Reply> {
 }
 
 pub fn router() -> Router<Arc<Chassis>> {
-    Router::new()
-        .route("/_sim/faults", get(get_faults).put(put_faults).delete(clear_faults))
-        .route("/_sim/power_off", post(power_off))
+    Router::new().route("/_sim/faults", get(get_faults).put(put_faults).delete(clear_faults)).route("/_sim/power_off", post(power_off))
 }

@@ -20,7 +20,10 @@ impl IdBlock {
     /// Parse a header value. The whole block must be valid ids: `base ≥ 1`
     /// and `base + count ≤ 2^53`.
     pub fn parse(value: &str) -> Result<IdBlock, ApiError> {
-        let bad = |detail: &str| ApiError::BadHeader { header: "X-Id-Block", detail: format!("{detail}; expected '<base>+<count>', e.g. '7000+8'") };
+        let bad = |detail: &str| ApiError::BadHeader {
+            header: "X-Id-Block",
+            detail: format!("{detail}; expected '<base>+<count>', e.g. '7000+8'"),
+        };
         let (base, count) = value.trim().split_once('+').ok_or_else(|| bad("no '+'"))?;
         let base: u64 = base.trim().parse().map_err(|_| bad("base is not a positive integer"))?;
         let count: u64 = count.trim().parse().map_err(|_| bad("count is not a non-negative integer"))?;

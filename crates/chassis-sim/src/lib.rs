@@ -14,6 +14,7 @@ pub mod auth;
 pub mod body;
 pub mod cascade;
 pub mod chassis;
+pub mod cli;
 pub mod db;
 pub mod error;
 pub mod faults;
@@ -54,9 +55,8 @@ pub enum Error {
 
 /// The whole HTTP application of one chassis.
 pub fn app(chassis: Arc<Chassis>) -> Router {
-    let faulted = api::router(chassis.clone())
-        .merge(web::router())
-        .layer(axum::middleware::from_fn_with_state(chassis.clone(), faults::layer));
+    let faulted =
+        api::router(chassis.clone()).merge(web::router()).layer(axum::middleware::from_fn_with_state(chassis.clone(), faults::layer));
     faults::router().with_state(chassis).merge(faulted).fallback(api::no_route)
 }
 

@@ -52,7 +52,14 @@ pub fn spawn(listener: TcpListener, app: Router, chassis: Arc<Chassis>, tls: Opt
     Ok(ServerHandle { addr, chassis, shutdown, task })
 }
 
-async fn accept_loop(listener: TcpListener, addr: SocketAddr, app: Router, chassis: Arc<Chassis>, tls: Option<TlsAcceptor>, mut shutdown: watch::Receiver<bool>) {
+async fn accept_loop(
+    listener: TcpListener,
+    addr: SocketAddr,
+    app: Router,
+    chassis: Arc<Chassis>,
+    tls: Option<TlsAcceptor>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let faults = &chassis.faults;
     let mut changed = faults.changed.subscribe();
     let mut listener = Some(listener);

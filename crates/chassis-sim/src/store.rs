@@ -118,7 +118,9 @@ impl Store {
     pub fn commit(&mut self, db: &Db, changes: &Changes, idem: Option<(&str, &StoredReply)>) -> Result<(), StoreError> {
         let tx = self.conn.transaction()?;
         {
-            let mut upsert = tx.prepare_cached("INSERT INTO rows (tbl, id, data) VALUES (?1, ?2, ?3) ON CONFLICT (tbl, id) DO UPDATE SET data = excluded.data")?;
+            let mut upsert = tx.prepare_cached(
+                "INSERT INTO rows (tbl, id, data) VALUES (?1, ?2, ?3) ON CONFLICT (tbl, id) DO UPDATE SET data = excluded.data",
+            )?;
             let mut delete = tx.prepare_cached("DELETE FROM rows WHERE tbl = ?1 AND id = ?2")?;
             for &(t, id) in &changes.rows {
                 let key = i64::try_from(id).map_err(|_| StoreError::BadRow(format!("id {id}")))?;
@@ -127,7 +129,9 @@ impl Store {
                     None => delete.execute(params![t.as_str(), key])?,
                 };
             }
-            let mut counter = tx.prepare_cached("INSERT INTO counters (tbl, next_id) VALUES (?1, ?2) ON CONFLICT (tbl) DO UPDATE SET next_id = excluded.next_id")?;
+            let mut counter = tx.prepare_cached(
+                "INSERT INTO counters (tbl, next_id) VALUES (?1, ?2) ON CONFLICT (tbl) DO UPDATE SET next_id = excluded.next_id",
+            )?;
             for &t in &changes.counters {
                 counter.execute(params![t.as_str(), db.next_id(t) as i64])?;
             }
@@ -141,7 +145,11 @@ impl Store {
 
     fn insert_idem(tx: &rusqlite::Transaction<'_>, key: &str, reply: &StoredReply) -> Result<(), StoreError> {
         let body = reply.body.as_ref().map(|b| b.to_string());
-        tx.prepare_cached("INSERT OR REPLACE INTO idem (key, status, body) VALUES (?1, ?2, ?3)")?.execute(params![key, reply.status, body])?;
+        tx.prepare_cached("INSERT OR REPLACE INTO idem (key, status, body) VALUES (?1, ?2, ?3)")?.execute(params![
+            key,
+            reply.status,
+            body
+        ])?;
         tx.prepare_cached("DELETE FROM idem WHERE n <= (SELECT MAX(n) FROM idem) - ?1")?.execute(params![IDEMPOTENCY_KEYS as i64])?;
         Ok(())
     }

@@ -46,7 +46,12 @@ pub async fn set_superior(State(c): State<Arc<Chassis>>, m: Mutation, JsonBody(r
     c.mutate(&m.0, |tx| {
         match &req.url {
             Some(url) => {
-                let sup = Superior { id: 1, url: url.trim_end_matches('/').to_string(), username: req.username.clone(), password: req.password.clone() };
+                let sup = Superior {
+                    id: 1,
+                    url: url.trim_end_matches('/').to_string(),
+                    username: req.username.clone(),
+                    password: req.password.clone(),
+                };
                 tx.put(sup);
                 tx.effects.push(Effect::Register);
             }
@@ -94,7 +99,13 @@ pub async fn register(State(c): State<Arc<Chassis>>, m: Mutation, JsonBody(req):
                 tx.put(s.clone());
                 s
             }
-            None => tx.create(|id| Subordinate { id, serial: serial.clone(), url: req.url.clone(), sources: req.sources.clone(), credentials: req.credentials.clone() })?,
+            None => tx.create(|id| Subordinate {
+                id,
+                serial: serial.clone(),
+                url: req.url.clone(),
+                sources: req.sources.clone(),
+                credentials: req.credentials.clone(),
+            })?,
         };
         let mine: Vec<Source> = tx.all::<Source>().filter(|s| s.subordinate_id == Some(sub.id)).cloned().collect();
         for remote in &req.sources {
@@ -103,7 +114,16 @@ pub async fn register(State(c): State<Arc<Chassis>>, m: Mutation, JsonBody(req):
                 Some(s) if s.name != name => tx.put(Source { name, ..s.clone() }),
                 Some(_) => {}
                 None => {
-                    let s = tx.create(|id| Source { id, name, kind: SourceKind::Cascade, port: None, url: None, subordinate_id: Some(sub.id), remote_source_id: Some(remote.id), builtin: false })?;
+                    let s = tx.create(|id| Source {
+                        id,
+                        name,
+                        kind: SourceKind::Cascade,
+                        port: None,
+                        url: None,
+                        subordinate_id: Some(sub.id),
+                        remote_source_id: Some(remote.id),
+                        builtin: false,
+                    })?;
                     tx.emit("source.created", json!(s));
                 }
             }
@@ -130,7 +150,12 @@ pub struct SetLink {
     source_id: u64,
 }
 
-pub async fn set_link(State(c): State<Arc<Chassis>>, m: Mutation, Path(n): Path<String>, JsonBody(req): JsonBody<SetLink>) -> ApiResult<Reply> {
+pub async fn set_link(
+    State(c): State<Arc<Chassis>>,
+    m: Mutation,
+    Path(n): Path<String>,
+    JsonBody(req): JsonBody<SetLink>,
+) -> ApiResult<Reply> {
     m.require(Role::Operator, "route cascade links")?;
     let n = parse_id(&n)?;
     if n > CASCADE_LINKS {

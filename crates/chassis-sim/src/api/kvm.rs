@@ -109,7 +109,12 @@ pub struct Switch {
     host_id: Option<u64>,
 }
 
-pub async fn switch_seat(State(c): State<Arc<Chassis>>, m: Mutation, Path(id): Path<String>, JsonBody(req): JsonBody<Switch>) -> ApiResult<Reply> {
+pub async fn switch_seat(
+    State(c): State<Arc<Chassis>>,
+    m: Mutation,
+    Path(id): Path<String>,
+    JsonBody(req): JsonBody<Switch>,
+) -> ApiResult<Reply> {
     m.require(Role::Operator, "switch KVM seats")?;
     let id = parse_id(&id)?;
     c.mutate(&m.0, |tx| {

@@ -40,7 +40,9 @@ pub struct SetRoute {
 
 fn check_input(input: Option<u32>, inputs: u32) -> ApiResult<()> {
     match input {
-        Some(i) if !(1..=inputs).contains(&i) => Err(ApiError::invalid("no_such_input", format!("input {i} does not exist (inputs are 1..{inputs})"))),
+        Some(i) if !(1..=inputs).contains(&i) => {
+            Err(ApiError::invalid("no_such_input", format!("input {i} does not exist (inputs are 1..{inputs})")))
+        }
         _ => Ok(()),
     }
 }
@@ -58,7 +60,12 @@ fn route(tx: &mut Tx, output: u32, input: Option<u32>) -> ApiResult<()> {
     Ok(())
 }
 
-pub async fn set_route(State(c): State<Arc<Chassis>>, m: Mutation, Path(output): Path<String>, JsonBody(req): JsonBody<SetRoute>) -> ApiResult<Reply> {
+pub async fn set_route(
+    State(c): State<Arc<Chassis>>,
+    m: Mutation,
+    Path(output): Path<String>,
+    JsonBody(req): JsonBody<SetRoute>,
+) -> ApiResult<Reply> {
     m.require(Role::Operator, "switch the matrix")?;
     let output = parse_id(&output)?;
     let max = c.cfg.outputs;
@@ -186,7 +193,12 @@ pub async fn create_schedule(State(c): State<Arc<Chassis>>, m: Mutation, JsonBod
     })
 }
 
-pub async fn update_schedule(State(c): State<Arc<Chassis>>, m: Mutation, Path(id): Path<String>, JsonBody(req): JsonBody<ScheduleReq>) -> ApiResult<Reply> {
+pub async fn update_schedule(
+    State(c): State<Arc<Chassis>>,
+    m: Mutation,
+    Path(id): Path<String>,
+    JsonBody(req): JsonBody<ScheduleReq>,
+) -> ApiResult<Reply> {
     m.require(Role::Admin, "configure schedules")?;
     let id = parse_id(&id)?;
     let name = req.name.as_deref().map(|n| check_name(n, "a schedule name")).transpose()?;

@@ -34,7 +34,10 @@ pub struct NewSource {
 }
 
 fn check_url(url: &str) -> ApiResult<()> {
-    let ok = url.len() <= 512 && url.split_once("://").is_some_and(|(scheme, rest)| !scheme.is_empty() && scheme.chars().all(|c| c.is_ascii_alphanumeric() || c == '+') && !rest.is_empty());
+    let ok = url.len() <= 512
+        && url.split_once("://").is_some_and(|(scheme, rest)| {
+            !scheme.is_empty() && scheme.chars().all(|c| c.is_ascii_alphanumeric() || c == '+') && !rest.is_empty()
+        });
     if ok {
         Ok(())
     } else {
@@ -70,7 +73,16 @@ pub async fn create(State(c): State<Arc<Chassis>>, m: Mutation, JsonBody(req): J
     let name = check_name(&req.name, "a source name")?;
     check_kind(req.kind, req.port, req.url.as_deref(), c.cfg.inputs)?;
     c.mutate(&m.0, |tx| {
-        let s = tx.create(|id| Source { id, name, kind: req.kind, port: req.port, url: req.url.clone(), subordinate_id: None, remote_source_id: None, builtin: false })?;
+        let s = tx.create(|id| Source {
+            id,
+            name,
+            kind: req.kind,
+            port: req.port,
+            url: req.url.clone(),
+            subordinate_id: None,
+            remote_source_id: None,
+            builtin: false,
+        })?;
         tx.emit("source.created", json!(s));
         report_if_cascaded(tx);
         Ok(Reply::created(json!(s)))
@@ -84,7 +96,12 @@ pub struct SourceUpdate {
     url: Option<String>,
 }
 
-pub async fn update(State(c): State<Arc<Chassis>>, m: Mutation, Path(id): Path<String>, JsonBody(req): JsonBody<SourceUpdate>) -> ApiResult<Reply> {
+pub async fn update(
+    State(c): State<Arc<Chassis>>,
+    m: Mutation,
+    Path(id): Path<String>,
+    JsonBody(req): JsonBody<SourceUpdate>,
+) -> ApiResult<Reply> {
     m.require(Role::Admin, "configure sources")?;
     let id = parse_id(&id)?;
     let name = req.name.as_deref().map(|n| check_name(n, "a source name")).transpose()?;
@@ -109,7 +126,9 @@ pub async fn update(State(c): State<Arc<Chassis>>, m: Mutation, Path(id): Path<S
 
 /// Whether anything still shows or routes this source.
 pub fn source_in_use(tx: &Tx, id: u64) -> bool {
-    tx.all::<Window>().any(|w| w.source_id == id) || tx.all::<SceneItem>().any(|i| i.source_id == id) || tx.all::<CascadeLink>().any(|l| l.source_id == id)
+    tx.all::<Window>().any(|w| w.source_id == id)
+        || tx.all::<SceneItem>().any(|i| i.source_id == id)
+        || tx.all::<CascadeLink>().any(|l| l.source_id == id)
 }
 
 pub async fn remove(State(c): State<Arc<Chassis>>, m: Mutation, Path(id): Path<String>) -> ApiResult<Reply> {

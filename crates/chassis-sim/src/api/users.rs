@@ -64,10 +64,7 @@ async fn hash(password: &str) -> ApiResult<String> {
         return Err(ApiError::invalid("invalid_password", "a password is 1 to 128 bytes"));
     }
     let pw = password.to_string();
-    tokio::task::spawn_blocking(move || hash_password(&pw))
-        .await
-        .map_err(|e| ApiError::Storage(e.to_string()))?
-        .map_err(ApiError::Storage)
+    tokio::task::spawn_blocking(move || hash_password(&pw)).await.map_err(|e| ApiError::Storage(e.to_string()))?.map_err(ApiError::Storage)
 }
 
 #[derive(Deserialize)]
@@ -104,7 +101,12 @@ fn admins_besides(tx: &crate::db::Tx, id: u64) -> usize {
     tx.all::<User>().filter(|u| u.id != id && u.role == Role::Admin).count()
 }
 
-pub async fn update(State(c): State<Arc<Chassis>>, m: Mutation, Path(id): Path<String>, JsonBody(req): JsonBody<UserUpdate>) -> ApiResult<Reply> {
+pub async fn update(
+    State(c): State<Arc<Chassis>>,
+    m: Mutation,
+    Path(id): Path<String>,
+    JsonBody(req): JsonBody<UserUpdate>,
+) -> ApiResult<Reply> {
     m.require(Role::Admin, "manage users")?;
     let id = parse_id(&id)?;
     if let Some(name) = &req.username {

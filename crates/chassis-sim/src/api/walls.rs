@@ -70,7 +70,10 @@ pub async fn create(State(c): State<Arc<Chassis>>, m: Mutation, JsonBody(req): J
     }
     let screens = (req.rows * req.cols) as usize;
     if req.outputs.len() != screens {
-        return Err(ApiError::invalid("invalid_geometry", format!("a {}x{} wall needs {screens} outputs, {} given", req.rows, req.cols, req.outputs.len())));
+        return Err(ApiError::invalid(
+            "invalid_geometry",
+            format!("a {}x{} wall needs {screens} outputs, {} given", req.rows, req.cols, req.outputs.len()),
+        ));
     }
     let max = c.cfg.outputs;
     if let Some(bad) = req.outputs.iter().find(|o| !(1..=max).contains(*o)) {
@@ -81,7 +84,10 @@ pub async fn create(State(c): State<Arc<Chassis>>, m: Mutation, JsonBody(req): J
     }
     c.mutate(&m.0, |tx| {
         if let Some(used) = tx.all::<Screen>().find(|s| req.outputs.contains(&s.output)) {
-            return Err(ApiError::conflict("output_in_use", format!("output {} already drives a screen of wall {}", used.output, used.wall_id)));
+            return Err(ApiError::conflict(
+                "output_in_use",
+                format!("output {} already drives a screen of wall {}", used.output, used.wall_id),
+            ));
         }
         let wall = tx.create(|id| Wall { id, name, rows: req.rows, cols: req.cols, screen_width: sw, screen_height: sh })?;
         for row in 0..req.rows {
@@ -104,7 +110,12 @@ pub struct WallUpdate {
     name: String,
 }
 
-pub async fn update(State(c): State<Arc<Chassis>>, m: Mutation, Path(id): Path<String>, JsonBody(req): JsonBody<WallUpdate>) -> ApiResult<Reply> {
+pub async fn update(
+    State(c): State<Arc<Chassis>>,
+    m: Mutation,
+    Path(id): Path<String>,
+    JsonBody(req): JsonBody<WallUpdate>,
+) -> ApiResult<Reply> {
     m.require(Role::Admin, "configure walls")?;
     let id = parse_id(&id)?;
     let name = check_name(&req.name, "a wall name")?;
@@ -127,10 +138,18 @@ pub async fn remove(State(c): State<Arc<Chassis>>, m: Mutation, Path(id): Path<S
         let windows: Vec<u64> = tx.all::<Window>().filter(|w| w.wall_id == id).map(|w| w.id).collect();
         let scenes: Vec<u64> = tx.all::<Scene>().filter(|s| s.wall_id == id).map(|s| s.id).collect();
         let items: Vec<u64> = tx.all::<SceneItem>().filter(|i| scenes.contains(&i.scene_id)).map(|i| i.id).collect();
-        screens.iter().for_each(|&s| drop(tx.delete::<Screen>(s)));
-        windows.iter().for_each(|&w| drop(tx.delete::<Window>(w)));
-        items.iter().for_each(|&i| drop(tx.delete::<SceneItem>(i)));
-        scenes.iter().for_each(|&s| drop(tx.delete::<Scene>(s)));
+        for s in screens {
+            tx.delete::<Screen>(s);
+        }
+        for w in windows {
+            tx.delete::<Window>(w);
+        }
+        for i in items {
+            tx.delete::<SceneItem>(i);
+        }
+        for s in scenes {
+            tx.delete::<Scene>(s);
+        }
         tx.delete::<Wall>(id);
         tx.emit("wall.deleted", json!({"id": id}));
         Ok(Reply::no_content())
@@ -146,7 +165,9 @@ pub async fn windows(State(c): State<Arc<Chassis>>, _a: Auth, Path(id): Path<Str
 
 pub async fn window(State(c): State<Arc<Chassis>>, _a: Auth, Path((id, wid)): Path<(String, String)>) -> ApiResult<Reply> {
     let (id, wid) = (parse_id(&id)?, parse_id(&wid)?);
-    c.read(|db| db.get::<Window>(wid).filter(|w| w.wall_id == id).map(|w| json!(w))).map(Reply::ok).ok_or(ApiError::not_found("window", wid))
+    c.read(|db| db.get::<Window>(wid).filter(|w| w.wall_id == id).map(|w| json!(w)))
+        .map(Reply::ok)
+        .ok_or(ApiError::not_found("window", wid))
 }
 
 /// A window must lie inside its wall and be at least 1×1.
@@ -203,7 +224,12 @@ pub struct NewWindow {
     h: u32,
 }
 
-pub async fn open_window(State(c): State<Arc<Chassis>>, m: Mutation, Path(id): Path<String>, JsonBody(req): JsonBody<NewWindow>) -> ApiResult<Reply> {
+pub async fn open_window(
+    State(c): State<Arc<Chassis>>,
+    m: Mutation,
+    Path(id): Path<String>,
+    JsonBody(req): JsonBody<NewWindow>,
+) -> ApiResult<Reply> {
     m.require(Role::Operator, "open windows")?;
     let id = parse_id(&id)?;
     c.mutate(&m.0, |tx| {
@@ -229,7 +255,12 @@ fn must_window(tx: &Tx, wall: u64, wid: u64) -> ApiResult<(Wall, Window)> {
     Ok((wall, win))
 }
 
-pub async fn update_window(State(c): State<Arc<Chassis>>, m: Mutation, Path((id, wid)): Path<(String, String)>, JsonBody(req): JsonBody<WindowUpdate>) -> ApiResult<Reply> {
+pub async fn update_window(
+    State(c): State<Arc<Chassis>>,
+    m: Mutation,
+    Path((id, wid)): Path<(String, String)>,
+    JsonBody(req): JsonBody<WindowUpdate>,
+) -> ApiResult<Reply> {
     m.require(Role::Operator, "move windows")?;
     let (id, wid) = (parse_id(&id)?, parse_id(&wid)?);
     c.mutate(&m.0, |tx| {
@@ -316,7 +347,12 @@ pub struct NewScene {
     name: String,
 }
 
-pub async fn save_scene(State(c): State<Arc<Chassis>>, m: Mutation, Path(id): Path<String>, JsonBody(req): JsonBody<NewScene>) -> ApiResult<Reply> {
+pub async fn save_scene(
+    State(c): State<Arc<Chassis>>,
+    m: Mutation,
+    Path(id): Path<String>,
+    JsonBody(req): JsonBody<NewScene>,
+) -> ApiResult<Reply> {
     m.require(Role::Admin, "save scenes")?;
     let id = parse_id(&id)?;
     let name = check_name(&req.name, "a scene name")?;

@@ -1,0 +1,99 @@
+//! The file's shape, exactly as written, before any checking.
+//!
+//! Every value is wrapped in [`Spanned`] so that validation, which happens after
+//! deserialisation, can still point at the line the value came from. Optional keys
+//! are `Option` here (not `#[serde(default)]`) so validation knows whether a value
+//! was written or defaulted. `deny_unknown_fields` everywhere: a misspelled key is an
+//! error, never a silently ignored setting.
+//!
+//! Keys that would hold a secret inline (`password`, `jwt_secret`, `admin_token`) are
+//! accepted by the schema only so that validation can reject them with a specific
+//! hint instead of a generic "unknown field".
+
+use serde::de::IgnoredAny;
+use serde::Deserialize;
+use serde_spanned::Spanned;
+
+pub(crate) type S<T> = Spanned<T>;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawConfig {
+    pub admin_token_file: S<String>,
+    pub admin_token: Option<S<IgnoredAny>>,
+    pub default_mutate_id_block: Option<S<u64>>,
+    pub listen: S<RawListen>,
+    pub state: S<RawState>,
+    pub chassis: S<Vec<S<RawChassis>>>,
+    pub timeouts: Option<S<RawTimeouts>>,
+    pub journal: Option<S<RawJournal>>,
+    pub sessions: S<RawSessions>,
+    #[serde(default)]
+    pub route: Vec<S<RawRoute>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawListen {
+    pub addr: S<String>,
+    pub tls_cert: Option<S<String>>,
+    pub tls_key: Option<S<String>>,
+    pub insecure_http: Option<S<bool>>,
+    pub max_body_bytes: Option<S<u64>>,
+    pub header_timeout_ms: Option<S<u64>>,
+    pub idle_timeout_ms: Option<S<u64>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawState {
+    pub dir: S<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawChassis {
+    pub name: S<String>,
+    pub url: S<String>,
+    pub ca_cert: Option<S<String>>,
+    pub username: S<String>,
+    pub password_file: Option<S<String>>,
+    pub password_env: Option<S<String>>,
+    pub password: Option<S<IgnoredAny>>,
+    pub preferred_primary: Option<S<bool>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawTimeouts {
+    pub secondary_grace_ms: Option<S<u64>>,
+    pub per_try_ms: Option<S<u64>>,
+    pub health_interval_ms: Option<S<u64>>,
+    pub down_after_ms: Option<S<u64>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawJournal {
+    pub max_entries: Option<S<u64>>,
+    pub commit_max_batch: Option<S<u64>>,
+    pub commit_max_delay_us: Option<S<u64>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawSessions {
+    pub jwt_secret_file: S<String>,
+    pub jwt_secret: Option<S<IgnoredAny>>,
+    pub idle_timeout_s: Option<S<u64>>,
+    pub login_attempts_per_minute: Option<S<u64>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRoute {
+    pub method: S<String>,
+    pub path: S<String>,
+    pub kind: S<String>,
+    pub id_block: Option<S<u64>>,
+}

@@ -1,0 +1,148 @@
+//! The validated settings, one type per section of `gateway.toml`, with their
+//! defaults.
+//!
+//! These types hold no secrets: only where to find them (a file path or the name
+//! of an environment variable). They can be logged and printed safely. Paths are
+//! already resolved against the configuration file's directory.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::chassis_url::ChassisUrl;
+
+/// `[listen].max_body_bytes` default: 1 MiB. Enough for every API call of the
+/// contract except a large `PUT /system/import` sent by a client; the gateway's own
+/// resync does not pass through the front, so this limit does not cap it.
+pub const DEFAULT_MAX_BODY_BYTES: u64 = 1024 * 1024;
+/// `[listen].header_timeout_ms` default: a client has 10 s to send its headers.
+pub const DEFAULT_HEADER_TIMEOUT_MS: u64 = 10_000;
+/// `[listen].idle_timeout_ms` default: an idle keep-alive connection is closed after
+/// 60 s (event WebSockets are not idle connections and are not affected).
+pub const DEFAULT_IDLE_TIMEOUT_MS: u64 = 60_000;
+/// `[timeouts].secondary_grace_ms` default (DESIGN.md, "Answer to the client").
+pub const DEFAULT_SECONDARY_GRACE_MS: u64 = 200;
+/// `[timeouts].per_try_ms` default: the longest one attempt at a chassis may take.
+pub const DEFAULT_PER_TRY_MS: u64 = 2_000;
+/// `[timeouts].health_interval_ms` default: how often each chassis is probed.
+pub const DEFAULT_HEALTH_INTERVAL_MS: u64 = 500;
+/// `[timeouts].down_after_ms` default: no answer for this long means `down`.
+pub const DEFAULT_DOWN_AFTER_MS: u64 = 1_500;
+/// `[journal].max_entries` default: a chassis further behind than this many
+/// mutations goes through full resync instead of replay.
+pub const DEFAULT_JOURNAL_MAX_ENTRIES: u64 = 100_000;
+/// `[journal].commit_max_batch` default: most entries made durable by one commit.
+pub const DEFAULT_COMMIT_MAX_BATCH: u32 = 1_024;
+/// `[journal].commit_max_delay_us` default: 0, i.e. no added wait. A batch is what
+/// arrived while the previous commit was syncing, which is group commit already.
+pub const DEFAULT_COMMIT_MAX_DELAY_US: u64 = 0;
+/// `[sessions].idle_timeout_s` default: 30 minutes, as the chassis' own sessions.
+pub const DEFAULT_SESSION_IDLE_TIMEOUT_S: u64 = 1_800;
+/// `[sessions].login_attempts_per_minute` default, per client address.
+pub const DEFAULT_LOGIN_ATTEMPTS_PER_MINUTE: u32 = 10;
+/// `default_mutate_id_block` default: IDs given to a mutating request that no rule
+/// describes. Small, but enough for an unknown create of a few rows to get the same
+/// IDs on both chassis.
+pub const DEFAULT_MUTATE_ID_BLOCK: u32 = 16;
+
+/// `[listen]`: where and how the gateway accepts clients.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listen {
+    pub addr: SocketAddr,
+    pub transport: Transport,
+    /// Largest request body accepted (413 above it).
+    pub max_body_bytes: u64,
+    /// Time a client has to send a request's headers.
+    pub header_timeout: Duration,
+    /// Idle keep-alive connections are closed after this.
+    pub idle_timeout: Duration,
+}
+
+/// HTTPS, or plain HTTP when the file says `insecure_http = true` explicitly.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Transport {
+    Tls { cert: PathBuf, key: PathBuf },
+    InsecureHttp,
+}
+
+/// `[state]`: the directory holding the journal, the sessions and the ID counter.
+/// Created by the gateway on start if missing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct State {
+    pub dir: PathBuf,
+}
+
+/// One `[[chassis]]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Chassis {
+    /// Unique, short; used in logs, metrics and `/_pairgate/status`.
+    pub name: String,
+    pub url: ChassisUrl,
+    /// The only certificate (or CA) accepted from this chassis. `Some` exactly when
+    /// `url` is https.
+    pub ca_cert: Option<PathBuf>,
+    /// The chassis account the gateway itself uses (health, export/import, resync).
+    pub username: String,
+    pub password: SecretSource,
+    /// Which chassis is primary when both are in sync (no automatic failback).
+    pub preferred_primary: bool,
+    /// Line of the chassis' `[[chassis]]` header.
+    pub line: usize,
+}
+
+/// Where a secret is read from at start-up. Never the secret itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretSource {
+    File(PathBuf),
+    Env(String),
+}
+
+/// `[timeouts]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// How long after the primary's answer the secondary's is awaited.
+    pub secondary_grace: Duration,
+    /// The longest one attempt at one chassis may take.
+    pub per_try: Duration,
+    pub health_interval: Duration,
+    pub down_after: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            secondary_grace: Duration::from_millis(DEFAULT_SECONDARY_GRACE_MS),
+            per_try: Duration::from_millis(DEFAULT_PER_TRY_MS),
+            health_interval: Duration::from_millis(DEFAULT_HEALTH_INTERVAL_MS),
+            down_after: Duration::from_millis(DEFAULT_DOWN_AFTER_MS),
+        }
+    }
+}
+
+/// `[journal]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Journal {
+    pub max_entries: u64,
+    pub commit_max_batch: u32,
+    pub commit_max_delay: Duration,
+}
+
+impl Default for Journal {
+    fn default() -> Self {
+        Journal {
+            max_entries: DEFAULT_JOURNAL_MAX_ENTRIES,
+            commit_max_batch: DEFAULT_COMMIT_MAX_BATCH,
+            commit_max_delay: Duration::from_micros(DEFAULT_COMMIT_MAX_DELAY_US),
+        }
+    }
+}
+
+/// `[sessions]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sessions {
+    /// The key that signs gateway tokens; a file so it survives restarts (and with
+    /// it every session).
+    pub jwt_secret_file: PathBuf,
+    pub idle_timeout: Duration,
+    pub login_attempts_per_minute: u32,
+}

@@ -1,0 +1,359 @@
+//! From the file's shape ([`RawConfig`]) to a usable [`Config`]: defaults, ranges,
+//! addresses, URLs, secrets, route rules.
+//!
+//! Validation stops at the first problem and points at the value that causes it (or,
+//! for something missing, at the header of the table it is missing from). Checks of
+//! files and environment variables are only collected here ([`Pending`]) and run by
+//! the caller afterwards, when asked to.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::chassis_url::ChassisUrl;
+use super::error::{ConfigError, Problem};
+use super::external::{Expect, Pending, Target};
+use super::raw::{RawChassis, RawConfig, RawJournal, RawListen, RawRoute, RawSessions, RawTimeouts, S};
+use super::route::{is_identifier, PathPattern, RouteKind, RouteRule, RouteTable, RuleMethod, Segment};
+use super::sections::*;
+use super::source_map::SourceMap;
+use super::{Config, FileChecks};
+
+/// Largest `id_block` accepted: far beyond any request of the contract, far below
+/// the 2^53 ID space.
+const MAX_ID_BLOCK: u64 = 1_000_000;
+/// Path prefixes the gateway handles itself, before any route rule.
+const RESERVED_PREFIXES: [&str; 2] = ["_pairgate", "_sim"];
+
+type Result<T> = std::result::Result<T, ConfigError>;
+
+struct Validator<'m, 'a> {
+    map: &'m SourceMap<'a>,
+    base_dir: &'m Path,
+    pending: Vec<Pending>,
+}
+
+pub(crate) fn validate(raw: RawConfig, map: &SourceMap<'_>, base_dir: &Path, checks: FileChecks) -> Result<(Config, Vec<Pending>)> {
+    let mut v = Validator { map, base_dir, pending: Vec::new() };
+
+    if let Some(inline) = &raw.admin_token {
+        return Err(v.err(inline.span(), Problem::InlineSecret { key: "admin_token" }));
+    }
+    let admin_token_file = v.file("admin_token_file", &raw.admin_token_file, Expect::Secret)?;
+    let default_block =
+        v.number("default_mutate_id_block", raw.default_mutate_id_block.as_ref(), DEFAULT_MUTATE_ID_BLOCK.into(), 0, MAX_ID_BLOCK)?;
+    let listen = v.listen(&raw.listen)?;
+    let state_dir = v.path("state.dir", &raw.state.get_ref().dir)?;
+    v.pending.push(Pending {
+        span: raw.state.get_ref().dir.span(),
+        target: Target::StateDir { key: "state.dir".to_string(), path: state_dir.clone() },
+    });
+    let chassis = v.chassis_pair(&raw.chassis, &listen)?;
+    let timeouts = match &raw.timeouts {
+        Some(t) => v.timeouts(t.get_ref())?,
+        None => Timeouts::default(),
+    };
+    let journal = match &raw.journal {
+        Some(j) => v.journal(j.get_ref())?,
+        None => Journal::default(),
+    };
+    let sessions = v.sessions(&raw.sessions)?;
+    let routes = v.routes(&raw.route, to_u32(default_block))?;
+
+    let config = Config {
+        file: map.file().to_path_buf(),
+        listen,
+        admin_token_file,
+        state: State { dir: state_dir },
+        chassis,
+        timeouts,
+        journal,
+        sessions,
+        routes,
+        file_checks: checks,
+    };
+    Ok((config, v.pending))
+}
+
+/// Values reaching this are range-checked against limits below `u32::MAX`.
+fn to_u32(value: u64) -> u32 {
+    u32::try_from(value).unwrap_or(u32::MAX)
+}
+
+impl Validator<'_, '_> {
+    fn err(&self, span: Range<usize>, problem: Problem) -> ConfigError {
+        ConfigError::Invalid { at: self.map.location(span.start), problem }
+    }
+
+    fn line(&self, span: Range<usize>) -> usize {
+        self.map.location(span.start).line
+    }
+
+    /// A non-empty path, resolved against the configuration file's directory.
+    fn path(&self, key: &str, value: &S<String>) -> Result<PathBuf> {
+        let text = value.get_ref();
+        if text.trim().is_empty() {
+            return Err(self.err(value.span(), Problem::EmptyPath { key: key.to_string() }));
+        }
+        let path = Path::new(text);
+        Ok(if path.is_absolute() { path.to_path_buf() } else { self.base_dir.join(path) })
+    }
+
+    /// A path to a file that must exist with the expected content (checked later).
+    fn file(&mut self, key: &str, value: &S<String>, expect: Expect) -> Result<PathBuf> {
+        let path = self.path(key, value)?;
+        self.pending.push(Pending { span: value.span(), target: Target::File { key: key.to_string(), path: path.clone(), expect } });
+        Ok(path)
+    }
+
+    fn number(&self, key: &str, value: Option<&S<u64>>, default: u64, min: u64, max: u64) -> Result<u64> {
+        let Some(value) = value else {
+            return Ok(default);
+        };
+        let n = *value.get_ref();
+        if n < min || n > max {
+            return Err(self.err(value.span(), Problem::OutOfRange { key: key.to_string(), value: n, min, max }));
+        }
+        Ok(n)
+    }
+
+    fn millis(&self, key: &str, value: Option<&S<u64>>, default: u64, min: u64, max: u64) -> Result<Duration> {
+        self.number(key, value, default, min, max).map(Duration::from_millis)
+    }
+
+    fn listen(&mut self, raw: &S<RawListen>) -> Result<Listen> {
+        let l = raw.get_ref();
+        let addr: SocketAddr = l.addr.get_ref().parse().map_err(|e: std::net::AddrParseError| {
+            self.err(l.addr.span(), Problem::BadListenAddr { value: l.addr.get_ref().clone(), reason: e.to_string() })
+        })?;
+        let insecure = l.insecure_http.as_ref().is_some_and(|b| *b.get_ref());
+        let transport = if insecure {
+            for (key, value) in [("tls_cert", &l.tls_cert), ("tls_key", &l.tls_key)] {
+                if let Some(value) = value {
+                    return Err(self.err(value.span(), Problem::TlsWithInsecureHttp { key }));
+                }
+            }
+            Transport::InsecureHttp
+        } else {
+            let Some(cert) = &l.tls_cert else {
+                return Err(self.err(raw.span(), Problem::TlsFileMissing { key: "tls_cert" }));
+            };
+            let Some(key) = &l.tls_key else {
+                return Err(self.err(raw.span(), Problem::TlsFileMissing { key: "tls_key" }));
+            };
+            Transport::Tls {
+                cert: self.file("listen.tls_cert", cert, Expect::Certificate)?,
+                key: self.file("listen.tls_key", key, Expect::PrivateKey)?,
+            }
+        };
+        Ok(Listen {
+            addr,
+            transport,
+            max_body_bytes: self.number("listen.max_body_bytes", l.max_body_bytes.as_ref(), DEFAULT_MAX_BODY_BYTES, 1024, 1 << 30)?,
+            header_timeout: self.millis(
+                "listen.header_timeout_ms",
+                l.header_timeout_ms.as_ref(),
+                DEFAULT_HEADER_TIMEOUT_MS,
+                100,
+                300_000,
+            )?,
+            idle_timeout: self.millis("listen.idle_timeout_ms", l.idle_timeout_ms.as_ref(), DEFAULT_IDLE_TIMEOUT_MS, 1_000, 3_600_000)?,
+        })
+    }
+
+    fn chassis_pair(&mut self, raw: &S<Vec<S<RawChassis>>>, listen: &Listen) -> Result<[Chassis; 2]> {
+        let list = raw.get_ref();
+        let [raw_a, raw_b] = list.as_slice() else {
+            // Point at the first chassis too many, or at the (only) one there is.
+            let span = list.get(2).or(list.first()).map_or(raw.span(), |c| c.span());
+            return Err(self.err(span, Problem::ChassisCount { found: list.len() }));
+        };
+        let a = self.chassis(raw_a, listen)?;
+        let b = self.chassis(raw_b, listen)?;
+        let (ra, rb) = (raw_a.get_ref(), raw_b.get_ref());
+        if a.name == b.name {
+            let first_line = self.line(ra.name.span());
+            return Err(self.err(rb.name.span(), Problem::DuplicateChassisName { name: b.name, first_line }));
+        }
+        if a.url.same_endpoint(&b.url) {
+            let first_line = self.line(ra.url.span());
+            return Err(self.err(rb.url.span(), Problem::DuplicateChassisUrl { url: b.url.to_string(), first_line }));
+        }
+        if a.preferred_primary && b.preferred_primary {
+            let span_of = |p: &Option<S<bool>>, fallback: &S<RawChassis>| p.as_ref().map_or(fallback.span(), |p| p.span());
+            let first_line = self.line(span_of(&ra.preferred_primary, raw_a));
+            return Err(self.err(span_of(&rb.preferred_primary, raw_b), Problem::TwoPreferredPrimaries { first_line }));
+        }
+        Ok([a, b])
+    }
+
+    fn chassis(&mut self, entry: &S<RawChassis>, listen: &Listen) -> Result<Chassis> {
+        let r = entry.get_ref();
+        let name = r.name.get_ref().clone();
+        let name_ok = (1..=32).contains(&name.len()) && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        if !name_ok {
+            return Err(self.err(r.name.span(), Problem::BadChassisName { value: name }));
+        }
+        let url = ChassisUrl::parse(r.url.get_ref())
+            .map_err(|reason| self.err(r.url.span(), Problem::BadChassisUrl { value: r.url.get_ref().clone(), reason }))?;
+        if points_at(&url, listen.addr) {
+            return Err(self.err(r.url.span(), Problem::ChassisIsGateway { url: url.to_string() }));
+        }
+        let ca_cert = match (&r.ca_cert, url.is_https()) {
+            (Some(ca), true) => Some(self.file(&format!("chassis.{name}.ca_cert"), ca, Expect::Certificate)?),
+            (None, true) => return Err(self.err(entry.span(), Problem::CaCertMissing { chassis: name })),
+            (Some(ca), false) => return Err(self.err(ca.span(), Problem::CaCertWithHttp { chassis: name })),
+            (None, false) => None,
+        };
+        if r.username.get_ref().trim().is_empty() {
+            return Err(self.err(r.username.span(), Problem::EmptyUsername { chassis: name }));
+        }
+        if let Some(inline) = &r.password {
+            return Err(self.err(inline.span(), Problem::InlineSecret { key: "password" }));
+        }
+        let password = match (&r.password_file, &r.password_env) {
+            (Some(_), Some(env)) => return Err(self.err(env.span(), Problem::PasswordSourceTwice { chassis: name })),
+            (None, None) => return Err(self.err(entry.span(), Problem::PasswordSourceMissing { chassis: name })),
+            (Some(file), None) => SecretSource::File(self.file(&format!("chassis.{name}.password_file"), file, Expect::Secret)?),
+            (None, Some(env)) => {
+                let var = env.get_ref();
+                if !is_identifier(var) {
+                    return Err(self.err(env.span(), Problem::BadEnvName { value: var.clone() }));
+                }
+                self.pending.push(Pending { span: env.span(), target: Target::Env { name: var.clone() } });
+                SecretSource::Env(var.clone())
+            }
+        };
+        Ok(Chassis {
+            name,
+            url,
+            ca_cert,
+            username: r.username.get_ref().clone(),
+            password,
+            preferred_primary: r.preferred_primary.as_ref().is_some_and(|p| *p.get_ref()),
+            line: self.line(entry.span()),
+        })
+    }
+
+    fn timeouts(&self, t: &RawTimeouts) -> Result<Timeouts> {
+        let grace = self.number("timeouts.secondary_grace_ms", t.secondary_grace_ms.as_ref(), DEFAULT_SECONDARY_GRACE_MS, 1, 10_000)?;
+        let per_try = self.number("timeouts.per_try_ms", t.per_try_ms.as_ref(), DEFAULT_PER_TRY_MS, 10, 60_000)?;
+        let interval = self.number("timeouts.health_interval_ms", t.health_interval_ms.as_ref(), DEFAULT_HEALTH_INTERVAL_MS, 10, 60_000)?;
+        let down_after = self.number("timeouts.down_after_ms", t.down_after_ms.as_ref(), DEFAULT_DOWN_AFTER_MS, 10, 600_000)?;
+        if grace > per_try {
+            let span = t.secondary_grace_ms.as_ref().or(t.per_try_ms.as_ref()).map_or(0..0, |s| s.span());
+            return Err(self.err(span, Problem::GraceLongerThanTry { grace, per_try }));
+        }
+        if down_after < interval {
+            let span = t.down_after_ms.as_ref().or(t.health_interval_ms.as_ref()).map_or(0..0, |s| s.span());
+            return Err(self.err(span, Problem::DownBeforeProbe { down_after, interval }));
+        }
+        Ok(Timeouts {
+            secondary_grace: Duration::from_millis(grace),
+            per_try: Duration::from_millis(per_try),
+            health_interval: Duration::from_millis(interval),
+            down_after: Duration::from_millis(down_after),
+        })
+    }
+
+    fn journal(&self, j: &RawJournal) -> Result<Journal> {
+        Ok(Journal {
+            max_entries: self.number("journal.max_entries", j.max_entries.as_ref(), DEFAULT_JOURNAL_MAX_ENTRIES, 1, 100_000_000)?,
+            commit_max_batch: to_u32(self.number(
+                "journal.commit_max_batch",
+                j.commit_max_batch.as_ref(),
+                DEFAULT_COMMIT_MAX_BATCH.into(),
+                1,
+                65_536,
+            )?),
+            commit_max_delay: Duration::from_micros(self.number(
+                "journal.commit_max_delay_us",
+                j.commit_max_delay_us.as_ref(),
+                DEFAULT_COMMIT_MAX_DELAY_US,
+                0,
+                100_000,
+            )?),
+        })
+    }
+
+    fn sessions(&mut self, raw: &S<RawSessions>) -> Result<Sessions> {
+        let s = raw.get_ref();
+        if let Some(inline) = &s.jwt_secret {
+            return Err(self.err(inline.span(), Problem::InlineSecret { key: "jwt_secret" }));
+        }
+        Ok(Sessions {
+            jwt_secret_file: self.file("sessions.jwt_secret_file", &s.jwt_secret_file, Expect::Secret)?,
+            idle_timeout: Duration::from_secs(self.number(
+                "sessions.idle_timeout_s",
+                s.idle_timeout_s.as_ref(),
+                DEFAULT_SESSION_IDLE_TIMEOUT_S,
+                60,
+                604_800,
+            )?),
+            login_attempts_per_minute: to_u32(self.number(
+                "sessions.login_attempts_per_minute",
+                s.login_attempts_per_minute.as_ref(),
+                DEFAULT_LOGIN_ATTEMPTS_PER_MINUTE.into(),
+                1,
+                100_000,
+            )?),
+        })
+    }
+
+    fn routes(&self, raw: &[S<RawRoute>], default_block: u32) -> Result<RouteTable> {
+        let mut rules = Vec::with_capacity(raw.len());
+        let mut seen: HashMap<(RuleMethod, String), usize> = HashMap::new();
+        for entry in raw {
+            let r = entry.get_ref();
+            let method = RuleMethod::parse(r.method.get_ref())
+                .ok_or_else(|| self.err(r.method.span(), Problem::BadMethod { value: r.method.get_ref().clone() }))?;
+            let path = PathPattern::parse(r.path.get_ref())
+                .map_err(|reason| self.err(r.path.span(), Problem::BadPattern { value: r.path.get_ref().clone(), reason }))?;
+            if let Some(Segment::Literal(first)) = path.segments().first() {
+                if let Some(prefix) = RESERVED_PREFIXES.iter().find(|p| *p == first) {
+                    return Err(self.err(r.path.span(), Problem::ReservedPath { value: path.to_string(), prefix }));
+                }
+            }
+            let kind = RouteKind::parse(r.kind.get_ref())
+                .ok_or_else(|| self.err(r.kind.span(), Problem::BadKind { value: r.kind.get_ref().clone() }))?;
+            if matches!(kind, RouteKind::Events | RouteKind::Static) && method != RuleMethod::Get {
+                return Err(self.err(r.method.span(), Problem::KindNeedsGet { kind: kind.as_str(), method: method.to_string() }));
+            }
+            let id_block = match (kind, &r.id_block) {
+                (RouteKind::Mutate, Some(block)) => Some(to_u32(self.number("route.id_block", Some(block), 0, 0, MAX_ID_BLOCK)?)),
+                (RouteKind::Mutate, None) => {
+                    return Err(self.err(entry.span(), Problem::IdBlockMissing { method: method.to_string(), path: path.to_string() }))
+                }
+                (_, Some(block)) => return Err(self.err(block.span(), Problem::IdBlockForbidden { kind: kind.as_str() })),
+                (_, None) => None,
+            };
+            let line = self.line(entry.span());
+            if let Some(first_line) = seen.insert((method, path.shape()), line) {
+                return Err(
+                    self.err(r.path.span(), Problem::DuplicateRoute { method: method.to_string(), path: path.to_string(), first_line })
+                );
+            }
+            rules.push(RouteRule { method, path, kind, id_block, line });
+        }
+        if !rules.iter().any(|r| r.kind == RouteKind::Login) {
+            // Point at the end of the file: where the missing rule would go.
+            let end = usize::MAX;
+            return Err(self.err(end..end, Problem::NoLoginRoute));
+        }
+        Ok(RouteTable::new(rules, default_block))
+    }
+}
+
+/// Whether a chassis URL obviously reaches the gateway's own listening socket.
+fn points_at(url: &ChassisUrl, listen: SocketAddr) -> bool {
+    if url.port() != listen.port() {
+        return false;
+    }
+    let listen_ip = listen.ip();
+    match url.ip() {
+        Some(ip) => ip == listen_ip || (listen_ip.is_unspecified() && (ip.is_loopback() || ip.is_unspecified())),
+        None => url.host() == "localhost" && (listen_ip.is_loopback() || listen_ip.is_unspecified()),
+    }
+}

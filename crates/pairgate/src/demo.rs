@@ -1,0 +1,192 @@
+//! `pairgate demo`: a whole redundant pair on one machine, for trying it out.
+//!
+//! On first run it generates, under the state directory, a self-signed
+//! certificate for each chassis and for the gateway, the password files and
+//! the admin token; then it starts two reference chassis as child processes
+//! (this same binary, `pairgate chassis …`) on `port+1` and `port+2`.
+//!
+//! A chassis child that dies is reported and *not* restarted, so a test can
+//! `kill -9` one and later start it again with the command line printed at
+//! start-up. Ctrl-C or SIGTERM stops the children (SIGTERM, then SIGKILL
+//! after a grace period) and exits.
+//!
+//! The gateway itself is not built yet: until it is, the demo runs the pair
+//! without it and says so.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitCode, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DemoError {
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("generating a certificate: {0}")]
+    Cert(#[from] rcgen::Error),
+    #[error("port {0} is too high: the demo needs it and the next two")]
+    Port(u16),
+    #[error("starting a chassis: {0}")]
+    Spawn(std::io::Error),
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> DemoError + '_ {
+    move |source| DemoError::Io { path: path.to_path_buf(), source }
+}
+
+/// Write a file readable by its owner only (keys, passwords, tokens).
+fn write_secret(path: &Path, contents: &[u8]) -> Result<(), DemoError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path).map_err(io(path))?;
+    f.write_all(contents).map_err(io(path))
+}
+
+/// A self-signed certificate for 127.0.0.1/localhost, generated once.
+fn ensure_cert(dir: &Path, name: &str) -> Result<(PathBuf, PathBuf), DemoError> {
+    let cert = dir.join(format!("{name}.pem"));
+    let key = dir.join(format!("{name}.key"));
+    if !(cert.exists() && key.exists()) {
+        let pair = rcgen::KeyPair::generate()?;
+        let mut params = rcgen::CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])?;
+        params.distinguished_name.push(rcgen::DnType::CommonName, format!("pairgate demo {name}"));
+        let c = params.self_signed(&pair)?;
+        std::fs::write(&cert, c.pem()).map_err(io(&cert))?;
+        write_secret(&key, pair.serialize_pem().as_bytes())?;
+    }
+    Ok((cert, key))
+}
+
+fn ensure_secret(path: &Path, make: impl FnOnce() -> String) -> Result<String, DemoError> {
+    match std::fs::read_to_string(path) {
+        Ok(s) if !s.trim().is_empty() => Ok(s.trim().to_string()),
+        _ => {
+            let s = make();
+            write_secret(path, s.as_bytes())?;
+            Ok(s)
+        }
+    }
+}
+
+struct ChassisChild {
+    name: &'static str,
+    url: String,
+    command: Vec<String>,
+    child: Option<Child>,
+}
+
+impl ChassisChild {
+    fn start(&mut self) -> Result<(), DemoError> {
+        let (prog, args) = self.command.split_first().ok_or_else(|| DemoError::Spawn(std::io::Error::other("empty command")))?;
+        let child = Command::new(prog).args(args).stdin(Stdio::null()).spawn().map_err(DemoError::Spawn)?;
+        self.child = Some(child);
+        Ok(())
+    }
+
+    /// SIGTERM, then SIGKILL if it has not exited within `grace`.
+    fn stop(&mut self, grace: Duration) {
+        let Some(mut child) = self.child.take() else { return };
+        if let Ok(pid) = i32::try_from(child.id()) {
+            let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
+        }
+        let deadline = Instant::now() + grace;
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
+
+fn shell_quote(args: &[String]) -> String {
+    args.iter().map(|a| if a.contains(' ') { format!("'{a}'") } else { a.clone() }).collect::<Vec<_>>().join(" ")
+}
+
+pub async fn run(port: u16, state: &Path) -> Result<ExitCode, DemoError> {
+    let (pa, pb) = match (port.checked_add(1), port.checked_add(2)) {
+        (Some(a), Some(b)) => (a, b),
+        _ => return Err(DemoError::Port(port)),
+    };
+    let certs = state.join("certs");
+    std::fs::create_dir_all(&certs).map_err(io(&certs))?;
+    let state = std::fs::canonicalize(state).map_err(io(state))?;
+    let certs = state.join("certs");
+    let (ca, ka) = ensure_cert(&certs, "chassis-a")?;
+    let (cb, kb) = ensure_cert(&certs, "chassis-b")?;
+    ensure_cert(&certs, "gateway")?;
+    // The reference chassis' first start creates admin/admin; the gateway
+    // will log in with these files' contents.
+    ensure_secret(&state.join("chassis-a.password"), || "admin".into())?;
+    ensure_secret(&state.join("chassis-b.password"), || "admin".into())?;
+    let token = ensure_secret(&state.join("admin.token"), || hex::encode(rand::random::<[u8; 24]>()))?;
+
+    let exe = std::env::current_exe().map_err(io(Path::new("current executable")))?;
+    let chassis = |name: &'static str, port: u16, cert: &Path, key: &Path| ChassisChild {
+        name,
+        url: format!("https://127.0.0.1:{port}"),
+        command: vec![
+            exe.display().to_string(),
+            "chassis".into(),
+            "--listen".into(),
+            format!("127.0.0.1:{port}"),
+            "--state".into(),
+            state.join(format!("chassis-{name}")).display().to_string(),
+            "--tls-cert".into(),
+            cert.display().to_string(),
+            "--tls-key".into(),
+            key.display().to_string(),
+            "--serial".into(),
+            format!("DEMO-{}", name.to_uppercase()),
+            "--sim-hooks".into(),
+        ],
+        child: None,
+    };
+    let mut pair = [chassis("a", pa, &ca, &ka), chassis("b", pb, &cb, &kb)];
+    for c in pair.iter_mut() {
+        c.start()?;
+    }
+
+    println!("pairgate demo — state in {}", state.display());
+    println!();
+    println!("  gateway    https://127.0.0.1:{port}/  (not built yet: the gateway is the next issue; use the chassis directly)");
+    for c in &pair {
+        println!("  chassis {}  {}/   (certificate {})", c.name, c.url, certs.join(format!("chassis-{}.pem", c.name)).display());
+    }
+    println!("  login      admin / admin");
+    println!("  admin token (for /_pairgate/status): {token}");
+    println!();
+    for c in &pair {
+        println!("  restart chassis {} with: {}", c.name, shell_quote(&c.command));
+    }
+    println!();
+    println!("Ctrl-C stops everything.");
+
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).map_err(io(Path::new("SIGTERM handler")))?;
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => break,
+            _ = term.recv() => break,
+            _ = tick.tick() => {
+                for c in pair.iter_mut() {
+                    if let Some(child) = c.child.as_mut() {
+                        if let Ok(Some(status)) = child.try_wait() {
+                            eprintln!("pairgate demo: chassis {} exited ({status}); not restarting it", c.name);
+                            c.child = None;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    eprintln!("pairgate demo: stopping");
+    for c in pair.iter_mut() {
+        c.stop(Duration::from_secs(5));
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,141 @@
+//! The `pairgate` command.
+//!
+//! For now it loads and validates `gateway.toml` and nothing else: the gateway
+//! itself is not built yet, and the command says so instead of pretending.
+//!
+//! Exit codes: 0 the configuration is valid (`check-config`); 2 the configuration
+//! (or the command line) is wrong, with the located error on stderr; 3 the
+//! configuration is valid but serving is not implemented in this build.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use pairgate::config::{Config, FileChecks, Transport};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "pairgate",
+    version,
+    about = "An HTTPS redundancy gateway that makes two display-control chassis act as one",
+    args_conflicts_with_subcommands = true,
+    arg_required_else_help = true
+)]
+struct Cli {
+    /// Run the gateway with this configuration file.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Validate a configuration file and print a short summary of it.
+    CheckConfig {
+        /// The configuration file, e.g. gateway.toml.
+        file: PathBuf,
+        /// Do not look at the files and environment variables the configuration
+        /// names (certificates, secrets): check only the file itself.
+        #[arg(long)]
+        no_file_checks: bool,
+    },
+    /// Run two reference chassis (and, once built, the gateway) with
+    /// generated certificates: a redundant pair on one machine.
+    Demo {
+        /// The gateway's port; the chassis take the next two.
+        #[arg(long, default_value_t = 8443)]
+        port: u16,
+        /// Where certificates, secrets and all state live (kept across runs).
+        #[arg(long, default_value = "demo-state")]
+        state: PathBuf,
+    },
+    /// Run one reference chassis (what `demo` starts as its children).
+    #[command(hide = true)]
+    Chassis(chassis_sim::cli::Args),
+}
+
+const EXIT_CONFIG_ERROR: u8 = 2;
+const EXIT_NOT_IMPLEMENTED: u8 = 3;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match (cli.command, cli.config) {
+        (Some(Command::CheckConfig { file, no_file_checks }), _) => {
+            let checks = if no_file_checks { FileChecks::Skip } else { FileChecks::Check };
+            match load(&file, checks) {
+                Some(config) => {
+                    print_summary(&config);
+                    ExitCode::SUCCESS
+                }
+                None => ExitCode::from(EXIT_CONFIG_ERROR),
+            }
+        }
+        (Some(Command::Demo { port, state }), _) => runtime().map_or(ExitCode::FAILURE, |rt| {
+            rt.block_on(pairgate::demo::run(port, &state)).unwrap_or_else(|e| {
+                eprintln!("pairgate demo: {e}");
+                ExitCode::FAILURE
+            })
+        }),
+        (Some(Command::Chassis(args)), _) => {
+            tracing_subscriber::fmt()
+                .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "chassis_sim=info".into()))
+                .with_writer(std::io::stderr)
+                .init();
+            runtime().map_or(ExitCode::FAILURE, |rt| rt.block_on(chassis_sim::cli::run(args)))
+        }
+        (None, Some(file)) => match load(&file, FileChecks::Check) {
+            Some(config) => {
+                eprintln!(
+                    "{}: configuration ok, but serving is not implemented in this build of pairgate yet \
+                     (only `pairgate check-config` works); nothing is listening on {}",
+                    config.file.display(),
+                    config.listen.addr
+                );
+                ExitCode::from(EXIT_NOT_IMPLEMENTED)
+            }
+            None => ExitCode::from(EXIT_CONFIG_ERROR),
+        },
+        // `arg_required_else_help` makes clap print the help for an empty command
+        // line; this is reached only if that ever changes.
+        (None, None) => {
+            eprintln!("pairgate: give --config FILE or a subcommand (see --help)");
+            ExitCode::from(EXIT_CONFIG_ERROR)
+        }
+    }
+}
+
+fn runtime() -> Option<tokio::runtime::Runtime> {
+    tokio::runtime::Runtime::new().map_err(|e| eprintln!("pairgate: cannot start the async runtime: {e}")).ok()
+}
+
+/// Loads the configuration, printing the located error to stderr on failure.
+fn load(file: &Path, checks: FileChecks) -> Option<Config> {
+    match Config::load(file, checks) {
+        Ok(config) => Some(config),
+        Err(e) => {
+            eprintln!("{e}");
+            None
+        }
+    }
+}
+
+fn print_summary(config: &Config) {
+    let listen = match config.listen.transport {
+        Transport::Tls { .. } => format!("https://{}", config.listen.addr),
+        Transport::InsecureHttp => format!("http://{}  (insecure_http = true: plain HTTP)", config.listen.addr),
+    };
+    println!("{}: configuration ok", config.file.display());
+    println!("  listen   {listen}");
+    for c in &config.chassis {
+        let preferred = if c.preferred_primary { "  (preferred primary)" } else { "" };
+        println!("  chassis  {:<8} {}{}", c.name, c.url, preferred);
+    }
+    println!("  routes   {} rules; unknown mutating requests get {} IDs", config.routes.len(), config.routes.default_mutate_id_block());
+    println!("  state    {}", config.state.dir.display());
+    match config.file_checks {
+        FileChecks::Check => println!("  files    checked"),
+        FileChecks::Skip => println!("  files    not checked (--no-file-checks)"),
+    }
+}

@@ -1,0 +1,620 @@
+//! The configuration: the shipped gateway.toml, located errors, classification, and
+//! the `pairgate` binary's `check-config`.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use pairgate::config::{Config, ConfigError, FileChecks, Problem, RouteKind, SecretSource, Transport};
+
+fn shipped_path() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../gateway.toml")
+}
+
+fn shipped() -> Config {
+    match Config::load(&shipped_path(), FileChecks::Skip) {
+        Ok(c) => c,
+        Err(e) => panic!("the shipped gateway.toml must parse:\n{e}"),
+    }
+}
+
+/// A small valid configuration; the error tests change one thing in it.
+const BASE: &str = r#"admin_token_file = "admin.token"
+
+[listen]
+addr = "127.0.0.1:9443"
+tls_cert = "gw.pem"
+tls_key = "gw.key"
+
+[state]
+dir = "state"
+
+[[chassis]]
+name = "a"
+url = "https://127.0.0.1:9444"
+ca_cert = "a.pem"
+username = "admin"
+password_file = "a.password"
+
+[[chassis]]
+name = "b"
+url = "https://127.0.0.1:9445"
+ca_cert = "b.pem"
+username = "admin"
+password_file = "b.password"
+
+[sessions]
+jwt_secret_file = "jwt.secret"
+
+[[route]]
+method = "POST"
+path = "/api/v1/login"
+kind = "login"
+"#;
+
+/// `text` with the one occurrence of `from` replaced by `to`.
+fn edit(text: &str, from: &str, to: &str) -> String {
+    assert_eq!(text.matches(from).count(), 1, "{from:?} must occur exactly once");
+    text.replacen(from, to, 1)
+}
+
+/// The 1-based line on which `needle` (which must be unique) starts.
+fn line_of(text: &str, needle: &str) -> usize {
+    assert_eq!(text.matches(needle).count(), 1, "{needle:?} must occur exactly once");
+    let at = text.find(needle).unwrap_or(0);
+    text[..at].matches('\n').count() + 1
+}
+
+fn parse(text: &str) -> Result<Config, ConfigError> {
+    Config::from_str_unchecked_files(text, Path::new("test.toml"))
+}
+
+fn error(text: &str) -> ConfigError {
+    match parse(text) {
+        Ok(_) => panic!("expected an error for:\n{text}"),
+        Err(e) => e,
+    }
+}
+
+/// Asserts the error is on `line`, is shown as `test.toml:LINE:COL: …` with a fix,
+/// and returns its display text.
+fn assert_at(e: &ConfigError, line: usize) -> String {
+    let shown = e.to_string();
+    assert_eq!(e.line(), Some(line), "wrong line in:\n{shown}");
+    assert!(shown.starts_with(&format!("test.toml:{line}:")), "no FILE:LINE:COL prefix in:\n{shown}");
+    assert!(shown.contains("\n  fix: "), "no fix hint in:\n{shown}");
+    assert!(!e.fix().is_empty());
+    shown
+}
+
+// ---------------------------------------------------------------- the shipped file
+
+#[test]
+fn base_config_is_valid_and_defaults_apply() {
+    let c = match parse(BASE) {
+        Ok(c) => c,
+        Err(e) => panic!("{e}"),
+    };
+    assert_eq!(c.listen.max_body_bytes, 1024 * 1024);
+    assert_eq!(c.timeouts.secondary_grace, Duration::from_millis(200));
+    assert_eq!(c.timeouts.per_try, Duration::from_millis(2000));
+    assert_eq!(c.timeouts.health_interval, Duration::from_millis(500));
+    assert_eq!(c.timeouts.down_after, Duration::from_millis(1500));
+    assert_eq!(c.journal.max_entries, 100_000);
+    assert_eq!(c.sessions.idle_timeout, Duration::from_secs(1800));
+    assert_eq!(c.sessions.login_attempts_per_minute, 10);
+    assert_eq!(c.routes.default_mutate_id_block(), 16);
+    assert!(c.preferred_primary().is_none());
+    assert_eq!(c.file_checks, FileChecks::Skip);
+}
+
+#[test]
+fn shipped_config_has_the_demo_layout() {
+    let c = shipped();
+    assert_eq!(c.listen.addr.to_string(), "127.0.0.1:8443");
+    let base = shipped_path().parent().map(Path::to_path_buf).unwrap_or_default();
+    assert_eq!(c.listen.transport, Transport::Tls { cert: base.join("certs/gateway.pem"), key: base.join("certs/gateway.key") });
+    assert_eq!(c.state.dir, base.join(".state/gateway"));
+    assert_eq!(c.admin_token_file, base.join(".state/admin.token"));
+    let [a, b] = &c.chassis;
+    assert_eq!((a.name.as_str(), a.url.to_string()), ("a", "https://127.0.0.1:8444".to_string()));
+    assert_eq!((b.name.as_str(), b.url.to_string()), ("b", "https://127.0.0.1:8445".to_string()));
+    assert_eq!(a.ca_cert.as_deref(), Some(base.join("certs/chassis-a.pem").as_path()));
+    assert_eq!(b.ca_cert.as_deref(), Some(base.join("certs/chassis-b.pem").as_path()));
+    assert_eq!(a.password, SecretSource::File(base.join(".state/chassis-a.password")));
+    assert_eq!(b.password, SecretSource::File(base.join(".state/chassis-b.password")));
+    assert_eq!(c.preferred_primary().map(|p| p.name.as_str()), Some("a"));
+    assert_eq!(c.sessions.jwt_secret_file, base.join(".state/jwt.secret"));
+}
+
+/// Every route of CHASSIS_API.md (with concrete IDs), and what the gateway must do.
+const CONTRACT: &[(&str, &str, RouteKind, u32)] = {
+    use RouteKind::*;
+    &[
+        ("POST", "/api/v1/login", Login, 0),
+        ("POST", "/api/v1/logout", Logout, 0),
+        ("GET", "/api/v1/events", Events, 0),
+        ("GET", "/api/v1/system/info", Read, 0),
+        ("GET", "/api/v1/system/health", Read, 0),
+        ("GET", "/api/v1/system/digest", Read, 0),
+        ("GET", "/api/v1/system/export", Read, 0),
+        ("PUT", "/api/v1/system/import", Mutate, 0),
+        ("GET", "/api/v1/users", Read, 0),
+        ("POST", "/api/v1/users", Mutate, 1),
+        ("GET", "/api/v1/users/7", Read, 0),
+        ("PUT", "/api/v1/users/7", Mutate, 0),
+        ("DELETE", "/api/v1/users/7", Mutate, 0),
+        ("GET", "/api/v1/sources", Read, 0),
+        ("POST", "/api/v1/sources", Mutate, 1),
+        ("GET", "/api/v1/sources/3", Read, 0),
+        ("PUT", "/api/v1/sources/3", Mutate, 0),
+        ("DELETE", "/api/v1/sources/3", Mutate, 0),
+        ("GET", "/api/v1/walls", Read, 0),
+        ("POST", "/api/v1/walls", Mutate, 65),
+        ("GET", "/api/v1/walls/5", Read, 0),
+        ("PUT", "/api/v1/walls/5", Mutate, 64),
+        ("DELETE", "/api/v1/walls/5", Mutate, 0),
+        ("GET", "/api/v1/walls/5/windows", Read, 0),
+        ("POST", "/api/v1/walls/5/windows", Mutate, 1),
+        ("DELETE", "/api/v1/walls/5/windows", Mutate, 0),
+        ("PUT", "/api/v1/walls/5/windows/9", Mutate, 0),
+        ("DELETE", "/api/v1/walls/5/windows/9", Mutate, 0),
+        ("POST", "/api/v1/walls/5/windows/9/raise", Mutate, 0),
+        ("GET", "/api/v1/walls/5/scenes", Read, 0),
+        ("POST", "/api/v1/walls/5/scenes", Mutate, 65),
+        ("DELETE", "/api/v1/scenes/4", Mutate, 0),
+        ("POST", "/api/v1/scenes/4/recall", Mutate, 64),
+        ("GET", "/api/v1/matrix", Read, 0),
+        ("PUT", "/api/v1/matrix/12", Mutate, 0),
+        ("GET", "/api/v1/plans", Read, 0),
+        ("POST", "/api/v1/plans", Mutate, 1),
+        ("POST", "/api/v1/plans/2/run", Mutate, 0),
+        ("DELETE", "/api/v1/plans/2", Mutate, 0),
+        ("GET", "/api/v1/schedules", Read, 0),
+        ("POST", "/api/v1/schedules", Mutate, 1),
+        ("PUT", "/api/v1/schedules/6", Mutate, 0),
+        ("DELETE", "/api/v1/schedules/6", Mutate, 0),
+        ("GET", "/api/v1/kvm/hosts", Read, 0),
+        ("POST", "/api/v1/kvm/hosts", Mutate, 1),
+        ("DELETE", "/api/v1/kvm/hosts/8", Mutate, 0),
+        ("GET", "/api/v1/kvm/seats", Read, 0),
+        ("POST", "/api/v1/kvm/seats", Mutate, 1),
+        ("PUT", "/api/v1/kvm/seats/8", Mutate, 0),
+        ("DELETE", "/api/v1/kvm/seats/8", Mutate, 0),
+        ("GET", "/api/v1/hardware/outputs", Read, 0),
+        ("GET", "/api/v1/cascade/superior", Read, 0),
+        ("PUT", "/api/v1/cascade/superior", Mutate, 0),
+        ("GET", "/api/v1/cascade/subordinates", Read, 0),
+        ("POST", "/api/v1/cascade/subordinates", Mutate, 1024),
+        ("PUT", "/api/v1/cascade/links/1", Mutate, 0),
+        ("GET", "/", Static, 0),
+        ("GET", "/app.js", Static, 0),
+        ("GET", "/assets/css/style.css", Static, 0),
+    ]
+};
+
+#[test]
+fn shipped_config_classifies_every_contract_route() {
+    let c = shipped();
+    let mut used = BTreeSet::new();
+    for &(method, path, kind, block) in CONTRACT {
+        let got = c.classify(method, path);
+        assert_eq!((got.kind, got.id_block), (kind, block), "{method} {path}");
+        let Some(index) = got.rule_index else {
+            panic!("{method} {path} matched no rule: the shipped gateway.toml must name it");
+        };
+        used.insert(index);
+        // The rule that matched is about this method (or any).
+        let rule = &c.routes.rules()[index];
+        assert!(rule.matches(method, path));
+    }
+    // Every rule in the file is there for some contract route, except the fallback
+    // that keeps unknown GETs under /api reads instead of static files.
+    let unused: Vec<String> = (0..c.routes.len())
+        .filter(|i| !used.contains(i))
+        .map(|i| {
+            let r = &c.routes.rules()[i];
+            format!("{} {}", r.method, r.path)
+        })
+        .collect();
+    assert_eq!(unused, vec!["GET /api/{*rest}".to_string()]);
+}
+
+#[test]
+fn shipped_config_defaults_for_unknown_routes() {
+    let c = shipped();
+    // Unknown mutating routes are always mutations, with the default block.
+    for method in ["POST", "PUT", "DELETE", "PATCH", "OPTIONS"] {
+        let got = c.classify(method, "/api/v1/widgets/3/frobnicate");
+        assert_eq!((got.kind, got.id_block, got.rule_index), (RouteKind::Mutate, 16, None), "{method}");
+    }
+    // A POST under a known GET-only route is still a mutation.
+    let got = c.classify("POST", "/api/v1/hardware/outputs");
+    assert_eq!((got.kind, got.id_block, got.rule_index), (RouteKind::Mutate, 16, None));
+    // Unknown GETs under /api are reads, not static files.
+    let got = c.classify("GET", "/api/v1/widgets");
+    assert_eq!(got.kind, RouteKind::Read);
+    assert!(got.rule_index.is_some());
+    // HEAD follows GET rules; the query string is ignored.
+    assert_eq!(c.classify("HEAD", "/").kind, RouteKind::Static);
+    assert_eq!(c.classify("GET", "/api/v1/events?token=abc").kind, RouteKind::Events);
+    assert_eq!(c.classify("POST", "/api/v1/walls?x=1").id_block, 65);
+}
+
+#[test]
+fn unknown_post_is_mutate_with_the_configured_default_block() {
+    let text = edit(BASE, "admin_token_file", "default_mutate_id_block = 5\nadmin_token_file");
+    let c = match parse(&text) {
+        Ok(c) => c,
+        Err(e) => panic!("{e}"),
+    };
+    let got = c.classify("POST", "/api/v1/anything");
+    assert_eq!((got.kind, got.id_block, got.rule_index), (RouteKind::Mutate, 5, None));
+    let got = c.classify("GET", "/api/v1/anything");
+    assert_eq!((got.kind, got.id_block, got.rule_index), (RouteKind::Read, 0, None));
+}
+
+#[test]
+fn most_specific_rule_wins() {
+    let rules = r#"
+[[route]]
+method = "*"
+path = "/api/v1/walls/{id}/{*rest}"
+kind = "mutate"
+id_block = 3
+
+[[route]]
+method = "POST"
+path = "/api/v1/walls/{id}/windows"
+kind = "mutate"
+id_block = 1
+
+[[route]]
+method = "*"
+path = "/api/v1/walls/{id}/windows"
+kind = "mutate"
+id_block = 2
+"#;
+    let c = match parse(&format!("{BASE}{rules}")) {
+        Ok(c) => c,
+        Err(e) => panic!("{e}"),
+    };
+    assert_eq!(c.classify("POST", "/api/v1/walls/1/windows").id_block, 1);
+    assert_eq!(c.classify("DELETE", "/api/v1/walls/1/windows").id_block, 2);
+    assert_eq!(c.classify("DELETE", "/api/v1/walls/1/windows/4").id_block, 3);
+    assert_eq!(c.classify("POST", "/api/v1/walls/1").rule_index, None);
+}
+
+// ---------------------------------------------------------------- located errors
+
+#[test]
+fn syntax_error_names_its_line() {
+    let text = edit(BASE, "addr = \"127.0.0.1:9443\"", "addr = \"127.0.0.1:9443");
+    let e = error(&text);
+    assert!(matches!(e, ConfigError::Toml { .. }));
+    assert_at(&e, 4);
+}
+
+#[test]
+fn unknown_key_names_its_line() {
+    let text = edit(BASE, "tls_key = \"gw.key\"\n", "tls_key = \"gw.key\"\nmax_body_byte = 5\n");
+    let e = error(&text);
+    let shown = assert_at(&e, line_of(&text, "max_body_byte"));
+    assert!(shown.contains("unknown field `max_body_byte`"), "{shown}");
+}
+
+#[test]
+fn wrong_type_names_its_line() {
+    let text = format!("{}\n[timeouts]\nsecondary_grace_ms = 100\nper_try_ms = \"2000\"\n", BASE);
+    let e = error(&text);
+    let shown = assert_at(&e, line_of(&text, "per_try_ms"));
+    assert!(shown.contains("invalid type"), "{shown}");
+}
+
+#[test]
+fn missing_table_is_reported_with_a_fix() {
+    let text = edit(BASE, "[sessions]\njwt_secret_file = \"jwt.secret\"\n", "");
+    let e = error(&text);
+    let shown = assert_at(&e, 1);
+    assert!(shown.contains("missing field `sessions`") && shown.contains("add a `[sessions]` table"), "{shown}");
+}
+
+#[test]
+fn duplicate_chassis_name_names_the_second_and_the_first() {
+    let text = edit(BASE, "name = \"b\"", "name = \"a\"");
+    let e = error(&text);
+    assert_at(&e, line_of(&text, "url = \"https://127.0.0.1:9445\"") - 1);
+    let first_line = line_of(&text, "url = \"https://127.0.0.1:9444\"") - 1;
+    assert_eq!(e.problem(), Some(&Problem::DuplicateChassisName { name: "a".into(), first_line }));
+}
+
+#[test]
+fn inline_password_is_rejected_with_a_hint() {
+    let text = edit(BASE, "password_file = \"b.password\"", "password = \"hunter2\"");
+    let e = error(&text);
+    let shown = assert_at(&e, line_of(&text, "password = "));
+    assert_eq!(e.problem(), Some(&Problem::InlineSecret { key: "password" }));
+    assert!(shown.contains("password_file") && shown.contains("password_env"), "{shown}");
+    assert!(!shown.contains("hunter2"), "the secret itself must not be echoed:\n{shown}");
+}
+
+#[test]
+fn http_chassis_with_ca_cert_is_rejected() {
+    let text = edit(BASE, "url = \"https://127.0.0.1:9445\"", "url = \"http://127.0.0.1:9445\"");
+    let e = error(&text);
+    assert_at(&e, line_of(&text, "ca_cert = \"b.pem\""));
+    assert_eq!(e.problem(), Some(&Problem::CaCertWithHttp { chassis: "b".into() }));
+    // Without the ca_cert the same chassis is fine.
+    let ok = edit(&text, "ca_cert = \"b.pem\"\n", "");
+    assert!(parse(&ok).is_ok());
+}
+
+#[test]
+fn mutate_rule_without_block_names_its_route_header() {
+    let rules = "\n[[route]]\nmethod = \"GET\"\npath = \"/x\"\nkind = \"read\"\n\n[[route]]\nmethod = \"POST\"\npath = \"/api/v1/things\"\nkind = \"mutate\"\n";
+    let text = format!("{BASE}{rules}");
+    let e = error(&text);
+    assert_at(&e, line_of(&text, "path = \"/api/v1/things\"") - 2);
+    assert!(matches!(e.problem(), Some(Problem::IdBlockMissing { .. })));
+}
+
+/// Each (edit, line marker, expected problem check) is one semantic error.
+#[test]
+fn semantic_errors_name_their_line() {
+    type Check = fn(&Problem) -> bool;
+    let route = |body: &str| format!("{BASE}\n[[route]]\n{body}\n");
+    let cases: Vec<(String, &str, Check)> = vec![
+        (edit(BASE, "addr = \"127.0.0.1:9443\"", "addr = \"localhost:9443\""), "addr =", |p| matches!(p, Problem::BadListenAddr { .. })),
+        (edit(BASE, "url = \"https://127.0.0.1:9444\"", "url = \"https://127.0.0.1\""), "url = \"https://127.0.0.1\"", |p| matches!(p, Problem::BadChassisUrl { .. })),
+        (edit(BASE, "url = \"https://127.0.0.1:9444\"", "url = \"https://127.0.0.1:9443\""), "url = \"https://127.0.0.1:9443\"", |p| matches!(p, Problem::ChassisIsGateway { .. })),
+        (edit(BASE, "url = \"https://127.0.0.1:9445\"", "url = \"https://127.0.0.1:9444/\""), "url = \"https://127.0.0.1:9444/\"", |p| matches!(p, Problem::DuplicateChassisUrl { first_line: 13, .. })),
+        (edit(BASE, "password_file = \"a.password\"", "password_env = \"A B\""), "password_env", |p| matches!(p, Problem::BadEnvName { .. })),
+        (edit(BASE, "password_file = \"a.password\"", "password_file = \"a.password\"\npassword_env = \"PW\""), "password_env", |p| matches!(p, Problem::PasswordSourceTwice { .. })),
+        (edit(BASE, "ca_cert = \"a.pem\"", "ca_cert = \"\""), "ca_cert = \"\"", |p| matches!(p, Problem::EmptyPath { .. })),
+        (edit(BASE, "tls_cert = \"gw.pem\"", "insecure_http = true\ntls_cert = \"gw.pem\""), "tls_cert", |p| matches!(p, Problem::TlsWithInsecureHttp { key: "tls_cert" })),
+        (edit(BASE, "admin_token_file = \"admin.token\"", "admin_token_file = \"admin.token\"\nadmin_token = \"s3cret\""), "admin_token =", |p| *p == Problem::InlineSecret { key: "admin_token" }),
+        (format!("{BASE}\n[timeouts]\nper_try_ms = 5\n"), "per_try_ms", |p| matches!(p, Problem::OutOfRange { min: 10, max: 60_000, value: 5, .. })),
+        (format!("{BASE}\n[timeouts]\nsecondary_grace_ms = 3000\n"), "secondary_grace_ms", |p| matches!(p, Problem::GraceLongerThanTry { grace: 3000, per_try: 2000 })),
+        (format!("{BASE}\n[journal]\nmax_entries = 0\n"), "max_entries", |p| matches!(p, Problem::OutOfRange { .. })),
+        (route("method = \"get\"\npath = \"/x\"\nkind = \"read\""), "method = \"get\"", |p| matches!(p, Problem::BadMethod { .. })),
+        (route("method = \"GET\"\npath = \"/x\"\nkind = \"write\""), "kind = \"write\"", |p| matches!(p, Problem::BadKind { .. })),
+        (route("method = \"GET\"\npath = \"/a/*\"\nkind = \"read\""), "path = \"/a/*\"", |p| matches!(p, Problem::BadPattern { .. })),
+        (route("method = \"GET\"\npath = \"/a/\"\nkind = \"read\""), "path = \"/a/\"", |p| matches!(p, Problem::BadPattern { .. })),
+        (route("method = \"*\"\npath = \"/_sim/{*rest}\"\nkind = \"read\""), "path = \"/_sim", |p| matches!(p, Problem::ReservedPath { prefix: "_sim", .. })),
+        (route("method = \"GET\"\npath = \"/x\"\nkind = \"read\"\nid_block = 1"), "id_block", |p| matches!(p, Problem::IdBlockForbidden { kind: "read" })),
+        (route("method = \"POST\"\npath = \"/api/v1/events\"\nkind = \"events\""), "method = \"POST\"\npath = \"/api/v1/events\"", |p| matches!(p, Problem::KindNeedsGet { .. })),
+        (route("method = \"POST\"\npath = \"/api/v1/{what}\"\nkind = \"mutate\"\nid_block = 1\n\n[[route]]\nmethod = \"POST\"\npath = \"/api/v1/{other}\"\nkind = \"mutate\"\nid_block = 2"), "path = \"/api/v1/{other}\"", |p| matches!(p, Problem::DuplicateRoute { first_line: 33, .. })),
+        (route("method = \"POST\"\npath = \"/api/v1/x\"\nkind = \"mutate\"\nid_block = 2000000"), "id_block", |p| matches!(p, Problem::OutOfRange { .. })),
+    ];
+    for (text, marker, check) in cases {
+        let e = error(&text);
+        assert_at(&e, line_of(&text, marker));
+        assert!(e.problem().is_some_and(check), "unexpected problem {:?} for:\n{text}", e.problem());
+    }
+}
+
+#[test]
+fn chassis_count_and_login_rule_are_required() {
+    let one = edit(
+        BASE,
+        "[[chassis]]\nname = \"b\"\nurl = \"https://127.0.0.1:9445\"\nca_cert = \"b.pem\"\nusername = \"admin\"\npassword_file = \"b.password\"\n",
+        "",
+    );
+    let e = error(&one);
+    assert_at(&e, line_of(&one, "[[chassis]]"));
+    assert_eq!(e.problem(), Some(&Problem::ChassisCount { found: 1 }));
+
+    let three = format!("{BASE}\n[[chassis]]\nname = \"c\"\nurl = \"https://127.0.0.1:9446\"\nca_cert = \"c.pem\"\nusername = \"u\"\npassword_env = \"C\"\n");
+    let e = error(&three);
+    assert_at(&e, line_of(&three, "name = \"c\"") - 1);
+    assert_eq!(e.problem(), Some(&Problem::ChassisCount { found: 3 }));
+
+    let no_login = edit(BASE, "kind = \"login\"", "kind = \"read\"");
+    let e = error(&no_login);
+    assert_eq!(e.problem(), Some(&Problem::NoLoginRoute));
+    assert_at(&e, no_login.lines().count() + 1);
+
+    let no_tls = edit(BASE, "tls_key = \"gw.key\"\n", "");
+    let e = error(&no_tls);
+    assert_at(&e, line_of(&no_tls, "[listen]"));
+    assert_eq!(e.problem(), Some(&Problem::TlsFileMissing { key: "tls_key" }));
+
+    let two_preferred = edit(
+        &edit(BASE, "password_file = \"a.password\"", "password_file = \"a.password\"\npreferred_primary = true"),
+        "password_file = \"b.password\"",
+        "password_file = \"b.password\"\npreferred_primary = true",
+    );
+    let e = error(&two_preferred);
+    let lines: Vec<usize> =
+        two_preferred.lines().enumerate().filter(|(_, l)| *l == "preferred_primary = true").map(|(i, _)| i + 1).collect();
+    assert_eq!(lines.len(), 2);
+    assert_at(&e, lines[1]);
+    assert_eq!(e.problem(), Some(&Problem::TwoPreferredPrimaries { first_line: lines[0] }));
+}
+
+#[test]
+fn insecure_http_must_be_explicit_and_then_works() {
+    let text = edit(BASE, "tls_cert = \"gw.pem\"\ntls_key = \"gw.key\"\n", "insecure_http = true\n");
+    let c = match parse(&text) {
+        Ok(c) => c,
+        Err(e) => panic!("{e}"),
+    };
+    assert_eq!(c.listen.transport, Transport::InsecureHttp);
+    // `insecure_http = false` is the same as not writing it: HTTPS needs its files.
+    let text = edit(BASE, "tls_cert = \"gw.pem\"\ntls_key = \"gw.key\"\n", "insecure_http = false\n");
+    assert_eq!(error(&text).problem(), Some(&Problem::TlsFileMissing { key: "tls_cert" }));
+}
+
+// ---------------------------------------------------------------- files on disk
+
+const CERT: &str = "-----BEGIN CERTIFICATE-----\nMIIBdemo\n-----END CERTIFICATE-----\n";
+const KEY: &str = "-----BEGIN PRIVATE KEY-----\nMIIEdemo\n-----END PRIVATE KEY-----\n";
+
+/// A directory holding BASE as `gateway.toml` and every file it names.
+fn populated_dir() -> tempfile::TempDir {
+    let dir = match tempfile::tempdir() {
+        Ok(d) => d,
+        Err(e) => panic!("tempdir: {e}"),
+    };
+    let files = [
+        ("gateway.toml", BASE),
+        ("gw.pem", CERT),
+        ("gw.key", KEY),
+        ("a.pem", CERT),
+        ("b.pem", CERT),
+        ("a.password", "pw-a\n"),
+        ("b.password", "pw-b\n"),
+        ("admin.token", "token\n"),
+        ("jwt.secret", "0123456789abcdef\n"),
+    ];
+    for (name, content) in files {
+        if let Err(e) = std::fs::write(dir.path().join(name), content) {
+            panic!("write {name}: {e}");
+        }
+    }
+    dir
+}
+
+#[test]
+fn file_checks_resolve_relative_paths_and_find_problems() {
+    let dir = populated_dir();
+    let file = dir.path().join("gateway.toml");
+    let c = match Config::load(&file, FileChecks::Check) {
+        Ok(c) => c,
+        Err(e) => panic!("{e}"),
+    };
+    assert_eq!(c.chassis[0].ca_cert.as_deref(), Some(dir.path().join("a.pem").as_path()));
+    assert_eq!(c.state.dir, dir.path().join("state"));
+
+    let load_err = || match Config::load(&file, FileChecks::Check) {
+        Ok(_) => panic!("expected a file error"),
+        Err(e) => e,
+    };
+    let expect_bad_file = |e: &ConfigError, key: &str, line: usize, reason: &str| {
+        assert_eq!(e.line(), Some(line), "{e}");
+        match e.problem() {
+            Some(Problem::BadFile { key: k, reason: r, .. }) => {
+                assert_eq!(k, key);
+                assert!(r.contains(reason), "{r}");
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        assert!(e.to_string().starts_with(&format!("{}:{line}:", file.display())), "{e}");
+    };
+
+    // A missing chassis certificate.
+    std::fs::remove_file(dir.path().join("b.pem")).ok();
+    expect_bad_file(&load_err(), "chassis.b.ca_cert", line_of(BASE, "ca_cert = \"b.pem\""), "cannot be opened");
+    // Skipping file checks accepts it.
+    assert!(Config::load(&file, FileChecks::Skip).is_ok());
+    // A certificate that is not PEM.
+    std::fs::write(dir.path().join("b.pem"), "not a certificate").ok();
+    expect_bad_file(&load_err(), "chassis.b.ca_cert", line_of(BASE, "ca_cert = \"b.pem\""), "no PEM certificate");
+    std::fs::write(dir.path().join("b.pem"), CERT).ok();
+    // Key and certificate swapped.
+    std::fs::write(dir.path().join("gw.key"), CERT).ok();
+    expect_bad_file(&load_err(), "listen.tls_key", line_of(BASE, "tls_key"), "no PEM private key");
+    std::fs::write(dir.path().join("gw.key"), KEY).ok();
+    // An empty secret.
+    std::fs::write(dir.path().join("jwt.secret"), "\n").ok();
+    expect_bad_file(&load_err(), "sessions.jwt_secret_file", line_of(BASE, "jwt_secret_file"), "is empty");
+    std::fs::write(dir.path().join("jwt.secret"), "s").ok();
+    // A state "dir" that is a file.
+    std::fs::write(dir.path().join("state"), "").ok();
+    expect_bad_file(&load_err(), "state.dir", line_of(BASE, "dir = \"state\""), "not a directory");
+    std::fs::remove_file(dir.path().join("state")).ok();
+    assert!(Config::load(&file, FileChecks::Check).is_ok());
+
+    // An unset password variable.
+    let env = edit(BASE, "password_file = \"a.password\"", "password_env = \"PAIRGATE_TEST_SURELY_UNSET_93731\"");
+    std::fs::write(&file, &env).ok();
+    let e = load_err();
+    assert_eq!(e.line(), Some(line_of(&env, "password_env")));
+    assert!(matches!(e.problem(), Some(Problem::EnvUnset { .. })));
+}
+
+#[test]
+fn a_missing_config_file_is_a_read_error() {
+    let e = match Config::load(Path::new("/nonexistent/pairgate.toml"), FileChecks::Skip) {
+        Ok(_) => panic!("must fail"),
+        Err(e) => e,
+    };
+    assert!(matches!(e, ConfigError::Read { .. }));
+    assert!(e.to_string().starts_with("/nonexistent/pairgate.toml: cannot read"));
+}
+
+// ---------------------------------------------------------------- the binary
+
+fn pairgate(args: &[&std::ffi::OsStr]) -> std::process::Output {
+    match Command::new(env!("CARGO_BIN_EXE_pairgate")).args(args).output() {
+        Ok(o) => o,
+        Err(e) => panic!("running pairgate: {e}"),
+    }
+}
+
+#[test]
+fn check_config_on_a_bad_file_exits_2_with_file_and_line() {
+    let dir = populated_dir();
+    let file = dir.path().join("gateway.toml");
+    let bad = edit(BASE, "username = \"admin\"\npassword_file = \"b.password\"", "username = \"admin\"\npassword = \"x\"");
+    std::fs::write(&file, &bad).ok();
+    let out = pairgate(&["check-config".as_ref(), file.as_os_str()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "stderr: {stderr}");
+    let expected = format!("{}:{}:", file.display(), line_of(&bad, "password = \"x\""));
+    assert!(stderr.contains(&expected), "expected {expected} in: {stderr}");
+    assert!(stderr.contains("fix: "), "{stderr}");
+    assert!(out.stdout.is_empty());
+}
+
+#[test]
+fn check_config_on_a_good_file_exits_0_with_a_summary() {
+    let dir = populated_dir();
+    let file = dir.path().join("gateway.toml");
+    let out = pairgate(&["check-config".as_ref(), file.as_os_str()]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", String::from_utf8_lossy(&out.stderr));
+    for expected in ["https://127.0.0.1:9443", "https://127.0.0.1:9444", "https://127.0.0.1:9445", "1 rules", "files    checked"] {
+        assert!(stdout.contains(expected), "{expected:?} missing in:\n{stdout}");
+    }
+    // A missing file makes the same command fail, and --no-file-checks accepts it.
+    std::fs::remove_file(dir.path().join("a.password")).ok();
+    let out = pairgate(&["check-config".as_ref(), file.as_os_str()]);
+    assert_eq!(out.status.code(), Some(2));
+    let out = pairgate(&["check-config".as_ref(), "--no-file-checks".as_ref(), file.as_os_str()]);
+    assert_eq!(out.status.code(), Some(0));
+}
+
+#[test]
+fn check_config_accepts_the_shipped_file_without_file_checks() {
+    let path = shipped_path();
+    let out = pairgate(&["check-config".as_ref(), "--no-file-checks".as_ref(), path.as_os_str()]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("https://127.0.0.1:8444") && stdout.contains("(preferred primary)"), "{stdout}");
+}
+
+#[test]
+fn config_flag_validates_then_says_serving_is_not_implemented() {
+    let dir = populated_dir();
+    let file = dir.path().join("gateway.toml");
+    let out = pairgate(&["--config".as_ref(), file.as_os_str()]);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not implemented"));
+    std::fs::write(&file, "garbage = [").ok();
+    let out = pairgate(&["--config".as_ref(), file.as_os_str()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains(&format!("{}:1:", file.display())));
+}
+
+#[test]
+fn unknown_key_hints_never_suggest_inline_secrets() {
+    let text = edit(BASE, "admin_token_file = \"admin.token\"", "admin_token_file = \"admin.token\"\nadmin_tokn = 1");
+    let shown = error(&text).to_string();
+    assert!(shown.contains("`admin_token_file`") && !shown.contains("`admin_token`"), "{shown}");
+    let text = edit(BASE, "username = \"admin\"\npassword_file = \"a.password\"", "username = \"admin\"\npasword_file = \"a.password\"");
+    let e = error(&text);
+    let shown = assert_at(&e, line_of(&text, "pasword_file"));
+    assert!(shown.contains("`password_file`") && !shown.contains("`password`,"), "{shown}");
+}

@@ -1,0 +1,117 @@
+//! `pairgate demo` (the README's run command): generates certificates and
+//! secrets once, serves two chassis over HTTPS with them, keeps the state
+//! across runs, and stops its children on SIGTERM.
+
+mod common;
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{bin_path, client_trusting, free_port};
+
+async fn healthy(port: u16, cert: &std::path::Path) -> bool {
+    let http = client_trusting(Some(cert));
+    matches!(http.get(format!("https://127.0.0.1:{port}/api/v1/system/health")).send().await, Ok(r) if r.status() == 200)
+}
+
+struct Demo(std::process::Child);
+
+impl Drop for Demo {
+    /// SIGTERM first, so the demo stops its chassis children by their PIDs;
+    /// SIGKILL only if it has not exited within 10 s.
+    fn drop(&mut self) {
+        let _ = Command::new("kill").arg("-TERM").arg(self.0.id().to_string()).status();
+        let t = Instant::now();
+        while t.elapsed() < Duration::from_secs(10) {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start(port: u16, state: &std::path::Path) -> Demo {
+    let child = Command::new(bin_path("pairgate"))
+        .args(["demo", "--port", &port.to_string(), "--state"])
+        .arg(state)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn pairgate demo");
+    Demo(child)
+}
+
+async fn wait_healthy(port: u16, cert: &std::path::Path) {
+    let t = Instant::now();
+    for _ in 0..200 {
+        if cert.exists() && healthy(port, cert).await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("chassis on {port} not healthy after {:?}", t.elapsed());
+}
+
+/// The demo's children, found by their command line (they are this test's grandchildren).
+fn children_of(state: &std::path::Path) -> usize {
+    let out = Command::new("pgrep").arg("-f").arg(format!("--state {}", state.display())).output().expect("pgrep");
+    String::from_utf8_lossy(&out.stdout).lines().count()
+}
+
+#[tokio::test]
+async fn demo_serves_two_https_chassis_keeps_state_and_stops_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("demo");
+    // Three consecutive ports: the gateway's and the two chassis'.
+    let port = free_port();
+    let (pa, pb) = (port + 1, port + 2);
+    let mut demo = start(port, &state);
+    let (ca, cb) = (state.join("certs/chassis-a.pem"), state.join("certs/chassis-b.pem"));
+    wait_healthy(pa, &ca).await;
+    wait_healthy(pb, &cb).await;
+    // Each chassis presents its own certificate: b's is not accepted for a.
+    assert!(!healthy(pa, &cb).await, "chassis a must not be trusted with chassis b's certificate");
+    assert!(std::fs::read_to_string(state.join("admin.token")).unwrap().trim().len() >= 32);
+    let key_mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(state.join("certs/chassis-a.key")).unwrap().permissions());
+    assert_eq!(key_mode & 0o077, 0, "private keys are owner-only");
+
+    // Change something on chassis a.
+    let mut api = common::Api::new(&format!("https://127.0.0.1:{pa}"));
+    api.http = client_trusting(Some(&ca));
+    let r = api.post("/login", serde_json::json!({"username": "admin", "password": "admin"})).await.ok();
+    api.token = r.body["token"].as_str().map(str::to_string);
+    api.post("/kvm/hosts", serde_json::json!({"name": "kept", "port": 1})).await.ok();
+    let cert_before = std::fs::read(&ca).unwrap();
+
+    // SIGTERM: the demo stops its children and exits.
+    assert!(Command::new("kill").arg("-TERM").arg(demo.0.id().to_string()).status().unwrap().success());
+    let t = Instant::now();
+    let mut exited = false;
+    while t.elapsed() < Duration::from_secs(10) {
+        if let Ok(Some(status)) = demo.0.try_wait() {
+            assert!(status.success(), "{status}");
+            exited = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(exited, "demo did not exit on SIGTERM");
+    assert_eq!(children_of(&state), 0, "chassis children left behind");
+
+    // Started again on the same state: same certificates, same data.
+    let demo = start(port, &state);
+    wait_healthy(pa, &ca).await;
+    assert_eq!(std::fs::read(&ca).unwrap(), cert_before, "certificates are generated once");
+    let mut api = common::Api::new(&format!("https://127.0.0.1:{pa}"));
+    api.http = client_trusting(Some(&ca));
+    let r = api.post("/login", serde_json::json!({"username": "admin", "password": "admin"})).await.ok();
+    api.token = r.body["token"].as_str().map(str::to_string);
+    let hosts = api.get("/kvm/hosts").await.ok().body;
+    assert_eq!(hosts[0]["name"], "kept");
+    drop(demo);
+    assert_eq!(children_of(&state), 0, "chassis children left behind");
+}
