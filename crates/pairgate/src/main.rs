@@ -53,7 +53,7 @@ enum Command {
     },
     /// Run one reference chassis (what `demo` starts as its children).
     #[command(hide = true)]
-    Chassis(chassis_sim::cli::Args),
+    Chassis(Box<chassis_sim::cli::Args>),
 }
 
 const EXIT_CONFIG_ERROR: u8 = 2;
@@ -83,7 +83,7 @@ fn main() -> ExitCode {
                 .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "chassis_sim=info".into()))
                 .with_writer(std::io::stderr)
                 .init();
-            runtime().map_or(ExitCode::FAILURE, |rt| rt.block_on(chassis_sim::cli::run(args)))
+            runtime().map_or(ExitCode::FAILURE, |rt| rt.block_on(chassis_sim::cli::run(*args)))
         }
         (None, Some(file)) => match load(&file, FileChecks::Check) {
             Some(config) => {
