@@ -68,7 +68,12 @@ async fn a_subordinate_registers_at_its_superior_and_the_superior_routes_its_lin
     down.post("/users", json!({"username": "cascade", "password": "c-pw", "role": "admin"})).await.ok();
 
     let r = down
-        .call("PUT", "/cascade/superior", Some(json!({"url": sup.base, "username": "cascade", "password": "c-pw"})), &[("X-Origin-Seq", "gw-1/42")])
+        .call(
+            "PUT",
+            "/cascade/superior",
+            Some(json!({"url": sup.base, "username": "cascade", "password": "c-pw"})),
+            &[("X-Origin-Seq", "gw-1/42")],
+        )
         .await
         .ok();
     assert_eq!(r.body["url"], json!(sup.base));
@@ -101,7 +106,8 @@ async fn a_subordinate_registers_at_its_superior_and_the_superior_routes_its_lin
 
     // Opening a window on it makes the superior route the subordinate's link.
     let wall = up.post("/walls", json!({"name": "W", "rows": 1, "cols": 1, "outputs": [1]})).await.ok().id();
-    let win = up.post(&format!("/walls/{wall}/windows"), json!({"source_id": remote3["id"], "x": 0, "y": 0, "w": 10, "h": 10})).await.ok().id();
+    let win =
+        up.post(&format!("/walls/{wall}/windows"), json!({"source_id": remote3["id"], "x": 0, "y": 0, "w": 10, "h": 10})).await.ok().id();
     let link = (win - 1) % 8 + 1;
     let mut links = Value::Null;
     for _ in 0..100 {

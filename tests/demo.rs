@@ -1,6 +1,6 @@
 //! `pairgate demo` (the README's run command): generates certificates and
-//! secrets once, serves two chassis over HTTPS with them, keeps the state
-//! across runs, and stops its children on SIGTERM.
+//! secrets once, serves two chassis over HTTPS with them and the gateway in
+//! front, keeps the state across runs, and stops its children on SIGTERM.
 
 mod common;
 
@@ -56,6 +56,48 @@ async fn wait_healthy(port: u16, cert: &std::path::Path) {
     panic!("chassis on {port} not healthy after {:?}", t.elapsed());
 }
 
+/// Log in through the demo's gateway once it is serving (bounded wait).
+async fn gateway_login(port: u16, state: &std::path::Path) -> common::Api {
+    let cert = state.join("certs/gateway.pem");
+    let t = Instant::now();
+    while t.elapsed() < Duration::from_secs(20) {
+        let mut api = common::Api::new(&format!("https://127.0.0.1:{port}"));
+        api.http = client_trusting(Some(&cert));
+        if let Ok(r) = api
+            .http
+            .post(format!("{}/api/v1/login", api.base))
+            .json(&serde_json::json!({"username": "admin", "password": "admin"}))
+            .send()
+            .await
+        {
+            if r.status() == 200 {
+                let v: serde_json::Value = r.json().await.unwrap();
+                api.token = v["token"].as_str().map(str::to_string);
+                // Mutations wait for the id floor: probe with a read of the status.
+                let token = std::fs::read_to_string(state.join("admin.token")).unwrap();
+                for _ in 0..100 {
+                    let s: serde_json::Value = api
+                        .http
+                        .get(format!("{}/_pairgate/status", api.base))
+                        .bearer_auth(token.trim())
+                        .send()
+                        .await
+                        .unwrap()
+                        .json()
+                        .await
+                        .unwrap();
+                    if s["ids_ready"] == true && s["chassis"].as_array().unwrap().iter().all(|c| c["state"] == "in_sync") {
+                        return api;
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the demo's gateway did not serve within 20 s");
+}
+
 /// The demo's children, found by their command line (they are this test's grandchildren).
 fn children_of(state: &std::path::Path) -> usize {
     let out = Command::new("pgrep").arg("-f").arg(format!("--state {}", state.display())).output().expect("pgrep");
@@ -79,12 +121,17 @@ async fn demo_serves_two_https_chassis_keeps_state_and_stops_cleanly() {
     let key_mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(state.join("certs/chassis-a.key")).unwrap().permissions());
     assert_eq!(key_mode & 0o077, 0, "private keys are owner-only");
 
-    // Change something on chassis a.
-    let mut api = common::Api::new(&format!("https://127.0.0.1:{pa}"));
-    api.http = client_trusting(Some(&ca));
-    let r = api.post("/login", serde_json::json!({"username": "admin", "password": "admin"})).await.ok();
-    api.token = r.body["token"].as_str().map(str::to_string);
+    // Change something through the gateway; it lands on both chassis.
+    let api = gateway_login(port, &state).await;
     api.post("/kvm/hosts", serde_json::json!({"name": "kept", "port": 1})).await.ok();
+    for (p, cert) in [(pa, &ca), (pb, &cb)] {
+        let mut direct = common::Api::new(&format!("https://127.0.0.1:{p}"));
+        direct.http = client_trusting(Some(cert));
+        // The gateway holds admin's session: a direct login must force.
+        let r = direct.post("/login", serde_json::json!({"username": "admin", "password": "admin", "force": true})).await.ok();
+        direct.token = r.body["token"].as_str().map(str::to_string);
+        assert_eq!(direct.get("/kvm/hosts").await.ok().body[0]["name"], "kept");
+    }
     let cert_before = std::fs::read(&ca).unwrap();
 
     // SIGTERM: the demo stops its children and exits.
@@ -106,11 +153,7 @@ async fn demo_serves_two_https_chassis_keeps_state_and_stops_cleanly() {
     let demo = start(port, &state);
     wait_healthy(pa, &ca).await;
     assert_eq!(std::fs::read(&ca).unwrap(), cert_before, "certificates are generated once");
-    let mut api = common::Api::new(&format!("https://127.0.0.1:{pa}"));
-    api.http = client_trusting(Some(&ca));
-    let r = api.post("/login", serde_json::json!({"username": "admin", "password": "admin"})).await.ok();
-    api.token = r.body["token"].as_str().map(str::to_string);
-    let hosts = api.get("/kvm/hosts").await.ok().body;
+    let hosts = gateway_login(port, &state).await.get("/kvm/hosts").await.ok().body;
     assert_eq!(hosts[0]["name"], "kept");
     drop(demo);
     assert_eq!(children_of(&state), 0, "chassis children left behind");

@@ -5,6 +5,8 @@
 //! Every wait here is bounded in count and time.
 #![allow(dead_code)]
 
+pub mod pair;
+
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -100,7 +102,9 @@ impl SimProcess {
         if let Some((cert, key)) = &self.opts.tls {
             cmd.arg("--tls-cert").arg(cert).arg("--tls-key").arg(key);
         }
-        cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::inherit());
+        // Chassis logs only when asked for (PAIRGATE_TEST_LOG=1): they drown test output.
+        let stderr = if std::env::var_os("PAIRGATE_TEST_LOG").is_some() { Stdio::inherit() } else { Stdio::null() };
+        cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(stderr);
         let child = cmd.spawn().expect("spawn chassis-sim");
         self.child = Some(child);
         self.wait_listening(Duration::from_secs(20));

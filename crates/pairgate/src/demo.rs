@@ -10,8 +10,10 @@
 //! start-up. Ctrl-C or SIGTERM stops the children (SIGTERM, then SIGKILL
 //! after a grace period) and exits.
 //!
-//! The gateway itself is not built yet: until it is, the demo runs the pair
-//! without it and says so.
+//! The gateway runs in the demo process itself, from a configuration the
+//! demo writes to `<state>/gateway.toml` (the route rules are the shipped
+//! `gateway.toml`'s), so `pairgate --config <state>/gateway.toml` runs the
+//! same gateway by hand.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, Stdio};
@@ -30,6 +32,61 @@ pub enum DemoError {
     Port(u16),
     #[error("starting a chassis: {0}")]
     Spawn(std::io::Error),
+    #[error("the generated configuration: {0}")]
+    Config(#[from] crate::ConfigError),
+    #[error("the gateway: {0}")]
+    Gateway(#[from] crate::gateway::StartError),
+}
+
+/// The shipped configuration; the demo reuses its route rules.
+const SHIPPED: &str = include_str!("../../../gateway.toml");
+
+/// The demo's gateway.toml: its own ports and files, the shipped route rules.
+fn demo_config(port: u16, pa: u16, pb: u16, state: &Path) -> String {
+    let routes = SHIPPED.find("# ----").map(|i| &SHIPPED[i..]).unwrap_or("");
+    // Quoted and escaped as TOML strings, whatever the path holds.
+    let p = |name: &str| toml::Value::String(state.join(name).display().to_string()).to_string();
+    format!(
+        r#"# Written by `pairgate demo`; the route rules below are the shipped gateway.toml's.
+admin_token_file = {token}
+
+[listen]
+addr = "127.0.0.1:{port}"
+tls_cert = {gcert}
+tls_key = {gkey}
+
+[state]
+dir = {gstate}
+
+[[chassis]]
+name = "a"
+url = "https://127.0.0.1:{pa}"
+ca_cert = {acert}
+username = "admin"
+password_file = {apw}
+preferred_primary = true
+
+[[chassis]]
+name = "b"
+url = "https://127.0.0.1:{pb}"
+ca_cert = {bcert}
+username = "admin"
+password_file = {bpw}
+
+[sessions]
+jwt_secret_file = {jwt}
+
+{routes}"#,
+        token = p("admin.token"),
+        gcert = p("certs/gateway.pem"),
+        gkey = p("certs/gateway.key"),
+        gstate = p("gateway"),
+        acert = p("certs/chassis-a.pem"),
+        apw = p("chassis-a.password"),
+        bcert = p("certs/chassis-b.pem"),
+        bpw = p("chassis-b.password"),
+        jwt = p("jwt.secret"),
+    )
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> DemoError + '_ {
@@ -124,6 +181,10 @@ pub async fn run(port: u16, state: &Path) -> Result<ExitCode, DemoError> {
     ensure_secret(&state.join("chassis-a.password"), || "admin".into())?;
     ensure_secret(&state.join("chassis-b.password"), || "admin".into())?;
     let token = ensure_secret(&state.join("admin.token"), || hex::encode(rand::random::<[u8; 24]>()))?;
+    ensure_secret(&state.join("jwt.secret"), || hex::encode(rand::random::<[u8; 32]>()))?;
+    let config_path = state.join("gateway.toml");
+    std::fs::write(&config_path, demo_config(port, pa, pb, &state)).map_err(io(&config_path))?;
+    let config = crate::Config::load(&config_path, crate::FileChecks::Check)?;
 
     let exe = std::env::current_exe().map_err(io(Path::new("current executable")))?;
     let chassis = |name: &'static str, port: u16, cert: &Path, key: &Path| ChassisChild {
@@ -153,7 +214,7 @@ pub async fn run(port: u16, state: &Path) -> Result<ExitCode, DemoError> {
 
     println!("pairgate demo — state in {}", state.display());
     println!();
-    println!("  gateway    https://127.0.0.1:{port}/  (not built yet: the gateway is the next issue; use the chassis directly)");
+    println!("  gateway    https://127.0.0.1:{port}/   (certificate {})", certs.join("gateway.pem").display());
     for c in &pair {
         println!("  chassis {}  {}/   (certificate {})", c.name, c.url, certs.join(format!("chassis-{}.pem", c.name)).display());
     }
@@ -164,7 +225,25 @@ pub async fn run(port: u16, state: &Path) -> Result<ExitCode, DemoError> {
         println!("  restart chassis {} with: {}", c.name, shell_quote(&c.command));
     }
     println!();
+    println!("  gateway configuration: {}", config_path.display());
     println!("Ctrl-C stops everything.");
+
+    let (started_tx, started_rx) = tokio::sync::oneshot::channel();
+    let gateway = tokio::spawn(crate::serve::run_with(config, move |gw| {
+        let _ = started_tx.send(gw);
+    }));
+    let gw = match started_rx.await {
+        Ok(gw) => gw,
+        Err(_) => {
+            for c in pair.iter_mut() {
+                c.stop(Duration::from_secs(5));
+            }
+            return match gateway.await {
+                Ok(Err(e)) => Err(e.into()),
+                _ => Ok(ExitCode::FAILURE),
+            };
+        }
+    };
 
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).map_err(io(Path::new("SIGTERM handler")))?;
     let mut tick = tokio::time::interval(Duration::from_millis(250));
@@ -185,6 +264,9 @@ pub async fn run(port: u16, state: &Path) -> Result<ExitCode, DemoError> {
         }
     }
     eprintln!("pairgate demo: stopping");
+    // The gateway first (it finishes in-flight requests), then the chassis.
+    gw.shutdown.cancel();
+    let _ = gateway.await;
     for c in pair.iter_mut() {
         c.stop(Duration::from_secs(5));
     }

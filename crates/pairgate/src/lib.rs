@@ -5,7 +5,23 @@
 //! `gateway.toml` that every later part of the gateway (front, sequencer, journal,
 //! appliers, session broker) reads its settings from.
 
+pub mod applier;
+pub mod broker;
 pub mod config;
 pub mod demo;
+pub mod detector;
+pub mod error;
+pub mod events;
+pub mod front;
+pub mod gateway;
+pub mod health;
+pub mod journal;
+pub mod pair;
+pub mod proxy;
+pub mod sequencer;
+pub mod serve;
+pub mod session;
+pub mod status;
+pub mod upstream;
 
 pub use config::{Classified, Config, ConfigError, FileChecks, RouteKind};

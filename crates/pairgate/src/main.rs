@@ -1,11 +1,11 @@
 //! The `pairgate` command.
 //!
-//! For now it loads and validates `gateway.toml` and nothing else: the gateway
-//! itself is not built yet, and the command says so instead of pretending.
+//! `pairgate --config FILE` runs the gateway; `check-config` validates a
+//! configuration; `demo` runs a whole pair on one machine.
 //!
-//! Exit codes: 0 the configuration is valid (`check-config`); 2 the configuration
-//! (or the command line) is wrong, with the located error on stderr; 3 the
-//! configuration is valid but serving is not implemented in this build.
+//! Exit codes: 0 success (a valid configuration, a clean shutdown); 2 the
+//! configuration (or the command line) is wrong, with the located error on
+//! stderr; 1 the gateway failed to start or stopped on an error.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -57,7 +57,6 @@ enum Command {
 }
 
 const EXIT_CONFIG_ERROR: u8 = 2;
-const EXIT_NOT_IMPLEMENTED: u8 = 3;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -73,27 +72,20 @@ fn main() -> ExitCode {
             }
         }
         (Some(Command::Demo { port, state }), _) => runtime().map_or(ExitCode::FAILURE, |rt| {
+            init_logs();
             rt.block_on(pairgate::demo::run(port, &state)).unwrap_or_else(|e| {
                 eprintln!("pairgate demo: {e}");
                 ExitCode::FAILURE
             })
         }),
         (Some(Command::Chassis(args)), _) => {
-            tracing_subscriber::fmt()
-                .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "chassis_sim=info".into()))
-                .with_writer(std::io::stderr)
-                .init();
+            init_logs();
             runtime().map_or(ExitCode::FAILURE, |rt| rt.block_on(chassis_sim::cli::run(*args)))
         }
         (None, Some(file)) => match load(&file, FileChecks::Check) {
             Some(config) => {
-                eprintln!(
-                    "{}: configuration ok, but serving is not implemented in this build of pairgate yet \
-                     (only `pairgate check-config` works); nothing is listening on {}",
-                    config.file.display(),
-                    config.listen.addr
-                );
-                ExitCode::from(EXIT_NOT_IMPLEMENTED)
+                init_logs();
+                runtime().map_or(ExitCode::FAILURE, |rt| rt.block_on(serve(config)))
             }
             None => ExitCode::from(EXIT_CONFIG_ERROR),
         },
@@ -103,6 +95,41 @@ fn main() -> ExitCode {
             eprintln!("pairgate: give --config FILE or a subcommand (see --help)");
             ExitCode::from(EXIT_CONFIG_ERROR)
         }
+    }
+}
+
+fn init_logs() {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "pairgate=info,chassis_sim=info".into()))
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+/// Run the gateway until SIGTERM or Ctrl-C, then shut down gracefully.
+async fn serve(config: pairgate::Config) -> ExitCode {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let task = tokio::spawn(async move {
+        let result = pairgate::serve::run_with(config, |gw| {
+            let _ = tx.send(gw);
+        })
+        .await;
+        if let Err(e) = &result {
+            eprintln!("pairgate: {e}");
+        }
+        result.is_ok()
+    });
+    let Ok(gw) = rx.await else {
+        return match task.await {
+            Ok(true) => ExitCode::SUCCESS,
+            _ => ExitCode::FAILURE,
+        };
+    };
+    pairgate::serve::signal().await;
+    tracing::info!("shutting down: finishing in-flight requests");
+    gw.shutdown.cancel();
+    match task.await {
+        Ok(true) => ExitCode::SUCCESS,
+        _ => ExitCode::FAILURE,
     }
 }
 

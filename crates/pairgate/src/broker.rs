@@ -1,0 +1,153 @@
+//! The session broker: the only part of the gateway that logs in to chassis.
+//!
+//! - A user's login at the gateway is checked by logging in to a chassis as
+//!   that user (`force: true`, so the chassis' one-session rule never makes a
+//!   gateway login fail); the chassis token becomes the account's shared
+//!   backend session there, the password is sealed for later re-logins, and
+//!   the browser gets a gateway token.
+//! - Every call on a user's behalf carries that account's backend token for
+//!   the chassis; a 401 from the chassis (restarted, preempted) triggers one
+//!   re-login per account and chassis — single-flight — and one retry, so the
+//!   user never sees it.
+//! - When an account's own credentials no longer work on a chassis (changed
+//!   behind the gateway's back, or the account was deleted by a later journal
+//!   entry being replayed), calls fall back to the chassis' service account
+//!   from `gateway.toml`: the primary already judged the request as that user.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use reqwest::Method;
+use serde_json::json;
+
+use crate::session::{AccountInfo, BackendSessions, BackendToken, LoginLimiter, Secret, SessionStore};
+use crate::upstream::{Outcome, UpRequest, Upstream};
+
+/// The gateway's own account on one chassis.
+pub struct ServiceAccount {
+    pub username: String,
+    pub password: Secret,
+}
+
+#[derive(Clone, Debug, thiserror::Error)]
+pub enum BrokerError {
+    /// The chassis refused the credentials (401 bad_credentials).
+    #[error("the chassis refused the credentials")]
+    BadCredentials(Outcome),
+    /// No stored credentials for this account (never logged in through this gateway).
+    #[error("no stored credentials for this account")]
+    NoCredentials,
+    /// The chassis did not answer the login.
+    #[error("chassis login failed: {0}")]
+    Unreachable(String),
+    #[error("session store: {0}")]
+    Store(String),
+}
+
+pub struct Broker {
+    pub store: SessionStore,
+    pub backends: BackendSessions,
+    pub limiter: LoginLimiter,
+    /// Per chassis (by index), the gateway's own account.
+    pub service: [ServiceAccount; 2],
+    pub per_try: Duration,
+}
+
+/// The backend account a call runs as.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Runs {
+    User(String),
+    Service,
+}
+
+impl Broker {
+    /// Log in to `up` as `username` (force: true). The raw outcome, and the
+    /// token and account if it worked.
+    pub async fn chassis_login(&self, up: &Upstream, username: &str, password: &str) -> Result<(Secret, AccountInfo), BrokerError> {
+        let body = json!({"username": username, "password": password, "force": true});
+        let outcome = up.json(Method::POST, "/api/v1/login", Some(&body), None, self.per_try).await;
+        match &outcome {
+            Outcome::Answered(a) if a.status == 200 => {
+                let v: serde_json::Value =
+                    serde_json::from_slice(&a.body).map_err(|e| BrokerError::Unreachable(format!("login answer: {e}")))?;
+                let token = v["token"].as_str().ok_or_else(|| BrokerError::Unreachable("login answer without a token".into()))?;
+                let account: AccountInfo =
+                    serde_json::from_value(v["user"].clone()).map_err(|e| BrokerError::Unreachable(format!("login answer's user: {e}")))?;
+                Ok((Secret::new(token), account))
+            }
+            Outcome::Answered(a) if a.status == 401 => Err(BrokerError::BadCredentials(outcome.clone())),
+            other => Err(BrokerError::Unreachable(other.describe())),
+        }
+    }
+
+    fn key(runs: &Runs) -> &str {
+        match runs {
+            Runs::User(u) => u,
+            // Cannot collide with a user: chassis usernames have no spaces.
+            Runs::Service => " service",
+        }
+    }
+
+    /// The current token for `runs` on chassis `i`, logging in if there is none.
+    pub async fn token(&self, i: usize, up: &Upstream, runs: &Runs) -> Result<BackendToken, BrokerError> {
+        match self.backends.get(&up.name, Self::key(runs)) {
+            Some(t) => Ok(t),
+            None => self.relogin(i, up, runs, 0).await,
+        }
+    }
+
+    /// Replace a token that a chassis refused (generation `stale`); one login
+    /// for all concurrent callers.
+    pub async fn relogin(&self, i: usize, up: &Upstream, runs: &Runs, stale: u64) -> Result<BackendToken, BrokerError> {
+        let result = self
+            .backends
+            .relogin(&up.name, Self::key(runs), stale, || async {
+                let (user, password) = match runs {
+                    Runs::User(u) => {
+                        let pw =
+                            self.store.credentials(u).map_err(|e| BrokerError::Store(e.to_string()))?.ok_or(BrokerError::NoCredentials)?;
+                        (u.clone(), pw)
+                    }
+                    Runs::Service => (self.service[i].username.clone(), self.service[i].password.clone()),
+                };
+                tracing::info!(chassis = %up.name, user = %user, "logging in on the account's behalf");
+                self.chassis_login(up, &user, password.expose()).await.map(|(token, _)| token)
+            })
+            .await;
+        result.map_err(|e| (*e).clone())
+    }
+
+    /// Send `req` to chassis `i` as `runs`, re-logging in once on a 401, and
+    /// falling back to the service account if the user's credentials fail.
+    pub async fn send<'a>(&self, i: usize, up: &Upstream, runs: &Runs, req: impl Fn() -> UpRequest<'a>) -> Outcome {
+        let mut runs = runs.clone();
+        for _ in 0..3 {
+            let token = match self.token(i, up, &runs).await {
+                Ok(t) => t,
+                Err(BrokerError::Unreachable(e)) => return Outcome::Refused(e),
+                Err(_) if runs != Runs::Service => {
+                    runs = Runs::Service;
+                    continue;
+                }
+                Err(e) => return Outcome::Refused(format!("service account: {e}")),
+            };
+            let outcome = up.send(UpRequest { token: Some(token.token.expose().to_string()), ..req() }).await;
+            match &outcome {
+                Outcome::Answered(a) if a.status == 401 => {
+                    tracing::info!(chassis = %up.name, code = ?a.error_code(), "backend session refused; re-logging in");
+                    match self.relogin(i, up, &runs, token.generation).await {
+                        Ok(_) => continue,
+                        Err(BrokerError::Unreachable(e)) => return Outcome::Refused(e),
+                        Err(_) if runs != Runs::Service => runs = Runs::Service,
+                        Err(_) => return outcome,
+                    }
+                }
+                _ => return outcome,
+            }
+        }
+        Outcome::NoAnswer("the chassis kept refusing fresh sessions".into())
+    }
+}
+
+/// Shared handle.
+pub type SharedBroker = Arc<Broker>;

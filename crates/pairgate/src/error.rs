@@ -1,0 +1,101 @@
+//! The gateway's own error answers, in the chassis' shape:
+//! `{"error": {"code": "snake_case", "message": "human sentence"}}`, so a
+//! browser cannot tell whether the gateway or a chassis refused it.
+
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    #[error("this endpoint needs a session: log in and send 'Authorization: Bearer <token>'")]
+    MissingToken,
+    #[error("{message}")]
+    Unauthorized { code: &'static str, message: String },
+    #[error("the request body is larger than the gateway's limit of {0} bytes")]
+    BodyTooLarge(u64),
+    #[error("the request body is not valid JSON: {0}")]
+    MalformedJson(String),
+    #[error("no such endpoint: {0}")]
+    NoRoute(String),
+    #[error("too many failed logins; try again in {0} s")]
+    TooManyLogins(u64),
+    #[error("no chassis is available right now; nothing was applied, retry shortly")]
+    NotApplied,
+    #[error("no chassis answered in time; the change may or may not have been applied. It will be applied once a chassis returns; retry with the same Idempotency-Key to get its answer")]
+    OutcomeUnknown,
+    #[error("no chassis could answer this read: {0}")]
+    Unavailable(String),
+    #[error("an earlier request with this Idempotency-Key is still being processed")]
+    IdempotencyInFlight,
+    #[error("this Idempotency-Key was used for a different request")]
+    IdempotencyMismatch,
+    #[error("the Idempotency-Key header must be 1 to 255 visible characters")]
+    BadIdempotencyKey,
+    #[error("the gateway could not record the request durably: {0}")]
+    Journal(String),
+    #[error("the gateway is shutting down; retry on the other gateway or shortly")]
+    ShuttingDown,
+    #[error("the request took longer than the gateway's limit")]
+    Timeout,
+}
+
+impl GatewayError {
+    pub fn status(&self) -> StatusCode {
+        use GatewayError::*;
+        match self {
+            MissingToken | Unauthorized { .. } => StatusCode::UNAUTHORIZED,
+            BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            MalformedJson(_) | BadIdempotencyKey => StatusCode::BAD_REQUEST,
+            NoRoute(_) => StatusCode::NOT_FOUND,
+            TooManyLogins(_) => StatusCode::TOO_MANY_REQUESTS,
+            NotApplied | OutcomeUnknown | Unavailable(_) | ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+            IdempotencyInFlight => StatusCode::CONFLICT,
+            IdempotencyMismatch => StatusCode::UNPROCESSABLE_ENTITY,
+            Journal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Timeout => StatusCode::GATEWAY_TIMEOUT,
+        }
+    }
+
+    pub fn code(&self) -> &'static str {
+        use GatewayError::*;
+        match self {
+            MissingToken => "missing_token",
+            Unauthorized { code, .. } => code,
+            BodyTooLarge(_) => "body_too_large",
+            MalformedJson(_) => "malformed_json",
+            BadIdempotencyKey => "bad_header",
+            NoRoute(_) => "no_such_endpoint",
+            TooManyLogins(_) => "too_many_logins",
+            NotApplied => "not_applied",
+            OutcomeUnknown => "outcome_unknown",
+            Unavailable(_) => "unavailable",
+            IdempotencyInFlight => "idempotency_key_in_flight",
+            IdempotencyMismatch => "idempotency_key_reused",
+            Journal(_) => "journal_error",
+            ShuttingDown => "shutting_down",
+            Timeout => "timeout",
+        }
+    }
+
+    fn retry_after(&self) -> Option<u64> {
+        match self {
+            GatewayError::NotApplied | GatewayError::OutcomeUnknown | GatewayError::Unavailable(_) | GatewayError::ShuttingDown => Some(1),
+            GatewayError::TooManyLogins(s) => Some(*s),
+            _ => None,
+        }
+    }
+}
+
+impl IntoResponse for GatewayError {
+    fn into_response(self) -> Response {
+        let body = json!({"error": {"code": self.code(), "message": self.to_string()}});
+        let mut resp = (self.status(), axum::Json(body)).into_response();
+        if let Some(s) = self.retry_after() {
+            if let Ok(v) = HeaderValue::from_str(&s.to_string()) {
+                resp.headers_mut().insert(axum::http::header::RETRY_AFTER, v);
+            }
+        }
+        resp
+    }
+}

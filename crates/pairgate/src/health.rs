@@ -1,0 +1,37 @@
+//! Health probes: every `health_interval`, `GET /api/v1/system/health` on each
+//! chassis, reported to its detector. A refused connection is reported as
+//! such (the detector marks the chassis down at once); a timeout or a 5xx as
+//! a failure (down after `down_after` without a good probe).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use reqwest::Method;
+
+use crate::detector::{DetectorHandle, Signal};
+use crate::upstream::{Outcome, Upstream};
+
+pub fn spawn(upstream: Arc<Upstream>, detector: DetectorHandle, interval: Duration, shutdown: tokio_util::sync::CancellationToken) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            // A probe may take at most one interval, so a hung chassis keeps
+            // being reported as failing at the probe rate.
+            let outcome = upstream.json(Method::GET, "/api/v1/system/health", None, None, interval).await;
+            let signal = match &outcome {
+                Outcome::Answered(a) if a.status == 200 => Signal::ProbeOk,
+                Outcome::Refused(_) => Signal::Refused,
+                _ => Signal::Failed,
+            };
+            if signal != Signal::ProbeOk {
+                tracing::debug!(chassis = %upstream.name, "health probe: {}", outcome.describe());
+            }
+            detector.signal(signal);
+        }
+    });
+}

@@ -1,0 +1,101 @@
+//! What a mutation looks like before ([`Draft`]) and after ([`Entry`]) the sequencer.
+//!
+//! An [`Entry`] is immutable and shared as `Arc<Entry>`: the sequencer, the
+//! broadcast to the appliers and the request that created it all hold the same
+//! allocation, so the body is never copied on its way to the two chassis.
+
+use bytes::Bytes;
+
+/// Ids are handed out below this bound: 2^53 is the largest integer a JSON number
+/// (an IEEE double in browsers and most JSON libraries) represents exactly, and ids
+/// travel in JSON bodies.
+pub const MAX_ID: u64 = 1 << 53;
+
+/// A mutation the front accepted, not yet ordered.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Draft {
+    pub method: String,
+    /// The request target as the client sent it (`/walls/3/windows?x=1`).
+    pub path_and_query: String,
+    /// The headers that matter for replay (content type, the chassis session is added
+    /// by the applier, not stored here).
+    pub headers: Vec<(String, String)>,
+    pub body: Bytes,
+    /// How many fresh ids the route rule asks for; 0 means no `X-Id-Block`.
+    pub id_block: u32,
+    /// The gateway account the request was made as (appliers use its backend session).
+    pub account: String,
+    /// The client's `Idempotency-Key`, when it sent one (see
+    /// [`crate::journal::Journal::begin_client_key`]).
+    pub client_key: Option<String>,
+}
+
+/// A block of ids `[base, base + count)`, sent to both chassis as `X-Id-Block`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct IdBlock {
+    pub base: u64,
+    pub count: u64,
+}
+
+impl IdBlock {
+    /// One past the last id of the block.
+    pub fn end(&self) -> u64 {
+        self.base + self.count
+    }
+
+    /// The `X-Id-Block` header value: `<base>+<count>`.
+    pub fn header_value(&self) -> String {
+        format!("{}+{}", self.base, self.count)
+    }
+}
+
+/// A mutation with its place in the one order both chassis apply, durable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// 1, 2, 3, … with no gaps, in commit order.
+    pub seq: u64,
+    pub method: String,
+    pub path_and_query: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Bytes,
+    /// `None` when the draft asked for no ids.
+    pub id_block: Option<IdBlock>,
+    pub account: String,
+    pub client_key: Option<String>,
+}
+
+impl Entry {
+    /// The `X-Id-Block` header value (`<base>+<count>`), when the entry has a block.
+    pub fn id_block_header(&self) -> Option<String> {
+        self.id_block.map(|b| b.header_value())
+    }
+
+    /// The `Idempotency-Key` sent to a chassis with this entry: `<gateway id>/<seq>`.
+    /// The same on every replay and on both chassis, so a chassis that remembers keys
+    /// applies a replayed entry once.
+    pub fn chassis_idempotency_key(&self, gateway_id: &str) -> String {
+        format!("{gateway_id}/{}", self.seq)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn headers_are_formatted_as_the_chassis_expects() {
+        let e = Entry {
+            seq: 42,
+            method: "POST".into(),
+            path_and_query: "/walls".into(),
+            headers: vec![],
+            body: Bytes::new(),
+            id_block: Some(IdBlock { base: 7000, count: 8 }),
+            account: "admin".into(),
+            client_key: None,
+        };
+        assert_eq!(e.id_block_header().as_deref(), Some("7000+8"));
+        assert_eq!(e.chassis_idempotency_key("0a1b"), "0a1b/42");
+        assert_eq!(Entry { id_block: None, ..e }.id_block_header(), None);
+    }
+}

@@ -1,0 +1,471 @@
+//! The life of a request through the gateway, as named phases.
+//!
+//! ```text
+//! classify ─▶ authenticate ─┬─ read ─────▶ primary, else the other in-sync chassis
+//!                           ├─ mutate ───▶ sequence + journal ─▶ appliers ─▶ answer
+//!                           ├─ login / logout (session broker)
+//!                           ├─ events ───▶ WebSocket relay that follows the primary
+//!                           └─ static ───▶ primary, else the other
+//! ```
+//! Each phase is one function below with a comment saying when it runs.
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{FromRequestParts, Request, State, WebSocketUpgrade};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use reqwest::header::HeaderMap as UpHeaders;
+use tokio::sync::broadcast::error::RecvError;
+use tracing::Instrument;
+
+use crate::applier::Report;
+use crate::broker::{BrokerError, Runs};
+use crate::config::RouteKind;
+use crate::detector::{ChassisState, Signal};
+use crate::error::GatewayError;
+use crate::front::ClientAddr;
+use crate::gateway::Gateway;
+use crate::journal::{request_fingerprint, ClientKeyState, ClientResponse, Draft};
+use crate::pair::Pair;
+use crate::session::{bearer_token, AuthError, Principal};
+use crate::upstream::{forwardable, Answered, Outcome, UpRequest};
+
+type Gw = Arc<Gateway>;
+
+/// The one handler: every request enters here.
+pub async fn handle(State(gw): State<Gw>, req: Request) -> Response {
+    let (mut parts, body) = req.into_parts();
+    let path = parts.uri.path().to_string();
+    let path_and_query = parts.uri.path_and_query().map(|p| p.as_str().to_string()).unwrap_or_else(|| path.clone());
+    // Reserved for the simulator's fault hooks: never forwarded anywhere.
+    if path == "/_sim" || path.starts_with("/_sim/") {
+        return GatewayError::NoRoute(path).into_response();
+    }
+    if path == "/_pairgate/status" {
+        return crate::status::status(&gw, &parts.headers).into_response();
+    }
+    let class = classify(&gw, parts.method.as_str(), &path);
+    let client = parts.extensions.get::<ClientAddr>().map(|c| c.0);
+    match class {
+        RouteKind::Static => forward_read(&gw, None, &parts.method, &path_and_query, &parts.headers, Bytes::new()).await,
+        RouteKind::Login => login(&gw, client, &parts.headers, body).await,
+        RouteKind::Events => {
+            let principal = match authenticate(&gw, &parts.headers, parts.uri.query()) {
+                Ok(p) => p,
+                Err(e) => return e.into_response(),
+            };
+            match WebSocketUpgrade::from_request_parts(&mut parts, &gw).await {
+                Ok(ws) => events(&gw, ws, principal, &parts.headers, parts.uri.query()),
+                Err(rej) => rej.into_response(),
+            }
+        }
+        kind => {
+            let (principal, token) = match authenticate(&gw, &parts.headers, None) {
+                Ok(p) => p,
+                Err(e) => return e.into_response(),
+            };
+            match kind {
+                RouteKind::Logout => logout(&gw, &principal, &token),
+                RouteKind::Read => {
+                    let body = match read_body(&gw, body).await {
+                        Ok(b) => b,
+                        Err(e) => return e.into_response(),
+                    };
+                    forward_read(&gw, Some(&principal), &parts.method, &path_and_query, &parts.headers, body).await
+                }
+                _ => {
+                    let block = gw.cfg.classify(parts.method.as_str(), &path).id_block;
+                    let body = match read_body(&gw, body).await {
+                        Ok(b) => b,
+                        Err(e) => return e.into_response(),
+                    };
+                    mutate(&gw, &principal, parts.method.as_str(), &path_and_query, &parts.headers, body, block).await
+                }
+            }
+        }
+    }
+}
+
+/// Phase 1, classify: runs first, for every request. The route rules of
+/// `gateway.toml` say what kind of request this is; a mutating method with
+/// no rule is a mutation (never sent to one chassis only).
+fn classify(gw: &Gateway, method: &str, path: &str) -> RouteKind {
+    gw.cfg.classify(method, path).kind
+}
+
+/// Phase 2, authenticate: runs for every kind but static and login. The
+/// bearer token must be a live gateway session (the browser never holds a
+/// chassis token). Returns the principal and the token.
+fn authenticate(gw: &Gateway, headers: &HeaderMap, query: Option<&str>) -> Result<(Principal, String), GatewayError> {
+    let from_header = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    let token = match bearer_token(from_header) {
+        Ok(t) => t.to_string(),
+        Err(_) => match query.and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("token="))) {
+            Some(t) => t.to_string(),
+            None => return Err(GatewayError::MissingToken),
+        },
+    };
+    gw.broker.store.verify(&token).map(|p| (p, token)).map_err(auth_error)
+}
+
+fn auth_error(e: AuthError) -> GatewayError {
+    GatewayError::Unauthorized { code: e.code(), message: e.message() }
+}
+
+/// Read a body up to the configured limit (413 beyond it).
+async fn read_body(gw: &Gateway, body: Body) -> Result<Bytes, GatewayError> {
+    let limit = gw.cfg.listen.max_body_bytes;
+    axum::body::to_bytes(body, usize::try_from(limit).unwrap_or(usize::MAX)).await.map_err(|_| GatewayError::BodyTooLarge(limit))
+}
+
+/// The answer of a chassis, passed to the client as it came.
+fn relay(a: &Answered, seq: Option<u64>) -> Response {
+    let mut resp = Response::new(Body::from(a.body.clone()));
+    *resp.status_mut() = StatusCode::from_u16(a.status).unwrap_or(StatusCode::BAD_GATEWAY);
+    if let Some(ct) = &a.content_type {
+        resp.headers_mut().insert(header::CONTENT_TYPE, ct.clone());
+    }
+    if let Some(seq) = seq {
+        if let Ok(v) = HeaderValue::from_str(&seq.to_string()) {
+            resp.headers_mut().insert("x-pairgate-seq", v);
+        }
+    }
+    resp
+}
+
+fn forward_headers(headers: &HeaderMap) -> UpHeaders {
+    let mut out = UpHeaders::new();
+    for (k, v) in headers {
+        if forwardable(k) {
+            out.insert(k.clone(), v.clone());
+        }
+    }
+    out
+}
+
+/// Phase 3a, read: for reads and static files. Sent to the primary; if that
+/// fails in any way (refused, reset, timeout, 5xx) the other in-sync chassis
+/// answers in the same request (guarantee 5).
+async fn forward_read(gw: &Gateway, who: Option<&Principal>, method: &Method, path: &str, headers: &HeaderMap, body: Bytes) -> Response {
+    gw.stats.reads.fetch_add(1, Ordering::Relaxed);
+    let order = gw.pair.read_order();
+    let mut last = String::from("no chassis is in sync");
+    for i in order {
+        let m = &gw.pair.members[i];
+        let make = || UpRequest {
+            method: method.clone(),
+            path_and_query: path,
+            headers: forward_headers(headers),
+            body: body.clone(),
+            token: None,
+            timeout: gw.cfg.timeouts.per_try,
+        };
+        let outcome = match who {
+            Some(p) => gw.broker.send(i, &m.upstream, &Runs::User(p.username.clone()), make).await,
+            None => m.upstream.send(make()).await,
+        };
+        match &outcome {
+            Outcome::Answered(a) if !a.is_server_error() => return relay(a, None),
+            Outcome::Refused(_) => m.detector.signal(Signal::Refused),
+            _ => m.detector.signal(Signal::Failed),
+        }
+        tracing::warn!(chassis = %m.upstream.name, path, "read failed over: {}", outcome.describe());
+        last = outcome.describe();
+    }
+    gw.stats.failed_reads.fetch_add(1, Ordering::Relaxed);
+    GatewayError::Unavailable(last).into_response()
+}
+
+/// Phase 3b, mutate: sequence + journal + apply + answer.
+///
+/// 1. the body must be JSON if it says so: malformed JSON reaches neither chassis;
+/// 2. a client `Idempotency-Key` is looked up (repeat → the stored answer);
+/// 3. the sequencer gives the next seq and the id block and the journal makes
+///    the entry durable — only then is anything sent;
+/// 4. both appliers send it; this request waits for the primary's answer and
+///    the secondary's (up to `secondary_grace` after the primary's) and answers
+///    per DESIGN.md's table.
+async fn mutate(gw: &Gateway, who: &Principal, method: &str, path: &str, headers: &HeaderMap, body: Bytes, block: u32) -> Response {
+    let is_json = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|ct| ct.contains("json"));
+    if is_json && !body.is_empty() {
+        if let Err(e) = serde_json::from_slice::<serde::de::IgnoredAny>(&body) {
+            return GatewayError::MalformedJson(e.to_string()).into_response();
+        }
+    }
+    let client_key = match headers.get("idempotency-key").map(|v| v.to_str()) {
+        None => None,
+        Some(Ok(k)) if !k.is_empty() && k.len() <= 255 => Some(k.to_string()),
+        Some(_) => return GatewayError::BadIdempotencyKey.into_response(),
+    };
+    if let Some(key) = &client_key {
+        let fp = request_fingerprint(method, path, &body);
+        match gw.journal.begin_client_key(&who.username, key, &fp) {
+            Ok(ClientKeyState::New) => {}
+            Ok(ClientKeyState::Done(r)) => return stored(&r),
+            Ok(ClientKeyState::InFlight { .. }) => return GatewayError::IdempotencyInFlight.into_response(),
+            Ok(ClientKeyState::Mismatch) => return GatewayError::IdempotencyMismatch.into_response(),
+            Err(e) => return GatewayError::Journal(e.to_string()).into_response(),
+        }
+    }
+    let response = sequence_and_apply(gw, who, method, path, headers, body, block, client_key.as_deref()).await;
+    if let Some(key) = &client_key {
+        match &response {
+            Ok((_, status, ct, bytes)) => {
+                let headers = ct.iter().map(|c| ("content-type".to_string(), c.clone())).collect();
+                let _ = gw
+                    .journal
+                    .finish_client_key(&who.username, key, ClientResponse { status: *status, headers, body: bytes.clone() })
+                    .await;
+            }
+            // Not journaled, or outcome unknown: the key may be used again.
+            Err(GatewayError::OutcomeUnknown) => {}
+            Err(_) => {
+                gw.journal.release_client_key(&who.username, key);
+            }
+        }
+    }
+    match response {
+        Ok((resp, ..)) => resp,
+        Err(e) => e.into_response(),
+    }
+}
+
+fn stored(r: &ClientResponse) -> Response {
+    let mut resp = Response::new(Body::from(r.body.clone()));
+    *resp.status_mut() = StatusCode::from_u16(r.status).unwrap_or(StatusCode::OK);
+    for (k, v) in &r.headers {
+        if let (Ok(k), Ok(v)) = (header::HeaderName::try_from(k.as_str()), HeaderValue::from_str(v)) {
+            resp.headers_mut().insert(k, v);
+        }
+    }
+    resp
+}
+
+type Answer = (Response, u16, Option<String>, Bytes);
+
+#[allow(clippy::too_many_arguments)]
+async fn sequence_and_apply(
+    gw: &Gateway,
+    who: &Principal,
+    method: &str,
+    path: &str,
+    headers: &HeaderMap,
+    body: Bytes,
+    block: u32,
+    client_key: Option<&str>,
+) -> Result<Answer, GatewayError> {
+    if !gw.ids_ready.load(Ordering::SeqCst) {
+        return Err(GatewayError::NotApplied);
+    }
+    let targets: Vec<usize> = (0..2).filter(|&i| gw.pair.state(i) != ChassisState::Down).collect();
+    if targets.is_empty() {
+        return Err(GatewayError::NotApplied);
+    }
+    let primary = gw.pair.primary().filter(|p| targets.contains(p)).unwrap_or(targets[0]);
+    // Subscribe before the entry exists, so no report can be missed.
+    let mut reports = gw.reports.subscribe();
+    let draft = Draft {
+        method: method.to_string(),
+        path_and_query: path.to_string(),
+        headers: headers
+            .iter()
+            .filter(|(k, _)| forwardable(k))
+            .filter_map(|(k, v)| v.to_str().ok().map(|v| (k.as_str().to_string(), v.to_string())))
+            .collect(),
+        body,
+        id_block: block,
+        account: who.username.clone(),
+        client_key: client_key.map(str::to_string),
+    };
+    let entry = gw.sequencer.append(draft).await.map_err(|e| GatewayError::Journal(e.to_string()))?;
+    gw.stats.mutations.fetch_add(1, Ordering::Relaxed);
+    let span = tracing::info_span!("mutation", seq = entry.seq, %method, %path);
+    decide(gw, entry.seq, primary, &targets, &mut reports).instrument(span).await
+}
+
+/// Wait for the reports of `seq` and answer per DESIGN.md's table.
+async fn decide(
+    gw: &Gateway,
+    seq: u64,
+    primary: usize,
+    targets: &[usize],
+    reports: &mut tokio::sync::broadcast::Receiver<Report>,
+) -> Result<Answer, GatewayError> {
+    let secondary = Pair::other(primary);
+    let per_try = gw.cfg.timeouts.per_try;
+    let grace = gw.cfg.timeouts.secondary_grace;
+    let mut got: [Option<Outcome>; 2] = [None, None];
+    // The primary's first answer (bounded: a hung primary costs one per-try).
+    let p_deadline = tokio::time::Instant::now() + per_try + Duration::from_millis(250);
+    collect(reports, seq, &mut got, |g| g[primary].is_some(), p_deadline).await;
+    let p_ok = got[primary].as_ref().and_then(Outcome::decided).is_some();
+    if targets.contains(&secondary) {
+        let s_deadline = if p_ok { tokio::time::Instant::now() + grace } else { tokio::time::Instant::now() + per_try };
+        collect(reports, seq, &mut got, |g| g[secondary].is_some(), s_deadline).await;
+    }
+    let p = got[primary].clone();
+    let s = got[secondary].clone();
+    match (p.as_ref().and_then(Outcome::decided), s.as_ref().and_then(Outcome::decided)) {
+        (Some(pa), Some(sa)) => {
+            if diverged(pa, sa) {
+                gw.stats.divergences.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(seq, primary = pa.status, secondary = sa.status, "divergence: the chassis answered differently");
+            }
+            Ok(answer(pa, seq))
+        }
+        (Some(pa), None) => {
+            if targets.contains(&secondary) {
+                // Missed the grace or failed: it catches up from the journal.
+                gw.pair.members[secondary].detector.signal(Signal::FellBehind);
+            }
+            Ok(answer(pa, seq))
+        }
+        (None, Some(sa)) => {
+            gw.stats.failovers.fetch_add(1, Ordering::Relaxed);
+            gw.pair.members[primary].detector.signal(Signal::FellBehind);
+            if gw.pair.state(secondary).serves() {
+                gw.pair.set_primary(secondary);
+            }
+            tracing::warn!(seq, "failover: the secondary answered for a failing primary");
+            Ok(answer(sa, seq))
+        }
+        (None, None) => {
+            let refused = |o: &Option<Outcome>, i: usize| match o {
+                Some(Outcome::Refused(_)) => true,
+                None => !targets.contains(&i),
+                _ => false,
+            };
+            if refused(&p, primary) && refused(&s, secondary) {
+                // Certainly applied nowhere: void it so no applier sends it later.
+                if gw.journal.drop_entry(seq).await.is_ok() {
+                    return Err(GatewayError::NotApplied);
+                }
+            }
+            Err(GatewayError::OutcomeUnknown)
+        }
+    }
+}
+
+/// Receive reports for `seq` until `done(got)` or the deadline.
+async fn collect(
+    reports: &mut tokio::sync::broadcast::Receiver<Report>,
+    seq: u64,
+    got: &mut [Option<Outcome>; 2],
+    done: impl Fn(&[Option<Outcome>; 2]) -> bool,
+    deadline: tokio::time::Instant,
+) {
+    while !done(got) {
+        match tokio::time::timeout_at(deadline, reports.recv()).await {
+            Ok(Ok(r)) if r.seq == seq => {
+                // Keep the first decided answer; a later retry's outcome only
+                // replaces a failure.
+                let slot = &mut got[r.chassis];
+                if slot.as_ref().and_then(Outcome::decided).is_none() {
+                    *slot = Some(r.outcome);
+                }
+            }
+            Ok(Ok(_)) | Ok(Err(RecvError::Lagged(_))) => {}
+            Ok(Err(RecvError::Closed)) | Err(_) => return,
+        }
+    }
+}
+
+fn answer(a: &Answered, seq: u64) -> Answer {
+    let ct = a.content_type.as_ref().and_then(|v| v.to_str().ok()).map(str::to_string);
+    (relay(a, Some(seq)), a.status, ct, a.body.clone())
+}
+
+/// Two decided answers disagree: different status class, or (both 2xx)
+/// different JSON bodies.
+fn diverged(p: &Answered, s: &Answered) -> bool {
+    if p.status / 100 != s.status / 100 {
+        return true;
+    }
+    if p.is_success() {
+        let pj: Option<serde_json::Value> = serde_json::from_slice(&p.body).ok();
+        let sj: Option<serde_json::Value> = serde_json::from_slice(&s.body).ok();
+        return pj != sj;
+    }
+    false
+}
+
+/// Phase 3c, login: a user logs in once at the gateway. Checked against a
+/// chassis (as that user, `force: true`); the chassis token becomes the
+/// account's shared backend session there; the browser gets a gateway token.
+async fn login(gw: &Gateway, client: Option<SocketAddr>, _headers: &HeaderMap, body: Body) -> Response {
+    #[derive(serde::Deserialize)]
+    struct LoginReq {
+        username: String,
+        password: String,
+        #[serde(default)]
+        #[allow(dead_code)]
+        force: bool,
+    }
+    let bytes = match read_body(gw, body).await {
+        Ok(b) => b,
+        Err(e) => return e.into_response(),
+    };
+    let req: LoginReq = match serde_json::from_slice(&bytes) {
+        Ok(r) => r,
+        Err(e) => return GatewayError::MalformedJson(e.to_string()).into_response(),
+    };
+    let ip = client.map(|c| c.ip()).unwrap_or(std::net::IpAddr::from([0, 0, 0, 0]));
+    if let Err(wait) = gw.broker.limiter.check(ip, &req.username) {
+        return GatewayError::TooManyLogins(wait.secs()).into_response();
+    }
+    let mut order = gw.pair.read_order();
+    for i in 0..2 {
+        if !order.contains(&i) && gw.pair.state(i) != ChassisState::Down {
+            order.push(i);
+        }
+    }
+    let mut last = String::from("no chassis is reachable");
+    for i in order {
+        let up = &gw.pair.members[i].upstream;
+        match gw.broker.chassis_login(up, &req.username, &req.password).await {
+            Ok((token, account)) => {
+                gw.broker.backends.set(&up.name, &req.username, token);
+                if let Err(e) = gw.broker.store.remember_credentials(&req.username, &req.password) {
+                    tracing::error!("storing credentials: {e}");
+                }
+                gw.broker.limiter.record_success(ip, &req.username);
+                return match gw.broker.store.issue(&account) {
+                    Ok(issued) => (StatusCode::OK, axum::Json(issued.login_response(&account))).into_response(),
+                    Err(e) => GatewayError::Journal(e.to_string()).into_response(),
+                };
+            }
+            Err(BrokerError::BadCredentials(outcome)) => {
+                gw.broker.limiter.record_failure(ip, &req.username);
+                tracing::info!(user = %req.username, "login refused by the chassis");
+                if let Outcome::Answered(a) = outcome {
+                    return relay(&a, None);
+                }
+            }
+            Err(e) => last = e.to_string(),
+        }
+    }
+    GatewayError::Unavailable(last).into_response()
+}
+
+/// Phase 3d, logout: ends this gateway session only. The account's other
+/// sessions and its shared backend sessions stay.
+fn logout(gw: &Gateway, who: &Principal, _token: &str) -> Response {
+    match gw.broker.store.revoke(&who.session_id) {
+        Ok(_) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => GatewayError::Journal(e.to_string()).into_response(),
+    }
+}
+
+/// Phase 3e, events: the browser's socket stays with the gateway; its
+/// upstream follows the primary (see `events.rs`).
+fn events(gw: &Gw, ws: WebSocketUpgrade, who: (Principal, String), _headers: &HeaderMap, _query: Option<&str>) -> Response {
+    let (principal, token) = who;
+    let pair = gw.pair.clone();
+    let broker = gw.broker.clone();
+    let per_try = gw.cfg.timeouts.per_try;
+    ws.on_upgrade(move |socket| crate::events::relay(socket, pair, broker, token, principal.username, per_try))
+}

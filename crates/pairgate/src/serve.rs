@@ -1,0 +1,51 @@
+//! Running a gateway: start it, serve it, stop it on a signal.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+
+use crate::config::Config;
+use crate::gateway::{Gateway, StartError};
+
+/// The router: one handler for everything (the request path in `proxy.rs`).
+pub fn app(gw: Arc<Gateway>) -> Router {
+    Router::new().fallback(crate::proxy::handle).with_state(gw)
+}
+
+/// Start the gateway from `cfg` and serve until `gw.shutdown` is cancelled.
+pub async fn run(cfg: Config) -> Result<Arc<Gateway>, StartError> {
+    run_with(cfg, |_| {}).await
+}
+
+/// As [`run`], handing the started gateway to `started` before serving (so
+/// the caller can cancel its shutdown token).
+pub async fn run_with(cfg: Config, started: impl FnOnce(Arc<Gateway>)) -> Result<Arc<Gateway>, StartError> {
+    let addr = cfg.listen.addr;
+    let header_timeout = cfg.listen.header_timeout;
+    let gw = Gateway::start(cfg).await?;
+    let tls = gw.tls()?;
+    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| StartError::Bind(addr, e))?;
+    tracing::info!(%addr, tls = tls.is_some(), "gateway serving");
+    let shutdown = gw.shutdown.clone();
+    started(gw.clone());
+    let app = app(gw.clone());
+    crate::front::serve(listener, tls, app, header_timeout, Duration::from_secs(10), shutdown).await;
+    Ok(gw)
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+pub async fn signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term => {}
+    }
+}

@@ -1,0 +1,60 @@
+//! `GET /_pairgate/status` (bearer: the admin token from `gateway.toml`):
+//! each chassis' state, the primary, what each has applied and how far it
+//! lags, the journal's depth, divergences seen, sessions.
+
+use std::sync::atomic::Ordering;
+
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use crate::error::GatewayError;
+use crate::gateway::Gateway;
+
+/// Compare without an early exit, so timing does not reveal a prefix.
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+pub fn status(gw: &Gateway, headers: &HeaderMap) -> Response {
+    let given = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
+    match given {
+        None => return GatewayError::MissingToken.into_response(),
+        Some(t) if !same(t.trim().as_bytes(), gw.admin_token.expose().as_bytes()) => {
+            return GatewayError::Unauthorized { code: "invalid_token", message: "this is not the gateway's admin token".into() }
+                .into_response();
+        }
+        Some(_) => {}
+    }
+    let last = gw.journal.last_seq();
+    let chassis: Vec<_> = gw
+        .pair
+        .members
+        .iter()
+        .map(|m| {
+            let applied = gw.journal.applied(&m.upstream.name).unwrap_or(0);
+            json!({
+                "name": m.upstream.name,
+                "url": m.upstream.url.to_string(),
+                "state": m.detector.state(),
+                "applied_seq": applied,
+                "lag": last.saturating_sub(applied),
+            })
+        })
+        .collect();
+    let primary = gw.pair.primary().map(|i| gw.pair.members[i].upstream.name.clone());
+    let body = json!({
+        "primary": primary,
+        "chassis": chassis,
+        "last_seq": last,
+        "journal_depth": gw.journal.depth(),
+        "ids_ready": gw.ids_ready.load(Ordering::SeqCst),
+        "divergences": gw.stats.divergences.load(Ordering::Relaxed),
+        "failovers": gw.stats.failovers.load(Ordering::Relaxed),
+        "mutations": gw.stats.mutations.load(Ordering::Relaxed),
+        "reads": gw.stats.reads.load(Ordering::Relaxed),
+        "failed_reads": gw.stats.failed_reads.load(Ordering::Relaxed),
+        "sessions": gw.broker.store.count(),
+    });
+    (StatusCode::OK, axum::Json(body)).into_response()
+}

@@ -1,0 +1,626 @@
+//! The journal and the sequencer, through their public API: order, ids, durability
+//! (including a real crash of a child process), group commit, truncation and the
+//! max_entries rule, drops, followers, client idempotency records, write failures.
+//!
+//! Every test works in its own directory under Cargo's target tmpdir (a real disk,
+//! so fsync is real). `throughput_64_appenders` prints appends/s (`--nocapture`).
+
+use std::collections::HashSet;
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use pairgate::journal::{self, request_fingerprint, ClientKeyState, ClientResponse, Draft, Entry, Journal, JournalConfig, JournalError, MAX_ID};
+use pairgate::sequencer::Sequencer;
+use tempfile::TempDir;
+use tokio::sync::Barrier;
+
+fn tempdir() -> TempDir {
+    tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap()
+}
+
+fn open(dir: &TempDir) -> (Journal, Sequencer) {
+    journal::open(dir.path(), JournalConfig::default()).unwrap()
+}
+
+fn draft(i: usize, ids: u32) -> Draft {
+    Draft {
+        method: "POST".into(),
+        path_and_query: format!("/walls/{i}/windows?x=1"),
+        headers: vec![("content-type".into(), "application/json".into()), ("x-n".into(), i.to_string())],
+        body: Bytes::from(format!("{{\"n\":{i},\"name\":\"window {i}\"}}")),
+        id_block: ids,
+        account: format!("user{}", i % 3),
+        client_key: None,
+    }
+}
+
+/// `tasks` tasks append `per_task` drafts each, all at once; returns every entry.
+async fn append_concurrently(seq: &Sequencer, tasks: usize, per_task: usize) -> Vec<Arc<Entry>> {
+    let barrier = Arc::new(Barrier::new(tasks));
+    let mut handles = Vec::new();
+    for t in 0..tasks {
+        let seq = seq.clone();
+        let barrier = barrier.clone();
+        handles.push(tokio::spawn(async move {
+            barrier.wait().await;
+            let mut out = Vec::new();
+            for k in 0..per_task {
+                let i = t * per_task + k;
+                out.push(seq.append(draft(i, (i % 5) as u32)).await.unwrap());
+            }
+            out
+        }));
+    }
+    let mut all = Vec::new();
+    for h in handles {
+        all.extend(h.await.unwrap());
+    }
+    all.sort_by_key(|e| e.seq);
+    all
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_appends_get_gap_free_seqs_and_disjoint_increasing_blocks_and_survive_reopen() {
+    let dir = tempdir();
+    let (journal, seq) = open(&dir);
+    assert_eq!(seq.id_counter(), None);
+    assert_eq!(seq.ensure_id_floor(5000).await.unwrap(), 5000);
+
+    // 16 tasks, 1,000 appends (8 tasks × 63 + 8 × 62).
+    let barrier = Arc::new(Barrier::new(16));
+    let mut handles = Vec::new();
+    for t in 0..16usize {
+        let seq = seq.clone();
+        let barrier = barrier.clone();
+        handles.push(tokio::spawn(async move {
+            barrier.wait().await;
+            let n = if t < 8 { 63 } else { 62 };
+            let mut out = Vec::new();
+            for k in 0..n {
+                let i = t * 100 + k;
+                out.push(seq.append(draft(i, (i % 5) as u32)).await.unwrap());
+            }
+            out
+        }));
+    }
+    let mut all = Vec::new();
+    for h in handles {
+        all.extend(h.await.unwrap());
+    }
+    all.sort_by_key(|e| e.seq);
+    assert_eq!(all.len(), 1000);
+    assert_eq!(all.iter().map(|e| e.seq).collect::<Vec<_>>(), (1..=1000).collect::<Vec<_>>(), "seqs 1..=1000, no gap, no dupe");
+
+    // Blocks: disjoint, increasing with seq, starting at the floor, and the counter is
+    // exactly past the last one.
+    let mut next = 5000;
+    let mut ids = 0;
+    for e in &all {
+        let wanted = (e.path_and_query.split('/').nth(2).unwrap().parse::<usize>().unwrap() % 5) as u64;
+        match e.id_block {
+            None => assert_eq!(wanted, 0, "entry {} should have no block", e.seq),
+            Some(b) => {
+                assert_eq!(b.count, wanted);
+                assert_eq!(b.base, next, "block of entry {} not right after the previous one", e.seq);
+                next = b.end();
+                ids += b.count;
+            }
+        }
+    }
+    assert!(ids > 0);
+    assert_eq!(seq.id_counter(), Some(next));
+    assert_eq!(journal.last_seq(), 1000);
+    assert_eq!(journal.entries_after(0, 2000).unwrap(), all, "the database holds exactly what append returned");
+
+    drop((journal, seq));
+    let (journal, seq) = open(&dir);
+    assert_eq!(journal.last_seq(), 1000);
+    assert_eq!(seq.id_counter(), Some(next));
+    let back = journal.entries_after(0, 5000).unwrap();
+    assert_eq!(back, all, "reopen recovers all 1,000 entries with identical content");
+    assert_eq!(journal.get(500).unwrap().as_deref(), Some(&*all[499]));
+
+    // Both counters continue above.
+    let e = seq.append(draft(7, 3)).await.unwrap();
+    assert_eq!(e.seq, 1001);
+    assert_eq!(e.id_block.unwrap().base, next);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn group_commit_batches_concurrent_appends() {
+    let dir = tempdir();
+    let (_journal, seq) = open(&dir);
+    seq.ensure_id_floor(1).await.unwrap();
+    let before = seq.stats();
+    let n = 256;
+    let all = append_concurrently(&seq, n, 1).await;
+    assert_eq!(all.len(), n);
+    let stats = seq.stats();
+    let commits = stats.commits - before.commits;
+    assert_eq!(stats.entries, n as u64);
+    assert!(commits < n as u64, "{n} concurrent appends took {commits} commits: no batching");
+    assert!(stats.largest_batch > 1);
+    println!("{n} concurrent appends: {commits} commits, largest batch {}", stats.largest_batch);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn commit_max_delay_gathers_and_commit_max_batch_caps() {
+    let dir = tempdir();
+    let config = JournalConfig { commit_max_delay: Duration::from_millis(20), commit_max_batch: 10, ..JournalConfig::default() };
+    let (_journal, seq) = journal::open(dir.path(), config).unwrap();
+    seq.ensure_id_floor(1).await.unwrap();
+    let all = append_concurrently(&seq, 40, 1).await;
+    assert_eq!(all.len(), 40);
+    let stats = seq.stats();
+    assert!(stats.largest_batch <= 10, "batch cap exceeded: {}", stats.largest_batch);
+    assert!(stats.commits >= 4, "40 appends with batches of at most 10 need at least 4 commits, got {}", stats.commits);
+    assert!(stats.commits <= 12, "a 20 ms gather window should fill batches; got {} commits", stats.commits);
+}
+
+#[tokio::test]
+async fn id_floor_raises_never_lowers_and_survives_reopen() {
+    let dir = tempdir();
+    let (journal, seq) = open(&dir);
+
+    // No floor yet: ids are refused (they could collide with the chassis'), and the
+    // refusal consumes no seq; appends without ids work.
+    assert!(matches!(seq.append(draft(1, 2)).await, Err(JournalError::IdFloorNotSet)));
+    assert_eq!(seq.append(draft(1, 0)).await.unwrap().seq, 1);
+
+    assert_eq!(seq.ensure_id_floor(1000).await.unwrap(), 1000);
+    assert_eq!(seq.ensure_id_floor(500).await.unwrap(), 1000, "never lowers");
+    let e = seq.append(draft(2, 3)).await.unwrap();
+    assert_eq!((e.seq, e.id_block.unwrap().base, e.id_block.unwrap().count), (2, 1000, 3));
+    assert_eq!(e.id_block_header().as_deref(), Some("1000+3"));
+    assert_eq!(e.chassis_idempotency_key(journal.gateway_id()), format!("{}/2", journal.gateway_id()));
+    assert_eq!(seq.ensure_id_floor(1002).await.unwrap(), 1003, "a floor below the counter changes nothing");
+    assert_eq!(seq.ensure_id_floor(2000).await.unwrap(), 2000);
+    let gateway_id = journal.gateway_id().to_owned();
+    assert_eq!(gateway_id.len(), 32);
+
+    drop((journal, seq));
+    let (journal, seq) = open(&dir);
+    assert_eq!(seq.id_counter(), Some(2000));
+    assert_eq!(journal.gateway_id(), gateway_id, "the gateway id is kept forever");
+    assert_eq!(seq.ensure_id_floor(10).await.unwrap(), 2000);
+
+    // The 2^53 bound.
+    assert!(matches!(seq.ensure_id_floor(MAX_ID).await, Err(JournalError::IdFloorTooHigh(_))));
+    assert_eq!(seq.ensure_id_floor(MAX_ID - 2).await.unwrap(), MAX_ID - 2);
+    assert!(matches!(seq.append(draft(3, 3)).await, Err(JournalError::IdsExhausted { .. })));
+    let e = seq.append(draft(3, 2)).await.unwrap();
+    assert_eq!(e.seq, 3, "the exhausted append consumed no seq");
+    assert_eq!(e.id_block.unwrap().end(), MAX_ID);
+    assert!(matches!(seq.append(draft(4, 1)).await, Err(JournalError::IdsExhausted { .. })));
+}
+
+#[tokio::test]
+async fn applied_truncate_depth_and_the_max_entries_rule() {
+    let dir = tempdir();
+    let config = JournalConfig { max_entries: 10, ..JournalConfig::default() };
+    let (journal, seq) = journal::open(dir.path(), config.clone()).unwrap();
+    for i in 0..5 {
+        seq.append(draft(i, 0)).await.unwrap();
+    }
+    assert_eq!(journal.depth(), 5);
+    journal.mark_applied("a", 3).unwrap();
+    assert_eq!(journal.depth(), 5, "b has applied nothing");
+    journal.mark_applied("b", 2).unwrap();
+    assert_eq!(journal.depth(), 3);
+    journal.mark_applied("a", 1).unwrap();
+    assert_eq!(journal.applied("a").unwrap(), 3, "going back is ignored");
+    assert!(matches!(journal.mark_applied("a", 6), Err(JournalError::SeqOutOfRange { seq: 6, last: 5 })));
+    assert!(matches!(journal.mark_applied("c", 1), Err(JournalError::UnknownChassis(_))));
+    assert!(journal.applied("c").is_err());
+
+    let report = journal.truncate().await.unwrap();
+    assert_eq!((report.removed, report.oldest_available), (2, 3), "only what both applied is dropped");
+    assert_eq!(journal.entries_after(0, 100).unwrap().iter().map(|e| e.seq).collect::<Vec<_>>(), vec![3, 4, 5]);
+
+    journal.mark_applied("a", 5).unwrap();
+    journal.mark_applied("b", 5).unwrap();
+    journal.truncate().await.unwrap();
+    assert_eq!((journal.depth(), journal.oldest_available()), (0, 6));
+    assert!(journal.entries_after(0, 100).unwrap().is_empty());
+    assert!(!journal.needs_full_resync("b").unwrap());
+
+    // b goes away; a keeps up. 15 more entries: more than max_entries (10) for b.
+    for i in 0..15 {
+        let e = seq.append(draft(i, 0)).await.unwrap();
+        journal.mark_applied("a", e.seq).unwrap();
+    }
+    assert_eq!(journal.last_seq(), 20);
+    assert_eq!(journal.oldest_available(), 11, "the oldest unapplied entries were dropped to keep 10");
+    assert_eq!(journal.entries_after(0, 100).unwrap().len(), 10);
+    assert_eq!(journal.depth(), 15);
+    assert!(journal.needs_full_resync("b").unwrap());
+    assert!(!journal.needs_full_resync("a").unwrap());
+    assert_eq!(journal.stats().dropped_for_max_entries, 5);
+    let mut follower = journal.follow(journal.applied("b").unwrap());
+    assert!(matches!(follower.next().await, Err(JournalError::Truncated { wanted: 6, oldest: 11 })));
+    drop(follower);
+
+    // After a full resync at seq 15, b replays from there.
+    journal.mark_applied("b", 15).unwrap();
+    assert!(!journal.needs_full_resync("b").unwrap());
+    let mut follower = journal.follow(15);
+    for want in 16..=20 {
+        assert_eq!(follower.next().await.unwrap().seq, want);
+    }
+
+    // Applied positions survive a reopen (a clean close writes them).
+    drop((journal, seq, follower));
+    let (journal, _seq) = journal::open(dir.path(), config).unwrap();
+    assert_eq!(journal.applied("a").unwrap(), 20);
+    assert_eq!(journal.applied("b").unwrap(), 15);
+    assert_eq!(journal.last_seq(), 20);
+    assert_eq!(journal.entries_after(15, 100).unwrap().iter().map(|e| e.seq).collect::<Vec<_>>(), vec![16, 17, 18, 19, 20]);
+    assert!(journal.oldest_available() <= 16);
+    assert!(!journal.needs_full_resync("b").unwrap());
+}
+
+#[tokio::test]
+async fn applied_positions_are_written_lazily_but_written() {
+    let dir = tempdir();
+    let config = JournalConfig { applied_flush_interval: Duration::from_millis(20), ..JournalConfig::default() };
+    let (journal, seq) = journal::open(dir.path(), config).unwrap();
+    for i in 0..3 {
+        seq.append(draft(i, 0)).await.unwrap();
+    }
+    let commits = seq.stats().commits;
+    journal.mark_applied("a", 2).unwrap();
+    journal.mark_applied("a", 3).unwrap();
+    journal.mark_applied("b", 1).unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(seq.stats().commits, commits + 1, "three marks, one flush");
+    let raw = rusqlite::Connection::open(dir.path().join("journal.sqlite")).unwrap();
+    let a: i64 = raw.query_row("SELECT seq FROM applied WHERE chassis = 'a'", [], |r| r.get(0)).unwrap();
+    let b: i64 = raw.query_row("SELECT seq FROM applied WHERE chassis = 'b'", [], |r| r.get(0)).unwrap();
+    assert_eq!((a, b), (3, 1));
+    let n: i64 = raw.query_row("SELECT count(*) FROM entries", [], |r| r.get(0)).unwrap();
+    assert_eq!(n, 2, "the flush also truncated entry 1");
+}
+
+/// The child half of `a_crash_loses_nothing_append_returned`: appends, reports what
+/// was acknowledged on stdout, then aborts (no destructor, no flush, no shutdown).
+#[test]
+fn crash_child() {
+    let Ok(dir) = std::env::var("PAIRGATE_JOURNAL_CRASH_DIR") else { return };
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    rt.block_on(async {
+        let (journal, seq) = journal::open(&dir, JournalConfig::default()).unwrap();
+        seq.ensure_id_floor(100).await.unwrap();
+        let all = append_concurrently(&seq, 8, 25).await;
+        // A mark that may or may not be written before the crash.
+        journal.mark_applied("a", 10).unwrap();
+        for e in &all {
+            let block = e.id_block.map(|b| format!("{}+{}", b.base, b.count)).unwrap_or_default();
+            println!("ACK {} {} {}", e.seq, e.path_and_query, block);
+        }
+    });
+    std::process::abort();
+}
+
+#[test]
+fn a_crash_loses_nothing_append_returned() {
+    let dir = tempdir();
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "crash_child", "--nocapture", "--test-threads=1"])
+        .env("PAIRGATE_JOURNAL_CRASH_DIR", dir.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "the child should have aborted");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let acked: Vec<(u64, String, String)> = stdout
+        .lines()
+        .filter_map(|l| l.split_once("ACK ").map(|(_, rest)| rest))
+        .map(|l| {
+            let mut p = l.split(' ');
+            (p.next().unwrap().parse().unwrap(), p.next().unwrap().to_owned(), p.next().unwrap_or("").to_owned())
+        })
+        .collect();
+    assert_eq!(acked.len(), 200, "child output: {stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let (journal, seq) = open(&dir);
+        assert_eq!(journal.last_seq(), 200);
+        let back = journal.entries_after(0, 1000).unwrap();
+        assert_eq!(back.len(), 200);
+        for ((s, path, block), e) in acked.iter().zip(&back) {
+            assert_eq!((*s, path.as_str(), block.as_str()), (e.seq, e.path_and_query.as_str(), e.id_block_header().unwrap_or_default().as_str()));
+        }
+        // The lazily written mark is either there or replayed; never invented.
+        assert!(journal.applied("a").unwrap() <= 10);
+        let max_end = back.iter().filter_map(|e| e.id_block).map(|b| b.end()).max().unwrap();
+        assert_eq!(seq.id_counter(), Some(max_end));
+        let e = seq.append(draft(0, 1)).await.unwrap();
+        assert_eq!((e.seq, e.id_block.unwrap().base), (201, max_end));
+    });
+}
+
+#[tokio::test]
+async fn dropping_the_handles_is_enough_for_entries_to_be_there() {
+    let dir = tempdir();
+    let (journal, seq) = open(&dir);
+    for i in 0..20 {
+        seq.append(draft(i, 0)).await.unwrap();
+    }
+    // Visible to an unrelated connection the moment append returned: committed.
+    let raw = rusqlite::Connection::open(dir.path().join("journal.sqlite")).unwrap();
+    let n: i64 = raw.query_row("SELECT count(*) FROM entries", [], |r| r.get(0)).unwrap();
+    assert_eq!(n, 20);
+    drop(raw);
+    drop(journal);
+    drop(seq);
+    let (journal, _) = open(&dir);
+    assert_eq!(journal.entries_after(0, 100).unwrap().len(), 20);
+}
+
+#[tokio::test]
+async fn one_process_per_journal() {
+    let dir = tempdir();
+    let first = open(&dir);
+    assert!(matches!(journal::open(dir.path(), JournalConfig::default()), Err(JournalError::Locked { .. })));
+    drop(first);
+    let _second = open(&dir);
+}
+
+#[tokio::test]
+async fn bad_configuration_is_refused() {
+    let dir = tempdir();
+    for config in [
+        JournalConfig { chassis: vec![], ..JournalConfig::default() },
+        JournalConfig { chassis: vec!["a".into(), "a".into()], ..JournalConfig::default() },
+        JournalConfig { max_entries: 0, ..JournalConfig::default() },
+        JournalConfig { commit_max_batch: 0, ..JournalConfig::default() },
+    ] {
+        assert!(matches!(journal::open(dir.path(), config), Err(JournalError::Config(_))));
+    }
+}
+
+#[tokio::test]
+async fn a_failed_commit_errors_the_batch_and_consumes_no_seq_or_id() {
+    let dir = tempdir();
+    let config = JournalConfig { busy_timeout: Duration::from_millis(100), ..JournalConfig::default() };
+    let (journal, seq) = journal::open(dir.path(), config).unwrap();
+    seq.ensure_id_floor(10).await.unwrap();
+    for i in 0..3 {
+        seq.append(draft(i, 2)).await.unwrap();
+    }
+    assert_eq!(seq.id_counter(), Some(16));
+
+    // Someone else holds the write lock: every commit fails after busy_timeout.
+    let blocker = rusqlite::Connection::open(dir.path().join("journal.sqlite")).unwrap();
+    blocker.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    let mut handles = Vec::new();
+    for i in 0..5 {
+        let seq = seq.clone();
+        handles.push(tokio::spawn(async move { seq.append(draft(i, 2)).await }));
+    }
+    for h in handles {
+        assert!(matches!(h.await.unwrap(), Err(JournalError::CommitFailed(_))));
+    }
+    assert!(matches!(journal.truncate().await, Err(JournalError::CommitFailed(_))));
+    assert!(seq.stats().failed_commits >= 1);
+    assert_eq!(journal.last_seq(), 3);
+    assert_eq!(seq.id_counter(), Some(16));
+    let mut watch = journal.watch_last_seq();
+    assert_eq!(*watch.borrow_and_update(), 3);
+
+    blocker.execute_batch("ROLLBACK").unwrap();
+    let e = seq.append(draft(9, 2)).await.unwrap();
+    assert_eq!(e.seq, 4, "no gap after the failure");
+    assert_eq!(e.id_block.unwrap().base, 16, "no ids lost either");
+    assert!(watch.has_changed().unwrap());
+    assert_eq!(*watch.borrow_and_update(), 4);
+    assert_eq!(journal.entries_after(0, 10).unwrap().iter().map(|e| e.seq).collect::<Vec<_>>(), vec![1, 2, 3, 4]);
+}
+
+#[tokio::test]
+async fn drop_entry_voids_only_unapplied_entries_and_followers_skip_it() {
+    let dir = tempdir();
+    let (journal, seq) = open(&dir);
+    for i in 0..3 {
+        seq.append(draft(i, 0)).await.unwrap();
+    }
+    journal.mark_applied("a", 1).unwrap();
+    assert!(matches!(journal.drop_entry(1).await, Err(JournalError::NotDroppable { seq: 1, .. })), "a applied it");
+    assert!(matches!(journal.drop_entry(9).await, Err(JournalError::NotDroppable { .. })), "never committed");
+    assert!(matches!(journal.drop_entry(0).await, Err(JournalError::NotDroppable { .. })));
+    journal.drop_entry(3).await.unwrap();
+    assert!(journal.is_void(3));
+    assert!(matches!(journal.drop_entry(3).await, Err(JournalError::NotDroppable { .. })), "already dropped");
+    assert_eq!(journal.get(3).unwrap(), None);
+    assert_eq!(journal.entries_after(0, 10).unwrap().iter().map(|e| e.seq).collect::<Vec<_>>(), vec![1, 2]);
+    assert_eq!(journal.last_seq(), 3, "the seq stays taken");
+
+    // Applying 2 counts as having applied the void 3 too: caught up.
+    journal.mark_applied("a", 2).unwrap();
+    assert_eq!(journal.applied("a").unwrap(), 3);
+
+    // A follower skips it, in the database part and live.
+    let mut follower = journal.follow(0);
+    assert_eq!(follower.next().await.unwrap().seq, 1);
+    assert_eq!(follower.next().await.unwrap().seq, 2);
+    let e4 = seq.append(draft(4, 0)).await.unwrap();
+    assert_eq!(follower.next().await.unwrap().seq, e4.seq);
+
+    // A void entry stays void across a restart.
+    drop((journal, seq, follower));
+    let (journal, seq) = open(&dir);
+    assert!(journal.is_void(3));
+    assert_eq!(journal.applied("a").unwrap(), 3);
+    journal.mark_applied("b", 2).unwrap();
+    assert_eq!(journal.applied("b").unwrap(), 3);
+    let e5 = seq.append(draft(5, 0)).await.unwrap();
+    journal.drop_entry(e5.seq).await.unwrap();
+    assert_eq!(journal.applied("a").unwrap(), 3, "a had not reached 4, so 5 is not skipped yet");
+    journal.mark_applied("a", 4).unwrap();
+    assert_eq!(journal.applied("a").unwrap(), 5);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_sees_every_entry_once_in_order_even_when_it_lags() {
+    let dir = tempdir();
+    let config = JournalConfig { broadcast_capacity: 4, ..JournalConfig::default() };
+    let (journal, seq) = journal::open(dir.path(), config).unwrap();
+    seq.ensure_id_floor(1).await.unwrap();
+    for i in 0..5 {
+        seq.append(draft(i, 0)).await.unwrap();
+    }
+    let mut follower = journal.follow(2);
+    // Far more than the broadcast holds, before the follower reads anything.
+    append_concurrently(&seq, 10, 30).await;
+    let mut got = Vec::new();
+    while got.len() < 303 {
+        got.push(follower.next().await.unwrap().seq);
+    }
+    assert_eq!(got, (3..=305).collect::<Vec<_>>());
+    assert_eq!(follower.position(), 305);
+
+    // Live: it waits for the next commit.
+    let waiter = tokio::spawn(async move { follower.next().await.map(|e| e.seq) });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(!waiter.is_finished());
+    seq.append(draft(0, 0)).await.unwrap();
+    assert_eq!(tokio::time::timeout(Duration::from_secs(5), waiter).await.unwrap().unwrap().unwrap(), 306);
+
+    // The raw broadcast carries the same Arc append returned.
+    let mut rx = journal.subscribe();
+    let e = seq.append(draft(1, 0)).await.unwrap();
+    assert!(Arc::ptr_eq(&rx.recv().await.unwrap(), &e));
+}
+
+fn response(status: u16, body: &str) -> ClientResponse {
+    ClientResponse { status, headers: vec![("content-type".into(), "application/json".into())], body: Bytes::from(body.to_owned()) }
+}
+
+#[tokio::test]
+async fn client_keys_new_in_flight_done_mismatch_and_across_a_restart() {
+    let dir = tempdir();
+    let (journal, seq) = open(&dir);
+    let fp = request_fingerprint("POST", "/walls", b"{}");
+    let other = request_fingerprint("POST", "/walls", b"{\"x\":1}");
+
+    assert_eq!(journal.begin_client_key("alice", "k1", &fp).unwrap(), ClientKeyState::New);
+    assert_eq!(journal.begin_client_key("alice", "k1", &fp).unwrap(), ClientKeyState::InFlight { seq: None });
+    assert_eq!(journal.begin_client_key("alice", "k1", &other).unwrap(), ClientKeyState::Mismatch);
+    assert_eq!(journal.begin_client_key("bob", "k1", &other).unwrap(), ClientKeyState::New, "keys are per account");
+
+    let e = seq.append(Draft { account: "alice".into(), client_key: Some("k1".into()), ..draft(1, 0) }).await.unwrap();
+    assert_eq!(journal.begin_client_key("alice", "k1", &fp).unwrap(), ClientKeyState::InFlight { seq: Some(e.seq) });
+    journal.finish_client_key("alice", "k1", response(201, "{\"id\":7}")).await.unwrap();
+    assert_eq!(journal.begin_client_key("alice", "k1", &fp).unwrap(), ClientKeyState::Done(response(201, "{\"id\":7}")));
+    assert_eq!(journal.begin_client_key("alice", "k1", &other).unwrap(), ClientKeyState::Mismatch);
+
+    // Released before it became an entry: as if never begun.
+    assert_eq!(journal.begin_client_key("alice", "k2", &fp).unwrap(), ClientKeyState::New);
+    assert!(journal.release_client_key("alice", "k2"));
+    assert_eq!(journal.begin_client_key("alice", "k2", &fp).unwrap(), ClientKeyState::New);
+
+    // Journaled, then the gateway stops before the answer: in flight with its seq.
+    assert_eq!(journal.begin_client_key("alice", "k3", &fp).unwrap(), ClientKeyState::New);
+    let e3 = seq.append(Draft { account: "alice".into(), client_key: Some("k3".into()), ..draft(3, 0) }).await.unwrap();
+    assert!(!journal.release_client_key("alice", "k3"), "a journaled key is not released");
+    assert!(matches!(journal.finish_client_key("carol", "nope", response(200, "")).await, Err(JournalError::UnknownClientKey)));
+
+    drop((journal, seq));
+    let (journal, seq) = open(&dir);
+    assert_eq!(journal.begin_client_key("alice", "k1", &fp).unwrap(), ClientKeyState::Done(response(201, "{\"id\":7}")));
+    assert_eq!(journal.begin_client_key("alice", "k2", &fp).unwrap(), ClientKeyState::New, "never journaled: forgotten");
+    assert_eq!(journal.begin_client_key("alice", "k3", &fp).unwrap(), ClientKeyState::InFlight { seq: Some(e3.seq) });
+    // The replay of e3 reports the answer.
+    let replayed = journal.get(e3.seq).unwrap().unwrap();
+    assert_eq!((replayed.account.as_str(), replayed.client_key.as_deref()), ("alice", Some("k3")));
+    journal.finish_client_key(&replayed.account, "k3", response(200, "ok")).await.unwrap();
+    assert_eq!(journal.begin_client_key("alice", "k3", &fp).unwrap(), ClientKeyState::Done(response(200, "ok")));
+
+    // Dropped entry (both chassis refused): certainly not applied, a retry is new.
+    assert_eq!(journal.begin_client_key("alice", "k4", &fp).unwrap(), ClientKeyState::New);
+    let e4 = seq.append(Draft { account: "alice".into(), client_key: Some("k4".into()), ..draft(4, 0) }).await.unwrap();
+    journal.drop_entry(e4.seq).await.unwrap();
+    assert_eq!(journal.begin_client_key("alice", "k4", &fp).unwrap(), ClientKeyState::New);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_begins_with_one_key_let_exactly_one_through() {
+    let dir = tempdir();
+    let (journal, _seq) = open(&dir);
+    let fp = request_fingerprint("DELETE", "/walls/1", b"");
+    for round in 0..20 {
+        let key = format!("key-{round}");
+        let barrier = Arc::new(Barrier::new(16));
+        let mut handles = Vec::new();
+        for _ in 0..16 {
+            let (journal, key, fp, barrier) = (journal.clone(), key.clone(), fp.clone(), barrier.clone());
+            handles.push(tokio::spawn(async move {
+                barrier.wait().await;
+                journal.begin_client_key("alice", &key, &fp).unwrap()
+            }));
+        }
+        let mut states = Vec::new();
+        for h in handles {
+            states.push(h.await.unwrap());
+        }
+        assert_eq!(states.iter().filter(|s| **s == ClientKeyState::New).count(), 1, "round {round}: {states:?}");
+        assert!(states.iter().all(|s| matches!(s, ClientKeyState::New | ClientKeyState::InFlight { seq: None })));
+    }
+}
+
+#[tokio::test]
+async fn client_keys_expire_by_age_and_by_count() {
+    let dir = tempdir();
+    let fp = request_fingerprint("POST", "/x", b"");
+    {
+        let config = JournalConfig { client_key_ttl: Duration::from_millis(100), ..JournalConfig::default() };
+        let (journal, _seq) = journal::open(dir.path(), config).unwrap();
+        assert_eq!(journal.begin_client_key("a", "old", &fp).unwrap(), ClientKeyState::New);
+        journal.finish_client_key("a", "old", response(200, "")).await.unwrap();
+        assert!(matches!(journal.begin_client_key("a", "old", &fp).unwrap(), ClientKeyState::Done(_)));
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        assert_eq!(journal.begin_client_key("a", "old", &fp).unwrap(), ClientKeyState::New, "expired after the ttl");
+        assert!(journal.release_client_key("a", "old"));
+    }
+    let config = JournalConfig { client_key_max: 2, ..JournalConfig::default() };
+    let (journal, seq) = journal::open(dir.path(), config).unwrap();
+    for k in ["k1", "k2", "k3"] {
+        assert_eq!(journal.begin_client_key("a", k, &fp).unwrap(), ClientKeyState::New);
+        journal.finish_client_key("a", k, response(200, k)).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // Expiry runs at most once a second, with a commit.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    seq.append(draft(0, 0)).await.unwrap();
+    assert_eq!(journal.begin_client_key("a", "k1", &fp).unwrap(), ClientKeyState::New, "the oldest beyond the bound went");
+    assert_eq!(journal.begin_client_key("a", "k3", &fp).unwrap(), ClientKeyState::Done(response(200, "k3")));
+}
+
+/// Not a benchmark, a sanity figure: appends/s with 64 concurrent appenders, each
+/// append durable (fsynced) before it returns. Run with `--nocapture` to see it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn throughput_64_appenders() {
+    let dir = tempdir();
+    let (journal, seq) = open(&dir);
+    seq.ensure_id_floor(1).await.unwrap();
+    let per_task = 300;
+    let started = Instant::now();
+    let all = append_concurrently(&seq, 64, per_task).await;
+    let elapsed = started.elapsed();
+    let n = all.len();
+    assert_eq!(n, 64 * per_task);
+    let unique: HashSet<u64> = all.iter().map(|e| e.seq).collect();
+    assert_eq!(unique.len(), n);
+    let stats = seq.stats();
+    println!(
+        "THROUGHPUT: {n} appends by 64 appenders in {:.3} s = {:.0} appends/s; {} commits (avg batch {:.1}, largest {})",
+        elapsed.as_secs_f64(),
+        n as f64 / elapsed.as_secs_f64(),
+        stats.commits,
+        n as f64 / stats.commits as f64,
+        stats.largest_batch
+    );
+    drop(journal);
+}

@@ -1,0 +1,201 @@
+//! A whole redundant pair for end-to-end tests: two `chassis-sim` processes
+//! over HTTPS (each with its own generated certificate) and a `pairgate`
+//! process in front, all on 127.0.0.1, all stopped by PID on drop.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use super::{bin_path, client_trusting, free_port, Api, SimOpts, SimProcess};
+
+/// A self-signed certificate for 127.0.0.1 written to `dir/name.{pem,key}`.
+pub fn make_cert(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
+    let key = rcgen::KeyPair::generate().expect("key");
+    let params = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()]).expect("params");
+    let cert = params.self_signed(&key).expect("cert");
+    let (c, k) = (dir.join(format!("{name}.pem")), dir.join(format!("{name}.key")));
+    std::fs::write(&c, cert.pem()).expect("write cert");
+    std::fs::write(&k, key.serialize_pem()).expect("write key");
+    (c, k)
+}
+
+pub struct GatewayProcess {
+    pub child: Option<Child>,
+    pub port: u16,
+    pub base: String,
+    pub config: PathBuf,
+    pub cert: PathBuf,
+    pub admin_token: String,
+}
+
+impl GatewayProcess {
+    fn spawn(&mut self) {
+        let child = Command::new(bin_path("pairgate"))
+            .arg("--config")
+            .arg(&self.config)
+            .env("RUST_LOG", std::env::var("PAIRGATE_TEST_LOG").unwrap_or_else(|_| "pairgate=warn".into()))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn pairgate");
+        self.child = Some(child);
+    }
+
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn restart(&mut self) {
+        self.kill9();
+        self.spawn();
+    }
+
+    /// A client that trusts exactly the gateway's certificate.
+    pub fn api(&self) -> Api {
+        let mut api = Api::new(&self.base);
+        api.http = client_trusting(Some(&self.cert));
+        api
+    }
+
+    pub async fn login(&self, user: &str, password: &str) -> Api {
+        let mut api = self.api();
+        let r = api.post("/login", serde_json::json!({"username": user, "password": password})).await;
+        assert_eq!(r.status, 200, "gateway login {user}: {r:?}");
+        api.token = r.body["token"].as_str().map(str::to_string);
+        api
+    }
+
+    /// `GET /_pairgate/status` (None while the gateway is not answering).
+    pub async fn status(&self) -> Option<Value> {
+        let http = client_trusting(Some(&self.cert));
+        let r = http
+            .get(format!("{}/_pairgate/status", self.base))
+            .bearer_auth(&self.admin_token)
+            .timeout(Duration::from_secs(2))
+            .send()
+            .await
+            .ok()?;
+        r.json().await.ok()
+    }
+
+    /// Wait (bounded) until both chassis are in sync and ids are ready.
+    pub async fn wait_in_sync(&self, limit: Duration) -> Value {
+        let start = Instant::now();
+        let mut last = Value::Null;
+        while start.elapsed() < limit {
+            if let Some(s) = self.status().await {
+                let both = s["chassis"].as_array().is_some_and(|c| c.iter().all(|c| c["state"] == "in_sync" && c["lag"] == 0));
+                if both && s["ids_ready"] == true {
+                    return s;
+                }
+                last = s;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("pair not in sync within {limit:?}: {last}");
+    }
+}
+
+impl Drop for GatewayProcess {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// Two HTTPS chassis and a gateway.
+pub struct Pair {
+    pub a: SimProcess,
+    pub b: SimProcess,
+    pub gw: GatewayProcess,
+    pub dir: tempfile::TempDir,
+    pub certs: [PathBuf; 2],
+}
+
+impl Pair {
+    pub async fn start() -> Pair {
+        Pair::start_with(|_| {}).await
+    }
+
+    /// Start with a hook to edit the gateway configuration text first.
+    pub async fn start_with(edit: impl FnOnce(&mut String)) -> Pair {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let d = dir.path();
+        let (ca, ka) = make_cert(d, "chassis-a");
+        let (cb, kb) = make_cert(d, "chassis-b");
+        let (gc, gk) = make_cert(d, "gateway");
+        let a = SimProcess::start(SimOpts { serial: "A".into(), tls: Some((ca.clone(), ka)), ..SimOpts::default() });
+        let b = SimProcess::start(SimOpts { serial: "B".into(), tls: Some((cb.clone(), kb)), ..SimOpts::default() });
+        for (name, v) in [
+            ("admin.token", "test-admin-token-0123456789abcdef"),
+            ("jwt.secret", "test-jwt-secret-0123456789abcdef0123456789"),
+            ("a.pw", "admin"),
+            ("b.pw", "admin"),
+        ] {
+            std::fs::write(d.join(name), v).expect("write secret");
+        }
+        let port = free_port();
+        let shipped = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("gateway.toml")).expect("shipped gateway.toml");
+        let routes = &shipped[shipped.find("# ----").expect("route section")..];
+        let q = |p: &Path| toml_str(&p.display().to_string());
+        let mut text = format!(
+            "admin_token_file = {}\n[listen]\naddr = \"127.0.0.1:{port}\"\ntls_cert = {}\ntls_key = {}\n[state]\ndir = {}\n\
+             [[chassis]]\nname = \"a\"\nurl = \"https://127.0.0.1:{}\"\nca_cert = {}\nusername = \"admin\"\npassword_file = {}\npreferred_primary = true\n\
+             [[chassis]]\nname = \"b\"\nurl = \"https://127.0.0.1:{}\"\nca_cert = {}\nusername = \"admin\"\npassword_file = {}\n\
+             [timeouts]\nsecondary_grace_ms = 200\nper_try_ms = 1000\nhealth_interval_ms = 200\ndown_after_ms = 600\n\
+             [sessions]\njwt_secret_file = {}\nlogin_attempts_per_minute = 1000\n{routes}",
+            q(&d.join("admin.token")),
+            q(&gc),
+            q(&gk),
+            q(&d.join("gateway-state")),
+            a.port,
+            q(&ca),
+            q(&d.join("a.pw")),
+            b.port,
+            q(&cb),
+            q(&d.join("b.pw")),
+            q(&d.join("jwt.secret")),
+        );
+        edit(&mut text);
+        let config = d.join("gateway.toml");
+        std::fs::write(&config, text).expect("write gateway.toml");
+        let mut gw = GatewayProcess {
+            child: None,
+            port,
+            base: format!("https://127.0.0.1:{port}"),
+            config,
+            cert: gc,
+            admin_token: "test-admin-token-0123456789abcdef".into(),
+        };
+        gw.spawn();
+        gw.wait_in_sync(Duration::from_secs(20)).await;
+        Pair { a, b, gw, dir, certs: [ca, cb] }
+    }
+
+    /// An admin client straight to chassis `i` (0 = a), bypassing the gateway.
+    /// Logs in with force (the gateway holds the account's session).
+    pub async fn direct(&self, i: usize) -> Api {
+        let sim = if i == 0 { &self.a } else { &self.b };
+        let mut api = Api::new(&sim.base);
+        api.http = client_trusting(Some(&self.certs[i]));
+        let r = api.post("/login", serde_json::json!({"username": "admin", "password": "admin", "force": true})).await;
+        assert_eq!(r.status, 200, "direct login: {r:?}");
+        api.token = r.body["token"].as_str().map(str::to_string);
+        api
+    }
+
+    /// Both chassis' digests and outputs, read directly.
+    pub async fn snapshot(&self) -> [(String, Value); 2] {
+        let (a, b) = (self.direct(0).await, self.direct(1).await);
+        [(a.digest().await, a.outputs().await), (b.digest().await, b.outputs().await)]
+    }
+}
+
+fn toml_str(s: &str) -> String {
+    format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
+}
