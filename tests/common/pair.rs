@@ -35,10 +35,11 @@ impl GatewayProcess {
         let child = Command::new(bin_path("pairgate"))
             .arg("--config")
             .arg(&self.config)
-            .env("RUST_LOG", std::env::var("PAIRGATE_TEST_LOG").unwrap_or_else(|_| "pairgate=warn".into()))
+            // PAIRGATE_TEST_LOG=pairgate=debug (any filter) shows the gateway's log.
+            .env("RUST_LOG", std::env::var("PAIRGATE_TEST_LOG").unwrap_or_else(|_| "off".into()))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
+            .stderr(if std::env::var_os("PAIRGATE_TEST_LOG").is_some() { Stdio::inherit() } else { Stdio::null() })
             .spawn()
             .expect("spawn pairgate");
         self.child = Some(child);
@@ -124,6 +125,11 @@ impl Pair {
 
     /// Start with a hook to edit the gateway configuration text first.
     pub async fn start_with(edit: impl FnOnce(&mut String)) -> Pair {
+        Pair::start_with_wait(edit, true).await
+    }
+
+    /// As `start_with`; `wait` says whether to wait for both chassis in sync.
+    pub async fn start_with_wait(edit: impl FnOnce(&mut String), wait: bool) -> Pair {
         let dir = tempfile::tempdir().expect("tempdir");
         let d = dir.path();
         let (ca, ka) = make_cert(d, "chassis-a");
@@ -173,7 +179,9 @@ impl Pair {
             admin_token: "test-admin-token-0123456789abcdef".into(),
         };
         gw.spawn();
-        gw.wait_in_sync(Duration::from_secs(20)).await;
+        if wait {
+            gw.wait_in_sync(Duration::from_secs(20)).await;
+        }
         Pair { a, b, gw, dir, certs: [ca, cb] }
     }
 
@@ -198,4 +206,24 @@ impl Pair {
 
 fn toml_str(s: &str) -> String {
     format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
+/// A WebSocket to the gateway's events endpoint over TLS (trusting `cert`).
+pub async fn events_socket(
+    port: u16,
+    cert: &Path,
+    token: &str,
+) -> tokio_tungstenite::WebSocketStream<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let mut roots = rustls::RootCertStore::empty();
+    let pem = std::fs::read(cert).expect("cert");
+    for c in <rustls::pki_types::CertificateDer as rustls::pki_types::pem::PemObject>::pem_slice_iter(&pem) {
+        roots.add(c.expect("pem")).expect("root");
+    }
+    let cfg = rustls::ClientConfig::builder().with_root_certificates(roots).with_no_client_auth();
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.expect("connect");
+    let name = rustls::pki_types::ServerName::try_from("127.0.0.1").expect("name");
+    let tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(cfg)).connect(name, tcp).await.expect("tls");
+    let url = format!("wss://127.0.0.1:{port}/api/v1/events?token={token}");
+    tokio_tungstenite::client_async(url, tls).await.expect("websocket").0
 }

@@ -113,7 +113,7 @@ impl Gateway {
         for (i, c) in cfg.chassis.iter().enumerate() {
             let upstream = Arc::new(Upstream::new(&c.name, c.url.clone(), c.ca_cert.as_deref(), per_try)?);
             let detector = detector::spawn(&c.name, ChassisState::Down, cfg.timeouts.down_after);
-            members.push(Member { index: i, upstream, detector });
+            members.push(Member { index: i, upstream, detector, last_error: Default::default() });
             service.push(ServiceAccount { username: c.username.clone(), password: password(&c.password)? });
         }
         let preferred = cfg.chassis.iter().position(|c| c.preferred_primary).unwrap_or(0);
@@ -142,7 +142,13 @@ impl Gateway {
         });
         for i in 0..2 {
             let m = &gw.pair.members[i];
-            crate::health::spawn(m.upstream.clone(), m.detector.clone(), gw.cfg.timeouts.health_interval, gw.shutdown.clone());
+            crate::health::spawn(
+                m.upstream.clone(),
+                m.detector.clone(),
+                m.last_error.clone(),
+                gw.cfg.timeouts.health_interval,
+                gw.shutdown.clone(),
+            );
             let applier = Applier {
                 index: i,
                 pair: gw.pair.clone(),
@@ -154,6 +160,7 @@ impl Gateway {
             tokio::spawn(applier.run());
         }
         tokio::spawn(establish_id_floor(gw.clone()));
+        tokio::spawn(flush_sessions(gw.clone()));
         Ok(gw)
     }
 
@@ -232,4 +239,19 @@ async fn establish_id_floor(gw: Arc<Gateway>) {
         }
         Err(e) => tracing::error!("raising the id counter: {e}"),
     }
+}
+
+/// Persist sessions' last activity now and then (the store writes it lazily).
+async fn flush_sessions(gw: Arc<Gateway>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(30));
+    loop {
+        tokio::select! {
+            _ = gw.shutdown.cancelled() => break,
+            _ = tick.tick() => {}
+        }
+        let broker = gw.broker.clone();
+        let _ = tokio::task::spawn_blocking(move || broker.store.flush()).await;
+    }
+    let broker = gw.broker.clone();
+    let _ = tokio::task::spawn_blocking(move || broker.store.flush()).await;
 }

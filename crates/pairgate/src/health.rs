@@ -3,7 +3,7 @@
 //! such (the detector marks the chassis down at once); a timeout or a 5xx as
 //! a failure (down after `down_after` without a good probe).
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use reqwest::Method;
@@ -11,7 +11,13 @@ use reqwest::Method;
 use crate::detector::{DetectorHandle, Signal};
 use crate::upstream::{Outcome, Upstream};
 
-pub fn spawn(upstream: Arc<Upstream>, detector: DetectorHandle, interval: Duration, shutdown: tokio_util::sync::CancellationToken) {
+pub fn spawn(
+    upstream: Arc<Upstream>,
+    detector: DetectorHandle,
+    last_error: Arc<Mutex<Option<String>>>,
+    interval: Duration,
+    shutdown: tokio_util::sync::CancellationToken,
+) {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -28,8 +34,12 @@ pub fn spawn(upstream: Arc<Upstream>, detector: DetectorHandle, interval: Durati
                 Outcome::Refused(_) => Signal::Refused,
                 _ => Signal::Failed,
             };
-            if signal != Signal::ProbeOk {
-                tracing::debug!(chassis = %upstream.name, "health probe: {}", outcome.describe());
+            let error = (signal != Signal::ProbeOk).then(|| outcome.describe());
+            if let Ok(mut last) = last_error.lock() {
+                if error.is_some() && *last != error {
+                    tracing::warn!(chassis = %upstream.name, "health probe: {}", outcome.describe());
+                }
+                *last = error;
             }
             detector.signal(signal);
         }

@@ -15,6 +15,8 @@ pub struct Member {
     pub index: usize,
     pub upstream: Arc<Upstream>,
     pub detector: DetectorHandle,
+    /// Why the last health probe failed (a refused certificate says so), for the status page.
+    pub last_error: Arc<Mutex<Option<String>>>,
 }
 
 pub struct Pair {
@@ -49,8 +51,10 @@ impl Pair {
             _ => None,
         };
         if next != *p {
-            if let Some(n) = next {
-                tracing::warn!(primary = %self.members[n].upstream.name, "primary chassis changed");
+            match (*p, next) {
+                (Some(_), Some(n)) => tracing::warn!(primary = %self.members[n].upstream.name, "primary chassis changed"),
+                (None, Some(n)) => tracing::info!(primary = %self.members[n].upstream.name, "primary chassis chosen"),
+                _ => {}
             }
             // Keep the last primary while none serves, so that the one that
             // comes back first does not override a still-valid choice.

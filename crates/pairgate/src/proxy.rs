@@ -429,12 +429,20 @@ async fn login(gw: &Gateway, client: Option<SocketAddr>, _headers: &HeaderMap, b
         match gw.broker.chassis_login(up, &req.username, &req.password).await {
             Ok((token, account)) => {
                 gw.broker.backends.set(&up.name, &req.username, token);
-                if let Err(e) = gw.broker.store.remember_credentials(&req.username, &req.password) {
-                    tracing::error!("storing credentials: {e}");
-                }
                 gw.broker.limiter.record_success(ip, &req.username);
-                return match gw.broker.store.issue(&account) {
-                    Ok(issued) => (StatusCode::OK, axum::Json(issued.login_response(&account))).into_response(),
+                // Both writes fsync: off the async threads.
+                let broker = gw.broker.clone();
+                let (user, password) = (req.username.clone(), req.password.clone());
+                let issued = tokio::task::spawn_blocking(move || {
+                    if let Err(e) = broker.store.remember_credentials(&user, &password) {
+                        tracing::error!("storing credentials: {e}");
+                    }
+                    broker.store.issue(&account).map(|issued| issued.login_response(&account))
+                })
+                .await;
+                return match issued {
+                    Ok(Ok(body)) => (StatusCode::OK, axum::Json(body)).into_response(),
+                    Ok(Err(e)) => GatewayError::Journal(e.to_string()).into_response(),
                     Err(e) => GatewayError::Journal(e.to_string()).into_response(),
                 };
             }

@@ -274,8 +274,14 @@ impl Writer {
             let dirty = std::mem::replace(&mut st.applied_dirty, false);
             (st.applied.clone(), dirty)
         };
+        let t0 = Instant::now();
         let mut plan = self.plan(batch, &applied);
-        match self.write(&mut plan, &applied, applied_dirty) {
+        let t1 = Instant::now();
+        let w = self.write(&mut plan, &applied, applied_dirty);
+        let t2 = Instant::now();
+        TPLAN.fetch_add((t1 - t0).as_nanos() as u64, Ordering::Relaxed);
+        TWRITE.fetch_add((t2 - t1).as_nanos() as u64, Ordering::Relaxed);
+        match w {
             Ok(report) => self.committed(plan, report),
             Err(e) => self.failed(plan, e, applied_dirty),
         }
@@ -387,7 +393,9 @@ impl Writer {
             self.next_housekeeping = now + HOUSEKEEPING_EVERY;
         }
 
+        let tc = Instant::now();
         tx.commit()?;
+        TCOMMIT.fetch_add(tc.elapsed().as_nanos() as u64, Ordering::Relaxed);
         if expired > 0 {
             tracing::debug!(expired, "expired client idempotency records");
         }
@@ -623,3 +631,7 @@ impl Plan {
         }
     }
 }
+
+pub static TPLAN: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+pub static TWRITE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+pub static TCOMMIT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);

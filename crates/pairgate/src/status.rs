@@ -39,6 +39,7 @@ pub fn status(gw: &Gateway, headers: &HeaderMap) -> Response {
                 "state": m.detector.state(),
                 "applied_seq": applied,
                 "lag": last.saturating_sub(applied),
+                "last_error": m.last_error.lock().ok().and_then(|e| e.clone()),
             })
         })
         .collect();

@@ -623,4 +623,16 @@ async fn throughput_64_appenders() {
         stats.largest_batch
     );
     drop(journal);
+    println!("plan {} ms write {} ms commit {} ms", pairgate::sequencer::TPLAN.load(std::sync::atomic::Ordering::Relaxed)/1000000, pairgate::sequencer::TWRITE.load(std::sync::atomic::Ordering::Relaxed)/1000000, pairgate::sequencer::TCOMMIT.load(std::sync::atomic::Ordering::Relaxed)/1000000);
+}
+
+#[tokio::test]
+async fn zz_tmp_sequential_latency() {
+    let dir = tempdir();
+    let (_journal, seq) = open(&dir);
+    let started = Instant::now();
+    for i in 0..300 {
+        seq.append(draft(i, 0)).await.unwrap();
+    }
+    println!("SEQUENTIAL: {:?} per append", started.elapsed() / 300);
 }

@@ -1,0 +1,297 @@
+//! The gateway under faults: a primary killed with -9 mid-workload, a
+//! session preempted behind its back, a gateway restart, a chassis with the
+//! wrong certificate, bad input, and retries with `Idempotency-Key`.
+
+mod common;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use common::pair::{events_socket, Pair};
+use common::Api;
+use futures_util::StreamExt;
+use serde_json::{json, Value};
+
+#[derive(Default)]
+struct Tally {
+    reads: AtomicUsize,
+    failed_reads: AtomicUsize,
+    writes: AtomicUsize,
+    failed_writes: AtomicUsize,
+    unauthorized: AtomicUsize,
+}
+
+/// Reads and writes on one wall until `stop`; every failure is counted.
+async fn client(api: Api, wall: u64, n: u32, tally: Arc<Tally>, stop: Instant) {
+    let mut k = 0u32;
+    while Instant::now() < stop {
+        k += 1;
+        let r = api.post(&format!("/walls/{wall}/windows/{n}/raise"), json!({})).await;
+        let w = api.post(&format!("/walls/{wall}/windows"), json!({"source_id": 1, "x": k % 100, "y": n, "w": 10, "h": 10})).await;
+        for r in [&r, &w] {
+            tally.writes.fetch_add(1, Ordering::Relaxed);
+            if r.status == 401 {
+                tally.unauthorized.fetch_add(1, Ordering::Relaxed);
+            }
+            if !(200..300).contains(&r.status) && !(r.status == 404 && r.code() == "not_found") && r.code() != "too_many_windows" {
+                eprintln!("write failed: {r:?}");
+                tally.failed_writes.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        if (200..300).contains(&w.status) {
+            // Keep the wall below its 64-window limit.
+            let _ = api.delete(&format!("/walls/{wall}/windows/{}", w.id())).await;
+        }
+        let r = api.get(&format!("/walls/{wall}/windows")).await;
+        tally.reads.fetch_add(1, Ordering::Relaxed);
+        if r.status == 401 {
+            tally.unauthorized.fetch_add(1, Ordering::Relaxed);
+        }
+        if r.status != 200 {
+            eprintln!("read failed: {r:?}");
+            tally.failed_reads.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+#[tokio::test]
+async fn kill_9_of_the_primary_loses_no_read_and_no_write_and_it_replays_on_return() {
+    let mut pair = Pair::start().await;
+    let admin = pair.gw.login("admin", "admin").await;
+    let wall = admin.post("/walls", json!({"name": "W", "rows": 2, "cols": 2, "outputs": [1, 2, 3, 4]})).await.ok().id();
+    let tally = Arc::new(Tally::default());
+    let stop = Instant::now() + Duration::from_secs(4);
+    let mut tasks = Vec::new();
+    for n in 0..4u32 {
+        let api = pair.gw.login("admin", "admin").await;
+        // Each client raises its own window (ids are allocated, so look it up).
+        let id =
+            api.post(&format!("/walls/{wall}/windows"), json!({"source_id": 2, "x": n * 20, "y": 0, "w": 10, "h": 10})).await.ok().id();
+        tasks.push(tokio::spawn(client(api, wall, id as u32, tally.clone(), stop)));
+    }
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert_eq!(pair.gw.status().await.unwrap()["primary"], "a");
+    pair.a.kill9();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let status = pair.gw.status().await.unwrap();
+    assert_eq!(status["primary"], "b", "{status}");
+    assert!(tally.reads.load(Ordering::Relaxed) > 20 && tally.writes.load(Ordering::Relaxed) > 40, "workload too small");
+    assert_eq!(tally.failed_reads.load(Ordering::Relaxed), 0, "reads failed");
+    assert_eq!(tally.failed_writes.load(Ordering::Relaxed), 0, "writes failed");
+    assert_eq!(tally.unauthorized.load(Ordering::Relaxed), 0, "someone had to log in again");
+    let depth_while_down = status["chassis"][0]["lag"].as_u64().unwrap();
+    assert!(depth_while_down > 0, "chassis a missed the writes made while it was down: {status}");
+
+    // Back on the same state: the journal replays what it missed.
+    pair.a.restart();
+    let status = pair.gw.wait_in_sync(Duration::from_secs(20)).await;
+    assert_eq!(status["divergences"], 0);
+    let [(da, oa), (db, ob)] = pair.snapshot().await;
+    assert_eq!(da, db);
+    assert_eq!(oa, ob);
+    // The clients' sessions are still good.
+    admin.get("/walls").await.ok();
+}
+
+#[tokio::test]
+async fn no_gateway_user_sees_a_401_when_the_backend_session_is_preempted() {
+    let pair = Pair::start().await;
+    let first = pair.gw.login("admin", "admin").await;
+    let second = pair.gw.login("admin", "admin").await; // the same account, another browser
+    first.post("/kvm/hosts", json!({"name": "h1", "port": 1})).await.ok();
+    second.get("/kvm/hosts").await.ok();
+    for round in 0..3 {
+        // Someone logs in on each chassis directly, forcing the gateway's session out.
+        let _a = pair.direct(0).await;
+        let _b = pair.direct(1).await;
+        let r = first.post("/kvm/hosts", json!({"name": format!("h{}", round + 2), "port": round + 2})).await;
+        assert_eq!(r.status, 201, "{r:?}");
+        let r = second.get("/kvm/hosts").await;
+        assert_eq!(r.status, 200, "{r:?}");
+    }
+    // Logout ends one gateway session only.
+    assert_eq!(first.post("/logout", json!({})).await.status, 204);
+    assert_eq!(first.get("/walls").await.status, 401);
+    second.get("/walls").await.ok();
+    pair.gw.wait_in_sync(Duration::from_secs(10)).await;
+    let [(da, _), (db, _)] = pair.snapshot().await;
+    assert_eq!(da, db);
+}
+
+#[tokio::test]
+async fn a_gateway_restart_keeps_sessions_and_data() {
+    let mut pair = Pair::start().await;
+    let api = pair.gw.login("admin", "admin").await;
+    let before = api.post("/kvm/hosts", json!({"name": "h", "port": 1})).await.ok().id();
+    pair.gw.restart(); // kill -9, same config and state
+    pair.gw.wait_in_sync(Duration::from_secs(20)).await;
+    let api = Api { http: common::client_trusting(Some(&pair.gw.cert)), ..api };
+    assert_eq!(api.get("/kvm/hosts").await.ok().body[0]["id"], json!(before), "same token, no new login");
+    // The id counter did not go back: a new create gets a fresh id.
+    let after = api.post("/kvm/hosts", json!({"name": "h2", "port": 2})).await.ok().id();
+    assert!(after > before);
+}
+
+#[tokio::test]
+async fn a_chassis_with_the_wrong_certificate_is_refused() {
+    let dir_cert = Arc::new(std::sync::Mutex::new(None::<String>));
+    // Trust chassis a's certificate for chassis b: b presents its own and must be refused.
+    let pair = Pair::start_with_wait(
+        |text| {
+            let a_cert = text.split("ca_cert = ").nth(1).and_then(|l| l.lines().next()).map(str::to_string);
+            *dir_cert.lock().unwrap() = a_cert.clone();
+            if let Some(a) = a_cert {
+                let b_cert = text.split("ca_cert = ").nth(2).and_then(|l| l.lines().next()).map(str::to_string).unwrap();
+                *text = text.replace(&format!("ca_cert = {b_cert}"), &format!("ca_cert = {a}"));
+            }
+        },
+        false,
+    )
+    .await;
+    // Give the gateway a few probes.
+    let mut status = Value::Null;
+    for _ in 0..50 {
+        status = pair.gw.status().await.unwrap_or(Value::Null);
+        if status["chassis"][0]["state"] == "in_sync" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let status = pair.gw.status().await.unwrap_or(status);
+    assert_eq!(status["chassis"][0]["state"], "in_sync", "{status}");
+    assert_eq!(status["chassis"][1]["state"], "down", "an impostor certificate must not be trusted: {status}");
+    assert!(status["chassis"][1]["last_error"].as_str().unwrap_or("").contains("certificate"), "{status}");
+}
+
+fn forge(claims: Value, secret: &[u8], alg: &str) -> String {
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let head = b64.encode(json!({"alg": alg, "typ": "JWT"}).to_string());
+    let body = b64.encode(claims.to_string());
+    let signing = format!("{head}.{body}");
+    if alg == "none" {
+        return format!("{signing}.");
+    }
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, secret);
+    let sig = b64.encode(ring::hmac::sign(&key, signing.as_bytes()).as_ref());
+    format!("{signing}.{sig}")
+}
+
+#[tokio::test]
+async fn bad_input_through_the_gateway() {
+    let pair = Pair::start().await;
+    let api = pair.gw.login("admin", "admin").await;
+    let token = api.token.clone().unwrap();
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let claims: Value = serde_json::from_slice(&b64.decode(token.split('.').nth(1).unwrap()).unwrap()).unwrap();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let secret = b"test-jwt-secret-0123456789abcdef0123456789";
+    let mut expired = claims.clone();
+    expired["iat"] = json!(now - 7200);
+    expired["exp"] = json!(now - 3600);
+    let cases = [
+        ("forged signature", forge(claims.clone(), b"some other secret that is long enough!", "HS256")),
+        ("alg none", forge(claims.clone(), b"", "none")),
+        ("expired", forge(expired, secret, "HS256")),
+        ("garbage", "not.a.jwt".to_string()),
+    ];
+    for (label, t) in cases {
+        let forged = Api { token: Some(t), ..api.clone() };
+        let r = forged.get("/walls").await;
+        assert_eq!(r.status, 401, "{label}: {r:?}");
+        assert!(r.body["error"]["message"].is_string(), "{label}");
+        let r = forged.post("/kvm/hosts", json!({"name": "x", "port": 9})).await;
+        assert_eq!(r.status, 401, "{label}: {r:?}");
+    }
+    let before = pair.gw.status().await.unwrap()["last_seq"].clone();
+    // Oversized body: 413 from the gateway, nothing journaled.
+    let huge = format!("{{\"name\":\"{}\",\"port\":1}}", "x".repeat(2 << 20));
+    let r = api.raw("POST", "/kvm/hosts", huge.into_bytes(), "application/json").await;
+    assert_eq!(r.status, 413, "{r:?}");
+    // Malformed JSON reaches neither chassis.
+    let r = api.raw("POST", "/kvm/hosts", b"{\"name\": ".to_vec(), "application/json").await;
+    assert_eq!((r.status, r.code()), (400, "malformed_json"), "{r:?}");
+    assert_eq!(pair.gw.status().await.unwrap()["last_seq"], before, "nothing was journaled");
+    // The simulator's hooks are never reachable through the gateway.
+    let r = api.http.put(format!("{}/_sim/faults", api.base)).bearer_auth(&token).json(&json!({"fail_next": 1})).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 404);
+    // The status page wants the admin token.
+    let r = api.http.get(format!("{}/_pairgate/status", api.base)).bearer_auth(&token).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 401);
+}
+
+#[tokio::test]
+async fn idempotency_key_repeat_mismatch_and_concurrency() {
+    let pair = Pair::start().await;
+    let api = pair.gw.login("admin", "admin").await;
+    let body = json!({"name": "h", "port": 1});
+    let first = api.call("POST", "/kvm/hosts", Some(body.clone()), &[("Idempotency-Key", "client-1")]).await.ok();
+    let again = api.call("POST", "/kvm/hosts", Some(body.clone()), &[("Idempotency-Key", "client-1")]).await;
+    assert_eq!((again.status, &again.body), (first.status, &first.body));
+    assert_eq!(api.get("/kvm/hosts").await.ok().body.as_array().unwrap().len(), 1, "applied once");
+    let other = api.call("POST", "/kvm/hosts", Some(json!({"name": "other", "port": 2})), &[("Idempotency-Key", "client-1")]).await;
+    assert_eq!(other.status, 422, "{other:?}");
+    // Slow chassis: two concurrent requests with one key; one is refused with 409.
+    for i in 0..2 {
+        let d = pair.direct(i).await;
+        let r = d
+            .http
+            .put(format!("{}/_sim/faults", d.base))
+            .bearer_auth(d.token.clone().unwrap())
+            .json(&json!({"latency_ms": 400}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 200);
+    }
+    let (x, y) =
+        tokio::join!(api.call("POST", "/kvm/hosts", Some(json!({"name": "slow", "port": 3})), &[("Idempotency-Key", "client-2")]), async {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            api.call("POST", "/kvm/hosts", Some(json!({"name": "slow", "port": 3})), &[("Idempotency-Key", "client-2")]).await
+        });
+    let mut statuses = [x.status, y.status];
+    statuses.sort();
+    assert_eq!(statuses, [201, 409], "{x:?} {y:?}");
+}
+
+#[tokio::test]
+async fn the_events_socket_survives_the_primary_dying() {
+    let mut pair = Pair::start().await;
+    let api = pair.gw.login("admin", "admin").await;
+    let wall = api.post("/walls", json!({"name": "W", "rows": 1, "cols": 1, "outputs": [1]})).await.ok().id();
+    let mut ws = events_socket(pair.gw.port, &pair.gw.cert, api.token.as_deref().unwrap()).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let w1 = api.post(&format!("/walls/{wall}/windows"), json!({"source_id": 1, "x": 0, "y": 0, "w": 10, "h": 10})).await.ok().id();
+    let ev = next_window_event(&mut ws).await.expect("event before the failure");
+    assert_eq!(ev["data"]["id"], json!(w1));
+    pair.a.kill9();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let w2 = api.post(&format!("/walls/{wall}/windows"), json!({"source_id": 1, "x": 5, "y": 0, "w": 10, "h": 10})).await.ok().id();
+    let ev = next_window_event(&mut ws).await.expect("event after the failure, on the same socket");
+    assert_eq!(ev["data"]["id"], json!(w2));
+}
+
+/// The next `window.created` event on the socket (bounded), or None if it closed.
+async fn next_window_event<S>(ws: &mut tokio_tungstenite::WebSocketStream<S>) -> Option<Value>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        match tokio::time::timeout_at(deadline.into(), ws.next()).await {
+            Ok(Some(Ok(tokio_tungstenite::tungstenite::Message::Text(t)))) => {
+                let v: Value = serde_json::from_str(&t).ok()?;
+                if v["type"] == "window.created" {
+                    return Some(v);
+                }
+            }
+            Ok(Some(Ok(_))) => continue,
+            _ => return None,
+        }
+    }
+    None
+}
