@@ -35,7 +35,7 @@ async fn client(api: Api, wall: u64, n: u32, tally: Arc<Tally>, stop: Instant) {
             if r.status == 401 {
                 tally.unauthorized.fetch_add(1, Ordering::Relaxed);
             }
-            if !(200..300).contains(&r.status) && !(r.status == 404 && r.code() == "not_found") && r.code() != "too_many_windows" {
+            if !(200..300).contains(&r.status) {
                 eprintln!("write failed: {r:?}");
                 tally.failed_writes.fetch_add(1, Ordering::Relaxed);
             }

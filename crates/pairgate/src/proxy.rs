@@ -117,9 +117,32 @@ fn auth_error(e: AuthError) -> GatewayError {
 }
 
 /// Read a body up to the configured limit (413 beyond it).
+///
+/// An oversized body is still read to its end (discarded, up to a bound) so
+/// the client receives the 413 instead of a connection reset mid-upload.
 async fn read_body(gw: &Gateway, body: Body) -> Result<Bytes, GatewayError> {
+    use http_body_util::BodyExt;
+    const DRAIN_AT_MOST: u64 = 64 << 20;
     let limit = gw.cfg.listen.max_body_bytes;
-    axum::body::to_bytes(body, usize::try_from(limit).unwrap_or(usize::MAX)).await.map_err(|_| GatewayError::BodyTooLarge(limit))
+    let mut body = body;
+    let mut buf = bytes::BytesMut::new();
+    let mut seen = 0u64;
+    while let Some(frame) = body.frame().await {
+        let Ok(frame) = frame else { break };
+        if let Ok(data) = frame.into_data() {
+            seen += data.len() as u64;
+            if seen > DRAIN_AT_MOST {
+                break;
+            }
+            if seen <= limit {
+                buf.extend_from_slice(&data);
+            }
+        }
+    }
+    if seen > limit {
+        return Err(GatewayError::BodyTooLarge(limit));
+    }
+    Ok(buf.freeze())
 }
 
 /// The answer of a chassis, passed to the client as it came.

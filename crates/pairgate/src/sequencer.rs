@@ -209,8 +209,15 @@ impl Writer {
             };
             let batch = self.gather(first);
             let flush_now = self.flush_due.is_some_and(|due| Instant::now() >= due);
-            if batch.is_empty() && !flush_now {
-                continue;
+            if batch.is_empty() {
+                if !flush_now {
+                    continue;
+                }
+                if !self.shared.state.lock().applied_dirty {
+                    // An earlier commit already wrote them: nothing to flush.
+                    self.flush_due = None;
+                    continue;
+                }
             }
             self.commit(batch);
         }
@@ -274,14 +281,8 @@ impl Writer {
             let dirty = std::mem::replace(&mut st.applied_dirty, false);
             (st.applied.clone(), dirty)
         };
-        let t0 = Instant::now();
         let mut plan = self.plan(batch, &applied);
-        let t1 = Instant::now();
-        let w = self.write(&mut plan, &applied, applied_dirty);
-        let t2 = Instant::now();
-        TPLAN.fetch_add((t1 - t0).as_nanos() as u64, Ordering::Relaxed);
-        TWRITE.fetch_add((t2 - t1).as_nanos() as u64, Ordering::Relaxed);
-        match w {
+        match self.write(&mut plan, &applied, applied_dirty) {
             Ok(report) => self.committed(plan, report),
             Err(e) => self.failed(plan, e, applied_dirty),
         }
@@ -393,9 +394,7 @@ impl Writer {
             self.next_housekeeping = now + HOUSEKEEPING_EVERY;
         }
 
-        let tc = Instant::now();
         tx.commit()?;
-        TCOMMIT.fetch_add(tc.elapsed().as_nanos() as u64, Ordering::Relaxed);
         if expired > 0 {
             tracing::debug!(expired, "expired client idempotency records");
         }
@@ -631,7 +630,3 @@ impl Plan {
         }
     }
 }
-
-pub static TPLAN: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-pub static TWRITE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-pub static TCOMMIT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);

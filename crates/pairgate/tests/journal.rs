@@ -11,7 +11,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use pairgate::journal::{self, request_fingerprint, ClientKeyState, ClientResponse, Draft, Entry, Journal, JournalConfig, JournalError, MAX_ID};
+use pairgate::journal::{
+    self, request_fingerprint, ClientKeyState, ClientResponse, Draft, Entry, Journal, JournalConfig, JournalError, MAX_ID,
+};
 use pairgate::sequencer::Sequencer;
 use tempfile::TempDir;
 use tokio::sync::Barrier;
@@ -330,7 +332,10 @@ fn a_crash_loses_nothing_append_returned() {
         let back = journal.entries_after(0, 1000).unwrap();
         assert_eq!(back.len(), 200);
         for ((s, path, block), e) in acked.iter().zip(&back) {
-            assert_eq!((*s, path.as_str(), block.as_str()), (e.seq, e.path_and_query.as_str(), e.id_block_header().unwrap_or_default().as_str()));
+            assert_eq!(
+                (*s, path.as_str(), block.as_str()),
+                (e.seq, e.path_and_query.as_str(), e.id_block_header().unwrap_or_default().as_str())
+            );
         }
         // The lazily written mark is either there or replayed; never invented.
         assert!(journal.applied("a").unwrap() <= 10);
@@ -623,16 +628,4 @@ async fn throughput_64_appenders() {
         stats.largest_batch
     );
     drop(journal);
-    println!("plan {} ms write {} ms commit {} ms", pairgate::sequencer::TPLAN.load(std::sync::atomic::Ordering::Relaxed)/1000000, pairgate::sequencer::TWRITE.load(std::sync::atomic::Ordering::Relaxed)/1000000, pairgate::sequencer::TCOMMIT.load(std::sync::atomic::Ordering::Relaxed)/1000000);
-}
-
-#[tokio::test]
-async fn zz_tmp_sequential_latency() {
-    let dir = tempdir();
-    let (_journal, seq) = open(&dir);
-    let started = Instant::now();
-    for i in 0..300 {
-        seq.append(draft(i, 0)).await.unwrap();
-    }
-    println!("SEQUENTIAL: {:?} per append", started.elapsed() / 300);
 }

@@ -51,6 +51,10 @@ impl Follower {
     }
 
     /// The next live entry, waiting for it to be committed if need be.
+    ///
+    /// Cancel-safe (usable in `select!`): nothing is consumed until an entry is
+    /// returned; an entry taken off the broadcast by a cancelled call is read back from
+    /// the database by the next one.
     pub async fn next(&mut self) -> Result<Arc<Entry>, JournalError> {
         loop {
             if let Some(e) = self.take_buffered() {
