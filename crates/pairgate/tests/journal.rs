@@ -499,6 +499,32 @@ async fn a_follower_sees_every_entry_once_in_order_even_when_it_lags() {
     assert!(Arc::ptr_eq(&rx.recv().await.unwrap(), &e));
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_is_cancel_safe() {
+    let dir = tempdir();
+    let config = JournalConfig { broadcast_capacity: 8, ..JournalConfig::default() };
+    let (journal, seq) = journal::open(dir.path(), config).unwrap();
+    let writer = {
+        let seq = seq.clone();
+        tokio::spawn(async move {
+            for i in 0..400 {
+                seq.append(draft(i, 0)).await.unwrap();
+            }
+        })
+    };
+    // Cancel `next` over and over (as a `select!` losing to another branch would).
+    let mut follower = journal.follow(0);
+    let mut got = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while got.len() < 400 && Instant::now() < deadline {
+        if let Ok(e) = tokio::time::timeout(Duration::from_micros(50), follower.next()).await {
+            got.push(e.unwrap().seq);
+        }
+    }
+    writer.await.unwrap();
+    assert_eq!(got, (1..=400).collect::<Vec<_>>());
+}
+
 fn response(status: u16, body: &str) -> ClientResponse {
     ClientResponse { status, headers: vec![("content-type".into(), "application/json".into())], body: Bytes::from(body.to_owned()) }
 }
