@@ -289,7 +289,7 @@ async fn web_client_logs_in_drags_a_window_and_follows_events() {
     admin.post("/users", json!({"username": "op", "password": "op-pass-1", "role": "operator"})).await.ok();
 
     let mut browser = Browser::start().await;
-    let outcome = run_ui(&browser, &sim, &admin, wall_id, win_id, (wall_w, wall_h)).await;
+    let outcome = run_ui(&browser, &sim.base, &admin, wall_id, win_id, (wall_w, wall_h), None, "web_client.png").await;
     if let Err(e) = outcome {
         if let Ok(png) = browser.screenshot().await {
             let _ = std::fs::write(common::artifacts_dir().join("web_client_failure.png"), png);
@@ -301,11 +301,24 @@ async fn web_client_logs_in_drags_a_window_and_follows_events() {
     browser.quit().await;
 }
 
-async fn run_ui(b: &Browser, sim: &SimProcess, admin: &Api, wall_id: u64, win_id: u64, (wall_w, wall_h): (u64, u64)) -> Res<()> {
+/// Drive the page at `base`: log in, pick the wall, drag a window, see a live
+/// update. With `kill`, that chassis is killed (-9) after the drag and
+/// before the live update: through the gateway the page must not notice.
+#[allow(clippy::too_many_arguments)]
+async fn run_ui(
+    b: &Browser,
+    base: &str,
+    admin: &Api,
+    wall_id: u64,
+    win_id: u64,
+    (wall_w, wall_h): (u64, u64),
+    kill: Option<&mut SimProcess>,
+    shot: &str,
+) -> Res<()> {
     let secs = Duration::from_secs;
 
     // Log in through the form.
-    b.goto(&format!("{}/", sim.base)).await?;
+    b.goto(&format!("{base}/")).await?;
     let user = b.wait_css("#username", secs(15)).await?;
     b.send_keys(&user, "op").await?;
     b.send_keys(&b.find("#password").await?, "op-pass-1").await?;
@@ -333,6 +346,12 @@ async fn run_ui(b: &Browser, sim: &SimProcess, admin: &Api, wall_id: u64, win_id
         return Err(format!("the drag left window {win_id} at {moved}, outside a {wall_w}x{wall_h} wall or resized"));
     }
 
+    if let Some(chassis) = kill {
+        chassis.kill9();
+        // Let the gateway notice (health probes) and move the event socket.
+        tokio::time::sleep(secs(2)).await;
+    }
+
     // Live update: a window opened elsewhere shows up without a reload.
     let new_id = admin
         .post(&format!("/walls/{wall_id}/windows"), json!({"source_id": 2, "x": 1920, "y": 1080, "w": 1920, "h": 1080}))
@@ -350,11 +369,45 @@ async fn run_ui(b: &Browser, sim: &SimProcess, admin: &Api, wall_id: u64, win_id
 
     // Screenshot for a human.
     let png = b.screenshot().await?;
-    let path = common::artifacts_dir().join("web_client.png");
+    let path = common::artifacts_dir().join(shot);
     std::fs::write(&path, &png).map_err(|e| format!("write {}: {e}", path.display()))?;
     if !png.starts_with(b"\x89PNG\r\n\x1a\n") || png.len() < 5_000 {
         return Err(format!("screenshot is not a real PNG ({} bytes)", png.len()));
     }
     println!("screenshot: {} ({} bytes)", path.display(), png.len());
     Ok(())
+}
+
+/// The same page, unchanged, served through the gateway (plain HTTP on
+/// loopback for the browser, HTTPS to both chassis), with the primary chassis
+/// killed half-way: the operator sees nothing happen.
+#[tokio::test]
+async fn web_client_works_through_the_gateway_while_a_chassis_dies() {
+    let mut pair = common::pair::Pair::start_with(|t| {
+        let start = t.find("tls_cert = ").expect("tls_cert line");
+        let end = t[start..].find("[state]").map(|e| start + e).expect("[state]");
+        t.replace_range(start..end, "insecure_http = true\n");
+    })
+    .await;
+    let admin = pair.gw.login("admin", "admin").await;
+    let wall = admin.post("/walls", json!({"name": "Main", "rows": 2, "cols": 2, "outputs": [1, 2, 3, 4]})).await.ok();
+    let wall_id = wall.id();
+    let win_id =
+        admin.post(&format!("/walls/{wall_id}/windows"), json!({"source_id": 1, "x": 0, "y": 0, "w": 1920, "h": 1080})).await.ok().id();
+    admin.post("/users", json!({"username": "op", "password": "op-pass-1", "role": "operator"})).await.ok();
+    pair.gw.wait_in_sync(Duration::from_secs(10)).await;
+
+    let mut browser = Browser::start().await;
+    let base = pair.gw.base.clone();
+    let outcome = run_ui(&browser, &base, &admin, wall_id, win_id, (3840, 2160), Some(&mut pair.a), "web_client_gateway.png").await;
+    if let Err(e) = outcome {
+        if let Ok(png) = browser.screenshot().await {
+            let _ = std::fs::write(common::artifacts_dir().join("web_client_gateway_failure.png"), png);
+        }
+        browser.quit().await;
+        panic!("{e}");
+    }
+    browser.quit().await;
+    let status = pair.gw.status().await.expect("status");
+    assert_eq!(status["primary"], "b", "{status}");
 }

@@ -169,11 +169,12 @@ impl Pair {
         );
         edit(&mut text);
         let config = d.join("gateway.toml");
+        let scheme = if text.contains("insecure_http = true") { "http" } else { "https" };
         std::fs::write(&config, text).expect("write gateway.toml");
         let mut gw = GatewayProcess {
             child: None,
             port,
-            base: format!("https://127.0.0.1:{port}"),
+            base: format!("{scheme}://127.0.0.1:{port}"),
             config,
             cert: gc,
             admin_token: "test-admin-token-0123456789abcdef".into(),
