@@ -295,3 +295,42 @@ where
     }
     None
 }
+
+#[tokio::test]
+async fn outcome_unknown_then_a_retry_with_the_same_key_gets_the_replayed_answer() {
+    let pair = Pair::start().await;
+    let api = pair.gw.login("admin", "admin").await;
+    // Both chassis apply the next requests but lose the answers (500 after applying).
+    for i in 0..2 {
+        let d = pair.direct(i).await;
+        let r = d
+            .http
+            .put(format!("{}/_sim/faults", d.base))
+            .bearer_auth(d.token.clone().unwrap())
+            .json(&json!({"fail_after_apply_next": 3}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 200);
+    }
+    let body = json!({"name": "maybe", "port": 4});
+    let first = api.call("POST", "/kvm/hosts", Some(body.clone()), &[("Idempotency-Key", "retry-me")]).await;
+    assert_eq!((first.status, first.code()), (503, "outcome_unknown"), "{first:?}");
+    // The appliers keep trying (same chassis-side key: applied once) and record the answer.
+    let mut again = first.clone();
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        again = api.call("POST", "/kvm/hosts", Some(body.clone()), &[("Idempotency-Key", "retry-me")]).await;
+        if again.status != 409 {
+            break;
+        }
+    }
+    assert_eq!(again.status, 201, "{again:?}");
+    assert_eq!(again.body["name"], "maybe");
+    pair.gw.wait_in_sync(Duration::from_secs(10)).await;
+    for i in 0..2 {
+        let hosts = pair.direct(i).await.get("/kvm/hosts").await.ok().body;
+        assert_eq!(hosts.as_array().unwrap().len(), 1, "applied exactly once on chassis {i}: {hosts}");
+        assert_eq!(hosts[0]["id"], again.body["id"]);
+    }
+}

@@ -21,7 +21,7 @@ use tokio::sync::broadcast;
 
 use crate::broker::{Broker, Runs};
 use crate::detector::{ChassisState, Signal};
-use crate::journal::{Entry, Journal, JournalError};
+use crate::journal::{request_fingerprint, ClientKeyState, ClientResponse, Entry, Journal, JournalError};
 use crate::pair::Pair;
 use crate::upstream::{Outcome, UpRequest};
 
@@ -128,6 +128,31 @@ impl Applier {
         }
     }
 
+    /// A client that sent an `Idempotency-Key` and got `outcome_unknown` (or
+    /// whose gateway restarted) retries with the same key: the first decided
+    /// answer of the entry becomes the key's stored answer. Only a key still
+    /// in flight *for this entry* is touched; a key answered by the request
+    /// itself stays as it is.
+    async fn record_client_answer(&self, entry: &Entry, a: &crate::upstream::Answered) {
+        let Some(key) = &entry.client_key else { return };
+        let fp = request_fingerprint(&entry.method, &entry.path_and_query, &entry.body);
+        match self.journal.begin_client_key(&entry.account, key, &fp) {
+            Ok(ClientKeyState::InFlight { seq: Some(seq) }) if seq == entry.seq => {
+                let headers =
+                    a.content_type.iter().filter_map(|v| v.to_str().ok()).map(|v| ("content-type".to_string(), v.to_string())).collect();
+                let response = ClientResponse { status: a.status, headers, body: a.body.clone() };
+                if let Err(e) = self.journal.finish_client_key(&entry.account, key, response).await {
+                    tracing::warn!(seq = entry.seq, "recording the client's answer: {e}");
+                }
+            }
+            // Expired meanwhile: we just took it, give it back.
+            Ok(ClientKeyState::New) => {
+                self.journal.release_client_key(&entry.account, key);
+            }
+            _ => {}
+        }
+    }
+
     /// Attempt one entry until the chassis decides it (or it is voided).
     async fn apply(&self, entry: &Entry) {
         let member = &self.pair.members[self.index];
@@ -143,7 +168,8 @@ impl Applier {
             let outcome = self.broker.send(self.index, &member.upstream, &runs, || request_for(entry, &gateway_id, self.per_try)).await;
             let _ = self.reports.send(Report { seq: entry.seq, chassis: self.index, outcome: outcome.clone() });
             match &outcome {
-                o if o.decided().is_some() => {
+                Outcome::Answered(a) if outcome.decided().is_some() => {
+                    self.record_client_answer(entry, a).await;
                     if let Err(e) = self.journal.mark_applied(self.name(), entry.seq) {
                         tracing::error!(chassis = %self.name(), seq = entry.seq, "recording applied: {e}");
                     }
