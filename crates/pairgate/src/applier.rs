@@ -21,8 +21,9 @@ use tokio::sync::broadcast;
 
 use crate::broker::{Broker, Runs};
 use crate::detector::{ChassisState, Signal};
-use crate::journal::{request_fingerprint, ClientKeyState, ClientResponse, Entry, Journal, JournalError};
+use crate::journal::{request_fingerprint, ClientKeyState, ClientResponse, Entry, Follower, Journal, JournalError};
 use crate::pair::Pair;
+use crate::resync::{Progress, Reason, Resyncer, WriteGate};
 use crate::upstream::{Outcome, UpRequest};
 
 /// One attempt of one entry on one chassis.
@@ -40,6 +41,12 @@ pub struct Applier {
     pub journal: Journal,
     pub reports: broadcast::Sender<Report>,
     pub per_try: Duration,
+    pub gate: WriteGate,
+    /// The running (or last) full resync, shown on the status page.
+    pub progress: Arc<std::sync::Mutex<Option<Progress>>>,
+    /// Set once initial pairing is decided; no chassis joins before.
+    pub paired: Arc<std::sync::atomic::AtomicBool>,
+    pub stats: Arc<crate::gateway::Stats>,
 }
 
 /// The request an entry becomes on a chassis.
@@ -83,9 +90,78 @@ impl Applier {
         let _ = w.wait_for(|s| *s != ChassisState::Down).await;
     }
 
-    fn caught_up_check(&self, position: u64) {
-        if position >= self.journal.last_seq() {
-            self.pair.members[self.index].detector.signal(Signal::CaughtUp);
+    /// At the end of the journal while catching up: compare digests with the
+    /// peer before declaring this chassis in sync (never on trust).
+    async fn join(&self) {
+        let me = self.index;
+        let other = Pair::other(me);
+        let member = &self.pair.members[me];
+        match self.pair.state(other) {
+            ChassisState::InSync | ChassisState::CatchingUp => {
+                match self.resyncer().verify().await {
+                    Ok(true) => member.detector.signal(Signal::CaughtUp),
+                    Ok(false) if self.pair.state(other) == ChassisState::InSync => {
+                        self.stats.divergences.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        tracing::warn!(chassis = %self.name(), "digest differs from the in-sync peer: full resync");
+                        member.resync.request(Reason::DigestMismatch);
+                    }
+                    // Both coming back, and they disagree: the last primary is the reference.
+                    Ok(false) if self.pair.last_primary() == me => {
+                        tracing::warn!(chassis = %self.name(), "both chassis came back different; this one (last primary) is the reference");
+                        member.detector.signal(Signal::CaughtUp);
+                    }
+                    Ok(false) => {}
+                    Err(e) => tracing::debug!(chassis = %self.name(), "verify: {e}"),
+                }
+            }
+            ChassisState::Down | ChassisState::FullResync => {
+                // Nothing to compare with: the survivor serves on its journal.
+                tracing::warn!(chassis = %self.name(), "in sync with no peer to compare digests with");
+                member.detector.signal(Signal::CaughtUp);
+            }
+        }
+    }
+
+    /// Rebuild this chassis from its peer; the follower to continue with.
+    async fn resync(&self, reason: Reason) -> Option<Follower> {
+        let me = self.index;
+        let source = Pair::other(me);
+        let member = &self.pair.members[me];
+        let started = std::time::Instant::now();
+        let names = (self.name().to_string(), self.pair.members[source].upstream.name.clone());
+        let report = |phase: &str, seq: u64, rows: u64| {
+            if let Ok(mut p) = self.progress.lock() {
+                *p = Some(Progress {
+                    chassis: names.0.clone(),
+                    source: names.1.clone(),
+                    reason,
+                    phase: phase.to_string(),
+                    at_seq: seq,
+                    rows,
+                    elapsed_ms: started.elapsed().as_millis() as u64,
+                });
+            }
+        };
+        tracing::warn!(chassis = %self.name(), ?reason, "full resync from {}", names.1);
+        member.detector.signal(Signal::Resync);
+        match self.resyncer().full_resync(me, source, &report).await {
+            Ok(seq) => {
+                if let Err(e) = self.journal.mark_applied(self.name(), seq) {
+                    tracing::error!(chassis = %self.name(), "recording the resync's seq: {e}");
+                }
+                report("done", seq, 0);
+                member.resyncs_done.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                tracing::info!(chassis = %self.name(), seq, ms = started.elapsed().as_millis() as u64, "full resync imported; replaying");
+                member.detector.signal(Signal::ResyncDone);
+                Some(self.journal.follow(seq))
+            }
+            Err(e) => {
+                report(&format!("failed: {e}"), 0, 0);
+                tracing::error!(chassis = %self.name(), "full resync failed: {e}; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                member.resync.request(reason);
+                None
+            }
         }
     }
 
@@ -98,23 +174,42 @@ impl Applier {
                 return;
             }
         };
+        let member = &self.pair.members[self.index];
         let mut follower = self.journal.follow(start);
-        let mut state = self.pair.members[self.index].detector.watch();
+        let mut state = member.detector.watch();
+        let mut next_join = tokio::time::Instant::now();
         loop {
             self.reachable().await;
-            self.caught_up_check(follower.position());
+            if let Some(reason) = member.resync.take() {
+                if let Some(f) = self.resync(reason).await {
+                    follower = f;
+                }
+                continue;
+            }
+            // Caught up with the journal while catching up: try to join (after
+            // pairing is decided), and keep trying every 200 ms while idle.
+            let joining = follower.position() >= self.journal.last_seq() && member.detector.state() == ChassisState::CatchingUp;
+            if joining && tokio::time::Instant::now() >= next_join {
+                if self.ready() {
+                    self.join().await;
+                }
+                next_join = tokio::time::Instant::now() + Duration::from_millis(200);
+            }
             state.mark_unchanged();
-            // `Follower::next` is cancel-safe: a state change while idle (the
-            // chassis came back) re-runs the caught-up check above.
+            // `Follower::next` is cancel-safe: a state change, a resync request
+            // or the next join attempt while idle re-runs the checks above.
             let entry = tokio::select! {
                 e = follower.next() => e,
                 _ = state.changed() => continue,
+                _ = member.resync.wake.notified() => continue,
+                _ = tokio::time::sleep_until(next_join), if joining => continue,
             };
             let entry = match entry {
                 Ok(e) => e,
                 Err(JournalError::Truncated { .. }) => {
-                    tracing::error!(chassis = %self.name(), "missed more than the journal keeps: a full resync is needed (not built yet)");
-                    return;
+                    tracing::warn!(chassis = %self.name(), "missed more than the journal keeps");
+                    member.resync.request(Reason::JournalTruncated);
+                    continue;
                 }
                 Err(e) => {
                     tracing::error!(chassis = %self.name(), "journal read failed: {e}; retrying");
@@ -124,8 +219,16 @@ impl Applier {
                 }
             };
             self.apply(&entry).await;
-            self.caught_up_check(entry.seq);
         }
+    }
+
+    fn resyncer(&self) -> Resyncer<'_> {
+        Resyncer { gate: &self.gate, journal: &self.journal, broker: &self.broker, pair: &self.pair, per_try: self.per_try }
+    }
+
+    /// Whether joining is allowed yet (initial pairing decided).
+    fn ready(&self) -> bool {
+        self.paired.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// A client that sent an `Idempotency-Key` and got `outcome_unknown` (or

@@ -9,12 +9,15 @@
 //! in_sync ──refused / no good probe for down_after──▶ down
 //! in_sync ──fell behind (missed grace, failed attempt)──▶ catching_up
 //! down ──probe answers──▶ catching_up
-//! catching_up ──applier caught up──▶ in_sync
+//! catching_up ──caught up and digests equal──▶ in_sync
 //! catching_up ──refused / no good probe for down_after──▶ down
+//! any but down ──resync──▶ full_resync ──resync done──▶ catching_up
+//! full_resync ──refused──▶ down
+//! any ──hold (maintenance)──▶ down, until released
 //! ```
 //!
-//! `full_resync` exists in the type (DESIGN.md draws it) but nothing enters
-//! it yet: it is the recovery issue's.
+//! The applier sends `CaughtUp` only after comparing digests with the peer,
+//! so no chassis becomes `in_sync` on trust.
 
 use std::time::Duration;
 
@@ -31,7 +34,7 @@ pub enum ChassisState {
     Down,
     /// Reachable but behind: its applier replays the journal. No reads.
     CatchingUp,
-    /// Being rebuilt from the other chassis (export/import). Not yet used.
+    /// Being rebuilt from the other chassis (export, import, replay).
     FullResync,
 }
 
@@ -52,8 +55,14 @@ pub enum Signal {
     Failed,
     /// It missed the secondary grace or an attempt failed: it is behind.
     FellBehind,
-    /// Its applier has applied the journal's last entry.
+    /// Its applier has applied the journal's last entry and the digests agree.
     CaughtUp,
+    /// Its applier starts a full resync.
+    Resync,
+    /// The full resync finished (import done); replay follows.
+    ResyncDone,
+    /// Taken out for maintenance (true) or given back (false).
+    Hold(bool),
 }
 
 /// The sending side, cheap to clone.
@@ -102,7 +111,8 @@ impl Detector {
             let next = match state {
                 ChassisState::InSync => self.in_sync().await,
                 ChassisState::Down => self.down().await,
-                ChassisState::CatchingUp | ChassisState::FullResync => self.catching_up().await,
+                ChassisState::CatchingUp => self.catching_up().await,
+                ChassisState::FullResync => self.full_resync().await,
             };
             let Some(next) = next else { return };
             if next != state {
@@ -123,7 +133,9 @@ impl Detector {
                     Signal::ProbeOk => deadline = Instant::now() + self.down_after,
                     Signal::Refused => return Some(ChassisState::Down),
                     Signal::FellBehind => return Some(ChassisState::CatchingUp),
-                    Signal::Failed | Signal::CaughtUp => {}
+                    Signal::Resync => return Some(ChassisState::FullResync),
+                    Signal::Hold(true) => return self.held().await,
+                    Signal::Failed | Signal::CaughtUp | Signal::ResyncDone | Signal::Hold(false) => {}
                 },
                 _ = sleep_until(deadline) => return Some(ChassisState::Down),
             }
@@ -133,8 +145,36 @@ impl Detector {
     /// Unreachable. The first good probe starts the catch-up.
     async fn down(&mut self) -> Option<ChassisState> {
         loop {
-            if self.rx.recv().await? == Signal::ProbeOk {
-                return Some(ChassisState::CatchingUp);
+            match self.rx.recv().await? {
+                Signal::ProbeOk => return Some(ChassisState::CatchingUp),
+                Signal::Hold(true) => return self.held().await,
+                _ => {}
+            }
+        }
+    }
+
+    /// In maintenance: reported down whatever the probes say, until released.
+    async fn held(&mut self) -> Option<ChassisState> {
+        self.tx.send_replace(ChassisState::Down);
+        tracing::info!(chassis = %self.name, "taken out for maintenance");
+        loop {
+            if self.rx.recv().await? == Signal::Hold(false) {
+                tracing::info!(chassis = %self.name, "back from maintenance");
+                // Down until a probe answers, then catch up and verify.
+                return Some(ChassisState::Down);
+            }
+        }
+    }
+
+    /// Being rebuilt. No timeout: an import may take a while; a refusal or
+    /// the applier's "done" ends it.
+    async fn full_resync(&mut self) -> Option<ChassisState> {
+        loop {
+            match self.rx.recv().await? {
+                Signal::ResyncDone => return Some(ChassisState::CatchingUp),
+                Signal::Refused => return Some(ChassisState::Down),
+                Signal::Hold(true) => return self.held().await,
+                _ => {}
             }
         }
     }
@@ -148,7 +188,9 @@ impl Detector {
                     Signal::ProbeOk => deadline = Instant::now() + self.down_after,
                     Signal::Refused => return Some(ChassisState::Down),
                     Signal::CaughtUp => return Some(ChassisState::InSync),
-                    Signal::Failed | Signal::FellBehind => {}
+                    Signal::Resync => return Some(ChassisState::FullResync),
+                    Signal::Hold(true) => return self.held().await,
+                    Signal::Failed | Signal::FellBehind | Signal::ResyncDone | Signal::Hold(false) => {}
                 },
                 _ = sleep_until(deadline) => return Some(ChassisState::Down),
             }
@@ -219,5 +261,32 @@ mod tests {
         d.signal(Signal::Refused);
         settle().await;
         assert_eq!(d.state(), ChassisState::Down);
+        // Full resync: entered from catching up, left by "done" (not by probes).
+        d.signal(Signal::ProbeOk);
+        d.signal(Signal::Resync);
+        settle().await;
+        assert_eq!(d.state(), ChassisState::FullResync);
+        tokio::time::advance(Duration::from_secs(10)).await;
+        d.signal(Signal::CaughtUp);
+        settle().await;
+        assert_eq!(d.state(), ChassisState::FullResync, "no timeout, no shortcut while resyncing");
+        d.signal(Signal::ResyncDone);
+        settle().await;
+        assert_eq!(d.state(), ChassisState::CatchingUp);
+        d.signal(Signal::CaughtUp);
+        settle().await;
+        assert_eq!(d.state(), ChassisState::InSync);
+        // Maintenance holds it down whatever the probes say.
+        d.signal(Signal::Hold(true));
+        settle().await;
+        assert_eq!(d.state(), ChassisState::Down);
+        d.signal(Signal::ProbeOk);
+        d.signal(Signal::CaughtUp);
+        settle().await;
+        assert_eq!(d.state(), ChassisState::Down);
+        d.signal(Signal::Hold(false));
+        d.signal(Signal::ProbeOk);
+        settle().await;
+        assert_eq!(d.state(), ChassisState::CatchingUp);
     }
 }

@@ -22,6 +22,8 @@ pub enum GatewayError {
     TooManyLogins(u64),
     #[error("no chassis is available right now; nothing was applied, retry shortly")]
     NotApplied,
+    #[error("{0}")]
+    NotPaired(String),
     #[error("no chassis answered in time; the change may or may not have been applied. It will be applied once a chassis returns; retry with the same Idempotency-Key to get its answer")]
     OutcomeUnknown,
     #[error("no chassis could answer this read: {0}")]
@@ -49,7 +51,7 @@ impl GatewayError {
             MalformedJson(_) | BadIdempotencyKey => StatusCode::BAD_REQUEST,
             NoRoute(_) => StatusCode::NOT_FOUND,
             TooManyLogins(_) => StatusCode::TOO_MANY_REQUESTS,
-            NotApplied | OutcomeUnknown | Unavailable(_) | ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+            NotApplied | NotPaired(_) | OutcomeUnknown | Unavailable(_) | ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
             IdempotencyInFlight => StatusCode::CONFLICT,
             IdempotencyMismatch => StatusCode::UNPROCESSABLE_ENTITY,
             Journal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -68,6 +70,7 @@ impl GatewayError {
             NoRoute(_) => "no_such_endpoint",
             TooManyLogins(_) => "too_many_logins",
             NotApplied => "not_applied",
+            NotPaired(_) => "not_paired",
             OutcomeUnknown => "outcome_unknown",
             Unavailable(_) => "unavailable",
             IdempotencyInFlight => "idempotency_key_in_flight",

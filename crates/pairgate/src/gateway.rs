@@ -27,6 +27,7 @@ use crate::config::{Config, SecretSource, Transport};
 use crate::detector::{self, ChassisState};
 use crate::journal::{Journal, JournalConfig};
 use crate::pair::{Member, Pair};
+use crate::resync::{Progress, Reason, WriteGate};
 use crate::sequencer::Sequencer;
 use crate::session::{LoginLimiter, Secret, SessionConfig, SessionStore};
 use crate::upstream::{Outcome, Upstream};
@@ -86,9 +87,18 @@ pub struct Gateway {
     pub sequencer: Sequencer,
     pub reports: broadcast::Sender<Report>,
     pub admin_token: Secret,
-    pub stats: Stats,
+    pub stats: Arc<Stats>,
     /// Set once the id counter is above every id either chassis holds.
     pub ids_ready: AtomicBool,
+    /// Set once initial pairing is decided (appliers may then declare a
+    /// chassis in sync).
+    pub paired: Arc<AtomicBool>,
+    /// Why mutations are refused while pairing cannot decide alone.
+    pub pairing_blocked: std::sync::Mutex<Option<String>>,
+    /// Mutations append under a shared hold; verify and export hold it alone.
+    pub gate: WriteGate,
+    /// The running (or last) full resync.
+    pub progress: Arc<std::sync::Mutex<Option<Progress>>>,
     pub shutdown: CancellationToken,
 }
 
@@ -113,7 +123,14 @@ impl Gateway {
         for (i, c) in cfg.chassis.iter().enumerate() {
             let upstream = Arc::new(Upstream::new(&c.name, c.url.clone(), c.ca_cert.as_deref(), per_try)?);
             let detector = detector::spawn(&c.name, ChassisState::Down, cfg.timeouts.down_after);
-            members.push(Member { index: i, upstream, detector, last_error: Default::default() });
+            members.push(Member {
+                index: i,
+                upstream,
+                detector,
+                last_error: Default::default(),
+                resync: Default::default(),
+                resyncs_done: Default::default(),
+            });
             service.push(ServiceAccount { username: c.username.clone(), password: password(&c.password)? });
         }
         let preferred = cfg.chassis.iter().position(|c| c.preferred_primary).unwrap_or(0);
@@ -135,8 +152,12 @@ impl Gateway {
             sequencer,
             reports,
             admin_token,
-            stats: Stats::default(),
+            stats: Arc::new(Stats::default()),
             ids_ready: AtomicBool::new(false),
+            paired: Arc::new(AtomicBool::new(false)),
+            pairing_blocked: std::sync::Mutex::new(None),
+            gate: Arc::new(tokio::sync::RwLock::new(())),
+            progress: Arc::new(std::sync::Mutex::new(None)),
             shutdown: CancellationToken::new(),
             cfg,
         });
@@ -156,11 +177,17 @@ impl Gateway {
                 journal: gw.journal.clone(),
                 reports: gw.reports.clone(),
                 per_try,
+                gate: gw.gate.clone(),
+                progress: gw.progress.clone(),
+                paired: gw.paired.clone(),
+                stats: gw.stats.clone(),
             };
             tokio::spawn(applier.run());
         }
-        tokio::spawn(establish_id_floor(gw.clone()));
+        tokio::spawn(pair_up(gw.clone()));
+        tokio::spawn(anti_entropy(gw.clone()));
         tokio::spawn(flush_sessions(gw.clone()));
+        tokio::spawn(trim_journal(gw.clone()));
         Ok(gw)
     }
 
@@ -172,9 +199,16 @@ impl Gateway {
     }
 }
 
-/// The highest id a chassis holds, in any table (rows and counters), from
-/// its export (read with the gateway's service account).
-async fn highest_id(gw: &Gateway, i: usize) -> Option<u64> {
+/// What pairing needs to know of a chassis: its highest id (rows and
+/// counters, every table), whether it holds data beyond a first start, and
+/// its digest. Read with the gateway's service account.
+struct Inspection {
+    highest: u64,
+    has_data: bool,
+    digest: String,
+}
+
+async fn inspect(gw: &Gateway, i: usize) -> Option<Inspection> {
     let up = &gw.pair.members[i].upstream;
     let outcome = gw
         .broker
@@ -189,37 +223,49 @@ async fn highest_id(gw: &Gateway, i: usize) -> Option<u64> {
         .await;
     let Outcome::Answered(a) = outcome else { return None };
     if !a.is_success() {
-        tracing::warn!(chassis = %up.name, status = a.status, "export for the id floor refused");
+        tracing::warn!(chassis = %up.name, status = a.status, "export for pairing refused");
         return None;
     }
     let doc: serde_json::Value = serde_json::from_slice(&a.body).ok()?;
     let mut highest = 0u64;
-    for table in doc["tables"].as_object()?.values() {
+    let mut has_data = false;
+    for (name, table) in doc["tables"].as_object()? {
         highest = highest.max(table["next_id"].as_u64().unwrap_or(1).saturating_sub(1));
-        for row in table["rows"].as_array().into_iter().flatten() {
+        let rows = table["rows"].as_array().map(Vec::as_slice).unwrap_or(&[]);
+        for row in rows {
             highest = highest.max(row["id"].as_u64().unwrap_or(0));
         }
+        // A first start holds the admin account and the physical inputs only.
+        has_data |= match name.as_str() {
+            "users" => rows.len() > 1,
+            "sources" => rows.iter().any(|r| r["builtin"] != true),
+            _ => !rows.is_empty(),
+        };
     }
-    Some(highest)
+    let digest = crate::resync::digest(&gw.broker, &gw.pair, i, gw.cfg.timeouts.per_try).await.ok()?;
+    Some(Inspection { highest, has_data, digest })
 }
 
 const FLOOR_FILE: &str = "id_floor.established";
 
-/// Raise the id counter above every id either chassis holds. On the very
-/// first start both chassis must have answered (the other one might hold
-/// higher ids); afterwards the persisted counter is already above both, and
-/// the check is repeated opportunistically.
-async fn establish_id_floor(gw: Arc<Gateway>) {
+/// First start in front of two chassis: make them one before serving
+/// mutations. Raise the id counter above every id either holds; if their
+/// states differ, the one with data is the source and the other is rebuilt
+/// from it; if both hold different data, refuse to guess and say what to run.
+/// On later starts the persisted counter is already above both.
+async fn pair_up(gw: Arc<Gateway>) {
     let marker = gw.cfg.state.dir.join(FLOOR_FILE);
     if marker.exists() {
         gw.ids_ready.store(true, Ordering::SeqCst);
+        gw.paired.store(true, Ordering::SeqCst);
+        return;
     }
-    let mut seen = [None, None];
+    let mut seen: [Option<Inspection>; 2] = [None, None];
     let mut delay = Duration::from_millis(100);
     while seen.iter().any(Option::is_none) {
         for (i, slot) in seen.iter_mut().enumerate() {
             if slot.is_none() {
-                *slot = highest_id(&gw, i).await;
+                *slot = inspect(&gw, i).await;
             }
         }
         if seen.iter().any(Option::is_none) {
@@ -230,14 +276,110 @@ async fn establish_id_floor(gw: Arc<Gateway>) {
             delay = (delay * 2).min(Duration::from_secs(2));
         }
     }
-    let floor = seen.iter().flatten().copied().max().unwrap_or(0) + 1;
-    match gw.sequencer.ensure_id_floor(floor).await {
-        Ok(_) => {
-            let _ = std::fs::write(&marker, floor.to_string());
-            tracing::info!(floor, "id counter is above every id on both chassis");
-            gw.ids_ready.store(true, Ordering::SeqCst);
+    let [Some(a), Some(b)] = seen else { return };
+    let floor = a.highest.max(b.highest) + 1;
+    if let Err(e) = gw.sequencer.ensure_id_floor(floor).await {
+        tracing::error!("raising the id counter: {e}");
+        return;
+    }
+    let names = [gw.pair.members[0].upstream.name.clone(), gw.pair.members[1].upstream.name.clone()];
+    if a.digest != b.digest {
+        match (a.has_data, b.has_data) {
+            (true, true) => {
+                let msg = format!(
+                    "chassis {} and {} hold different data; the gateway will not guess which to keep. \
+                     Run `pairgate resync {} --config <gateway.toml>` to copy {} onto {} (or the reverse)",
+                    names[0], names[1], names[1], names[0], names[1]
+                );
+                tracing::error!("{msg}");
+                if let Ok(mut b) = gw.pairing_blocked.lock() {
+                    *b = Some(msg);
+                }
+                // Released by an admin resync (see `request_resync`).
+                return;
+            }
+            (true, false) | (false, false) => gw.pair.members[1].resync.request(Reason::InitialPairing),
+            (false, true) => gw.pair.members[0].resync.request(Reason::InitialPairing),
         }
-        Err(e) => tracing::error!("raising the id counter: {e}"),
+    }
+    complete_pairing(&gw);
+    tracing::info!(floor, "paired: id counter above every id on both chassis");
+}
+
+fn complete_pairing(gw: &Gateway) {
+    let _ = std::fs::write(gw.cfg.state.dir.join(FLOOR_FILE), "paired\n");
+    if let Ok(mut b) = gw.pairing_blocked.lock() {
+        *b = None;
+    }
+    gw.ids_ready.store(true, Ordering::SeqCst);
+    gw.paired.store(true, Ordering::SeqCst);
+}
+
+impl Gateway {
+    /// Admin action: rebuild chassis `i` from the other one. Also settles a
+    /// pairing that could not decide alone.
+    pub fn request_resync(&self, i: usize) {
+        self.pair.members[i].resync.request(Reason::Requested);
+        let blocked = self.pairing_blocked.lock().map(|b| b.is_some()).unwrap_or(false);
+        if blocked && self.sequencer.id_counter().is_some() {
+            complete_pairing(self);
+        }
+    }
+}
+
+/// While both chassis are in sync, compare their digests now and then; a
+/// difference (a change behind the gateway's back) rebuilds the secondary.
+async fn anti_entropy(gw: Arc<Gateway>) {
+    let mut tick = tokio::time::interval(anti_entropy_every(gw.cfg.timeouts.health_interval));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = gw.shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let both = (0..2).all(|i| gw.pair.state(i).serves());
+        let Some(primary) = gw.pair.primary() else { continue };
+        if !both || !gw.paired.load(Ordering::SeqCst) {
+            continue;
+        }
+        let resyncer = crate::resync::Resyncer {
+            gate: &gw.gate,
+            journal: &gw.journal,
+            broker: &gw.broker,
+            pair: &gw.pair,
+            per_try: gw.cfg.timeouts.per_try,
+        };
+        match resyncer.verify().await {
+            Ok(true) => {}
+            Ok(false) => {
+                gw.stats.divergences.fetch_add(1, Ordering::Relaxed);
+                let secondary = Pair::other(primary);
+                tracing::error!(chassis = %gw.pair.members[secondary].upstream.name, "anti-entropy: digests differ; rebuilding the secondary");
+                gw.pair.members[secondary].resync.request(Reason::DigestMismatch);
+            }
+            Err(e) => tracing::debug!("anti-entropy check skipped: {e}"),
+        }
+    }
+}
+
+/// How often anti-entropy compares digests while both chassis are in sync:
+/// every 20 health probes (10 s with the default 500 ms). Each check holds
+/// new mutations for the few milliseconds two digests take.
+pub fn anti_entropy_every(health_interval: Duration) -> Duration {
+    health_interval * 20
+}
+
+/// Drop journal entries both chassis applied (and enforce `max_entries`).
+async fn trim_journal(gw: Arc<Gateway>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            _ = gw.shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        if let Err(e) = gw.journal.truncate().await {
+            tracing::warn!("journal truncation: {e}");
+        }
     }
 }
 

@@ -5,6 +5,8 @@
 //! `gateway.toml` that every later part of the gateway (front, sequencer, journal,
 //! appliers, session broker) reads its settings from.
 
+pub mod admin;
+pub mod adminctl;
 pub mod applier;
 pub mod broker;
 pub mod config;
@@ -18,6 +20,7 @@ pub mod health;
 pub mod journal;
 pub mod pair;
 pub mod proxy;
+pub mod resync;
 pub mod sequencer;
 pub mod serve;
 pub mod session;

@@ -51,6 +51,31 @@ enum Command {
         #[arg(long, default_value = "demo-state")]
         state: PathBuf,
     },
+    /// Rebuild a chassis from the other one (export, import, replay, verify),
+    /// with a progress bar until it is back in sync.
+    Resync {
+        /// The chassis to rebuild (its `name` in gateway.toml).
+        chassis: String,
+        #[arg(long, default_value = "gateway.toml")]
+        config: PathBuf,
+        /// Give up (exit 1) if it is not back in sync within this many seconds.
+        #[arg(long, default_value_t = 600)]
+        timeout_s: u64,
+    },
+    /// Make an in-sync chassis the primary.
+    Primary {
+        chassis: String,
+        #[arg(long, default_value = "gateway.toml")]
+        config: PathBuf,
+    },
+    /// Take a chassis out for maintenance (`on`) or bring it back (`off`).
+    Maintenance {
+        chassis: String,
+        #[arg(value_parser = ["on", "off"])]
+        mode: String,
+        #[arg(long, default_value = "gateway.toml")]
+        config: PathBuf,
+    },
     /// Run one reference chassis (what `demo` starts as its children).
     #[command(hide = true)]
     Chassis(Box<chassis_sim::cli::Args>),
@@ -78,6 +103,22 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             })
         }),
+        (Some(Command::Resync { chassis, config, timeout_s }), _) => {
+            admin(&config, |cfg| async move { pairgate::adminctl::resync(&cfg, &chassis, std::time::Duration::from_secs(timeout_s)).await })
+        }
+        (Some(Command::Primary { chassis, config }), _) => admin(&config, |cfg| async move {
+            let ctl = pairgate::adminctl::Ctl::new(&cfg)?;
+            ctl.post(&format!("/_pairgate/primary/{chassis}"), serde_json::Value::Null).await?;
+            println!("primary: {chassis}");
+            Ok(())
+        }),
+        (Some(Command::Maintenance { chassis, mode, config }), _) => admin(&config, |cfg| async move {
+            let ctl = pairgate::adminctl::Ctl::new(&cfg)?;
+            let on = mode == "on";
+            ctl.post(&format!("/_pairgate/maintenance/{chassis}"), serde_json::json!({ "on": on })).await?;
+            println!("chassis {chassis}: maintenance {mode}");
+            Ok(())
+        }),
         (Some(Command::Chassis(args)), _) => {
             init_logs();
             runtime().map_or(ExitCode::FAILURE, |rt| rt.block_on(chassis_sim::cli::run(*args)))
@@ -94,6 +135,23 @@ fn main() -> ExitCode {
         (None, None) => {
             eprintln!("pairgate: give --config FILE or a subcommand (see --help)");
             ExitCode::from(EXIT_CONFIG_ERROR)
+        }
+    }
+}
+
+/// Run an admin command against the gateway that `config` describes.
+fn admin<F, Fut>(config: &Path, run: F) -> ExitCode
+where
+    F: FnOnce(pairgate::Config) -> Fut,
+    Fut: std::future::Future<Output = Result<(), pairgate::adminctl::CtlError>>,
+{
+    let Some(cfg) = load(config, FileChecks::Skip) else { return ExitCode::from(EXIT_CONFIG_ERROR) };
+    let Some(rt) = runtime() else { return ExitCode::FAILURE };
+    match rt.block_on(run(cfg)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("pairgate: {e}");
+            ExitCode::FAILURE
         }
     }
 }

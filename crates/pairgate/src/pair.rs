@@ -17,6 +17,10 @@ pub struct Member {
     pub detector: DetectorHandle,
     /// Why the last health probe failed (a refused certificate says so), for the status page.
     pub last_error: Arc<Mutex<Option<String>>>,
+    /// A full resync asked for (divergence, admin, anti-entropy, pairing).
+    pub resync: Arc<crate::resync::ResyncFlag>,
+    /// Full resyncs completed (imported) since the gateway started.
+    pub resyncs_done: Arc<std::sync::atomic::AtomicU64>,
 }
 
 pub struct Pair {
@@ -63,6 +67,12 @@ impl Pair {
             }
         }
         next
+    }
+
+    /// The chassis that was primary last (or the preferred one): the reference
+    /// when both come back and disagree.
+    pub fn last_primary(&self) -> usize {
+        self.primary.lock().unwrap_or_else(|e| e.into_inner()).unwrap_or(self.preferred)
     }
 
     /// Make `i` primary (admin action, or after a failover decided by a request).

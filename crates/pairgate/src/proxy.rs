@@ -48,6 +48,13 @@ pub async fn handle(State(gw): State<Gw>, req: Request) -> Response {
     if path == "/_pairgate/status" {
         return crate::status::status(&gw, &parts.headers).into_response();
     }
+    if path.starts_with("/_pairgate/") {
+        let body = match read_body(&gw, body).await {
+            Ok(b) => b,
+            Err(e) => return e.into_response(),
+        };
+        return crate::admin::handle(&gw, &parts.method, &path, &parts.headers, &body);
+    }
     let class = classify(&gw, parts.method.as_str(), &path);
     let client = parts.extensions.get::<ClientAddr>().map(|c| c.0);
     match class {
@@ -282,7 +289,8 @@ async fn sequence_and_apply(
     client_key: Option<&str>,
 ) -> Result<Answer, GatewayError> {
     if !gw.ids_ready.load(Ordering::SeqCst) {
-        return Err(GatewayError::NotApplied);
+        let why = gw.pairing_blocked.lock().ok().and_then(|b| b.clone());
+        return Err(why.map(GatewayError::NotPaired).unwrap_or(GatewayError::NotApplied));
     }
     let targets: Vec<usize> = (0..2).filter(|&i| gw.pair.state(i) != ChassisState::Down).collect();
     if targets.is_empty() {
@@ -304,7 +312,12 @@ async fn sequence_and_apply(
         account: who.username.clone(),
         client_key: client_key.map(str::to_string),
     };
-    let entry = gw.sequencer.append(draft).await.map_err(|e| GatewayError::Journal(e.to_string()))?;
+    let entry = {
+        // Shared: many mutations append at once; a digest check or an export
+        // holds this alone for a moment so both chassis are at one seq.
+        let _gate = gw.gate.read().await;
+        gw.sequencer.append(draft).await.map_err(|e| GatewayError::Journal(e.to_string()))?
+    };
     gw.stats.mutations.fetch_add(1, Ordering::Relaxed);
     let span = tracing::info_span!("mutation", seq = entry.seq, %method, %path);
     decide(gw, entry.seq, primary, &targets, &mut reports).instrument(span).await
@@ -336,7 +349,13 @@ async fn decide(
         (Some(pa), Some(sa)) => {
             if diverged(pa, sa) {
                 gw.stats.divergences.fetch_add(1, Ordering::Relaxed);
-                tracing::error!(seq, primary = pa.status, secondary = sa.status, "divergence: the chassis answered differently");
+                tracing::error!(
+                    seq,
+                    primary = pa.status,
+                    secondary = sa.status,
+                    "divergence: the chassis answered differently; rebuilding the secondary"
+                );
+                gw.pair.members[secondary].resync.request(crate::resync::Reason::Divergence);
             }
             Ok(answer(pa, seq))
         }

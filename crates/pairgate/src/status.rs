@@ -16,15 +16,21 @@ fn same(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-pub fn status(gw: &Gateway, headers: &HeaderMap) -> Response {
+/// The gateway's admin endpoints take the admin token from `gateway.toml`.
+pub fn check_admin(gw: &Gateway, headers: &HeaderMap) -> Result<(), GatewayError> {
     let given = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
     match given {
-        None => return GatewayError::MissingToken.into_response(),
+        None => Err(GatewayError::MissingToken),
         Some(t) if !same(t.trim().as_bytes(), gw.admin_token.expose().as_bytes()) => {
-            return GatewayError::Unauthorized { code: "invalid_token", message: "this is not the gateway's admin token".into() }
-                .into_response();
+            Err(GatewayError::Unauthorized { code: "invalid_token", message: "this is not the gateway's admin token".into() })
         }
-        Some(_) => {}
+        Some(_) => Ok(()),
+    }
+}
+
+pub fn status(gw: &Gateway, headers: &HeaderMap) -> Response {
+    if let Err(e) = check_admin(gw, headers) {
+        return e.into_response();
     }
     let last = gw.journal.last_seq();
     let chassis: Vec<_> = gw
@@ -40,6 +46,7 @@ pub fn status(gw: &Gateway, headers: &HeaderMap) -> Response {
                 "applied_seq": applied,
                 "lag": last.saturating_sub(applied),
                 "last_error": m.last_error.lock().ok().and_then(|e| e.clone()),
+                "resyncs": m.resyncs_done.load(Ordering::SeqCst),
             })
         })
         .collect();
@@ -56,6 +63,10 @@ pub fn status(gw: &Gateway, headers: &HeaderMap) -> Response {
         "reads": gw.stats.reads.load(Ordering::Relaxed),
         "failed_reads": gw.stats.failed_reads.load(Ordering::Relaxed),
         "sessions": gw.broker.store.count(),
+        "resync": gw.progress.lock().ok().and_then(|p| p.clone()),
+        "pairing_blocked": gw.pairing_blocked.lock().ok().and_then(|b| b.clone()),
+        "resync": gw.progress.lock().ok().and_then(|p| p.clone()),
+        "pairing_blocked": gw.pairing_blocked.lock().ok().and_then(|b| b.clone()),
     });
     (StatusCode::OK, axum::Json(body)).into_response()
 }
