@@ -233,16 +233,7 @@ async fn idempotency_key_repeat_mismatch_and_concurrency() {
     assert_eq!(other.status, 422, "{other:?}");
     // Slow chassis: two concurrent requests with one key; one is refused with 409.
     for i in 0..2 {
-        let d = pair.direct(i).await;
-        let r = d
-            .http
-            .put(format!("{}/_sim/faults", d.base))
-            .bearer_auth(d.token.clone().unwrap())
-            .json(&json!({"latency_ms": 400}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status().as_u16(), 200);
+        pair.sim_faults(i, json!({"latency_ms": 400})).await;
     }
     let (x, y) =
         tokio::join!(api.call("POST", "/kvm/hosts", Some(json!({"name": "slow", "port": 3})), &[("Idempotency-Key", "client-2")]), async {
@@ -298,16 +289,7 @@ async fn outcome_unknown_then_a_retry_with_the_same_key_gets_the_replayed_answer
     let api = pair.gw.login("admin", "admin").await;
     // Both chassis apply the next requests but lose the answers (500 after applying).
     for i in 0..2 {
-        let d = pair.direct(i).await;
-        let r = d
-            .http
-            .put(format!("{}/_sim/faults", d.base))
-            .bearer_auth(d.token.clone().unwrap())
-            .json(&json!({"fail_after_apply_next": 3}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status().as_u16(), 200);
+        pair.sim_faults(i, json!({"fail_after_apply_next": 3})).await;
     }
     let body = json!({"name": "maybe", "port": 4});
     let first = api.call("POST", "/kvm/hosts", Some(body.clone()), &[("Idempotency-Key", "retry-me")]).await;

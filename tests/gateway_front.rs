@@ -43,16 +43,7 @@ async fn sigterm_finishes_the_mutation_in_flight() {
     let mut pair = Pair::start().await;
     let api = pair.gw.login("admin", "admin").await;
     for i in 0..2 {
-        let d = pair.direct(i).await;
-        let r = d
-            .http
-            .put(format!("{}/_sim/faults", d.base))
-            .bearer_auth(d.token.clone().unwrap())
-            .json(&json!({"latency_ms": 500}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status().as_u16(), 200);
+        pair.sim_faults(i, json!({"latency_ms": 500})).await;
     }
     let pid = pair.gw.child.as_ref().unwrap().id();
     let request = tokio::spawn({

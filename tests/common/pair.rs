@@ -198,6 +198,13 @@ impl Pair {
         api
     }
 
+    /// Set the simulator's fault hooks on chassis `i` (`PUT /_sim/faults`).
+    pub async fn sim_faults(&self, i: usize, spec: Value) {
+        let d = self.direct(i).await;
+        let r = d.http.put(format!("{}/_sim/faults", d.base)).bearer_auth(d.token.clone().unwrap_or_default()).json(&spec).send().await;
+        assert_eq!(r.map(|r| r.status().as_u16()).ok(), Some(200), "PUT /_sim/faults on chassis {i}");
+    }
+
     /// Both chassis' digests and outputs, read directly.
     pub async fn snapshot(&self) -> [(String, Value); 2] {
         let (a, b) = (self.direct(0).await, self.direct(1).await);

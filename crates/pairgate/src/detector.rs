@@ -126,16 +126,40 @@ impl Detector {
     /// Serving. Leaves on a refusal, on `down_after` without a good probe, or
     /// when it falls behind.
     async fn in_sync(&mut self) -> Option<ChassisState> {
+        self.reachable(|s| match s {
+            Signal::FellBehind => Some(ChassisState::CatchingUp),
+            Signal::Resync => Some(ChassisState::FullResync),
+            _ => None,
+        })
+        .await
+    }
+
+    /// Replaying. Caught up (and verified): in sync; unreachable: down.
+    async fn catching_up(&mut self) -> Option<ChassisState> {
+        self.reachable(|s| match s {
+            Signal::CaughtUp => Some(ChassisState::InSync),
+            Signal::Resync => Some(ChassisState::FullResync),
+            _ => None,
+        })
+        .await
+    }
+
+    /// The part both reachable states share: good probes keep it up, a
+    /// refusal or `down_after` of silence takes it down, maintenance holds it;
+    /// `next` says where the other signals lead (None: stay).
+    async fn reachable(&mut self, next: impl Fn(Signal) -> Option<ChassisState>) -> Option<ChassisState> {
         let mut deadline = Instant::now() + self.down_after;
         loop {
             tokio::select! {
                 s = self.rx.recv() => match s? {
                     Signal::ProbeOk => deadline = Instant::now() + self.down_after,
                     Signal::Refused => return Some(ChassisState::Down),
-                    Signal::FellBehind => return Some(ChassisState::CatchingUp),
-                    Signal::Resync => return Some(ChassisState::FullResync),
                     Signal::Hold(true) => return self.held().await,
-                    Signal::Failed | Signal::CaughtUp | Signal::ResyncDone | Signal::Hold(false) => {}
+                    other => {
+                        if let Some(state) = next(other) {
+                            return Some(state);
+                        }
+                    }
                 },
                 _ = sleep_until(deadline) => return Some(ChassisState::Down),
             }
@@ -175,24 +199,6 @@ impl Detector {
                 Signal::Refused => return Some(ChassisState::Down),
                 Signal::Hold(true) => return self.held().await,
                 _ => {}
-            }
-        }
-    }
-
-    /// Replaying. Caught up: in sync; unreachable: down.
-    async fn catching_up(&mut self) -> Option<ChassisState> {
-        let mut deadline = Instant::now() + self.down_after;
-        loop {
-            tokio::select! {
-                s = self.rx.recv() => match s? {
-                    Signal::ProbeOk => deadline = Instant::now() + self.down_after,
-                    Signal::Refused => return Some(ChassisState::Down),
-                    Signal::CaughtUp => return Some(ChassisState::InSync),
-                    Signal::Resync => return Some(ChassisState::FullResync),
-                    Signal::Hold(true) => return self.held().await,
-                    Signal::Failed | Signal::FellBehind | Signal::ResyncDone | Signal::Hold(false) => {}
-                },
-                _ = sleep_until(deadline) => return Some(ChassisState::Down),
             }
         }
     }
