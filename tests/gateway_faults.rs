@@ -312,3 +312,26 @@ async fn outcome_unknown_then_a_retry_with_the_same_key_gets_the_replayed_answer
         assert_eq!(hosts[0]["id"], again.body["id"]);
     }
 }
+
+#[tokio::test]
+async fn a_silently_hung_primary_costs_reads_a_hedge_not_a_timeout() {
+    let pair = Pair::start().await;
+    let api = pair.gw.login("admin", "admin").await;
+    api.post("/kvm/hosts", json!({"name": "h", "port": 1})).await.ok();
+    let normal = {
+        let t = Instant::now();
+        api.get("/kvm/hosts").await.ok();
+        t.elapsed()
+    };
+    // Chassis a (primary) stops answering but keeps its connections open.
+    pair.sim_faults(0, json!({"latency_ms": 5000})).await;
+    let mut worst = Duration::ZERO;
+    for _ in 0..10 {
+        let t = Instant::now();
+        let r = api.get("/kvm/hosts").await;
+        worst = worst.max(t.elapsed());
+        assert_eq!(r.status, 200, "{r:?}");
+        assert_eq!(r.body.as_array().map(Vec::len), Some(1));
+    }
+    assert!(worst < normal + Duration::from_millis(400), "a read waited {worst:?} (normal {normal:?})");
+}

@@ -181,34 +181,71 @@ fn forward_headers(headers: &HeaderMap) -> UpHeaders {
 /// fails in any way (refused, reset, timeout, 5xx) the other in-sync chassis
 /// answers in the same request (guarantee 5).
 async fn forward_read(gw: &Gateway, who: Option<&Principal>, method: &Method, path: &str, headers: &HeaderMap, body: Bytes) -> Response {
+    use futures_util::stream::{FuturesUnordered, StreamExt};
     gw.stats.reads.fetch_add(1, Ordering::Relaxed);
-    let order = gw.pair.read_order();
-    let mut last = String::from("no chassis is in sync");
-    for i in order {
-        let m = &gw.pair.members[i];
-        let make = || UpRequest {
-            method: method.clone(),
-            path_and_query: path,
-            headers: forward_headers(headers),
-            body: body.clone(),
-            token: None,
-            timeout: gw.cfg.timeouts.per_try,
-        };
-        let outcome = match who {
-            Some(p) => gw.broker.send(i, &m.upstream, &Runs::User(p.username.clone()), make).await,
-            None => m.upstream.send(make()).await,
-        };
-        match &outcome {
-            Outcome::Answered(a) if !a.is_server_error() => return relay(a, None),
-            Outcome::Refused(_) => m.detector.signal(Signal::Refused),
-            _ => m.detector.signal(Signal::Failed),
+    let attempt = |i: usize| {
+        let body = body.clone();
+        async move {
+            let m = &gw.pair.members[i];
+            let make = || UpRequest {
+                method: method.clone(),
+                path_and_query: path,
+                headers: forward_headers(headers),
+                body: body.clone(),
+                token: None,
+                timeout: gw.cfg.timeouts.per_try,
+            };
+            let outcome = match who {
+                Some(p) => gw.broker.send(i, &m.upstream, &Runs::User(p.username.clone()), make).await,
+                None => m.upstream.send(make()).await,
+            };
+            (i, outcome)
         }
-        tracing::warn!(chassis = %m.upstream.name, path, "read failed over: {}", outcome.describe());
-        last = outcome.describe();
+    };
+    // The primary first; the other in-sync chassis as soon as the primary
+    // fails, or if it has not answered within HEDGE_AFTER (a silently hung
+    // chassis costs a read that much, not a whole per-try timeout).
+    let mut order = gw.pair.read_order().into_iter();
+    let mut pending = FuturesUnordered::new();
+    if let Some(i) = order.next() {
+        pending.push(attempt(i));
+    }
+    let hedge = tokio::time::sleep(HEDGE_AFTER);
+    tokio::pin!(hedge);
+    let mut last = String::from("no chassis is in sync");
+    loop {
+        tokio::select! {
+            Some((i, outcome)) = pending.next() => {
+                let m = &gw.pair.members[i];
+                match &outcome {
+                    Outcome::Answered(a) if !a.is_server_error() => return relay(a, None),
+                    Outcome::Refused(_) => m.detector.signal(Signal::Refused),
+                    _ => m.detector.signal(Signal::Failed),
+                }
+                tracing::warn!(chassis = %m.upstream.name, path, "read failed over: {}", outcome.describe());
+                last = outcome.describe();
+                if let Some(j) = order.next() {
+                    pending.push(attempt(j));
+                } else if pending.is_empty() {
+                    break;
+                }
+            }
+            _ = &mut hedge, if order.len() > 0 => {
+                if let Some(j) = order.next() {
+                    tracing::debug!(path, "read hedged to the other chassis");
+                    pending.push(attempt(j));
+                }
+            }
+            else => break,
+        }
     }
     gw.stats.failed_reads.fetch_add(1, Ordering::Relaxed);
     GatewayError::Unavailable(last).into_response()
 }
+
+/// How long a read waits for the primary before also asking the other
+/// in-sync chassis (DESIGN.md's budget: a hung chassis adds ≤ 100 ms to p99).
+pub const HEDGE_AFTER: Duration = Duration::from_millis(100);
 
 /// Phase 3b, mutate: sequence + journal + apply + answer.
 ///
