@@ -75,8 +75,8 @@ async fn kill_9_of_the_primary_loses_no_read_and_no_write_and_it_replays_on_retu
     // Kill whichever chassis is primary now (normally a; a loaded machine may
     // already have failed over, which is the gateway's right).
     let primary = pair.gw.status().await.unwrap()["primary"].as_str().map(str::to_string);
-    let (victim, survivor) = if primary.as_deref() == Some("b") { (1, "b") } else { (0, "a") };
-    let survivor = if survivor == "a" { "b" } else { "a" };
+    let victim = usize::from(primary.as_deref() == Some("b"));
+    let survivor = ["a", "b"][1 - victim];
     if victim == 0 {
         pair.a.kill9()
     } else {
