@@ -59,24 +59,24 @@ pub async fn handle(State(gw): State<Gw>, req: Request) -> Response {
     let client = parts.extensions.get::<ClientAddr>().map(|c| c.0);
     match class {
         RouteKind::Static => forward_read(&gw, None, &parts.method, &path_and_query, &parts.headers, Bytes::new()).await,
-        RouteKind::Login => login(&gw, client, &parts.headers, body).await,
+        RouteKind::Login => login(&gw, client, body).await,
         RouteKind::Events => {
             let principal = match authenticate(&gw, &parts.headers, parts.uri.query()) {
                 Ok(p) => p,
                 Err(e) => return e.into_response(),
             };
             match WebSocketUpgrade::from_request_parts(&mut parts, &gw).await {
-                Ok(ws) => events(&gw, ws, principal, &parts.headers, parts.uri.query()),
+                Ok(ws) => events(&gw, ws, principal),
                 Err(rej) => rej.into_response(),
             }
         }
         kind => {
-            let (principal, token) = match authenticate(&gw, &parts.headers, None) {
+            let (principal, _) = match authenticate(&gw, &parts.headers, None) {
                 Ok(p) => p,
                 Err(e) => return e.into_response(),
             };
             match kind {
-                RouteKind::Logout => logout(&gw, &principal, &token),
+                RouteKind::Logout => logout(&gw, &principal),
                 RouteKind::Read => {
                     let body = match read_body(&gw, body).await {
                         Ok(b) => b,
@@ -475,7 +475,7 @@ fn diverged(p: &Answered, s: &Answered) -> bool {
 /// Phase 3c, login: a user logs in once at the gateway. Checked against a
 /// chassis (as that user, `force: true`); the chassis token becomes the
 /// account's shared backend session there; the browser gets a gateway token.
-async fn login(gw: &Gateway, client: Option<SocketAddr>, _headers: &HeaderMap, body: Body) -> Response {
+async fn login(gw: &Gateway, client: Option<SocketAddr>, body: Body) -> Response {
     #[derive(serde::Deserialize)]
     struct LoginReq {
         username: String,
@@ -540,7 +540,7 @@ async fn login(gw: &Gateway, client: Option<SocketAddr>, _headers: &HeaderMap, b
 
 /// Phase 3d, logout: ends this gateway session only. The account's other
 /// sessions and its shared backend sessions stay.
-fn logout(gw: &Gateway, who: &Principal, _token: &str) -> Response {
+fn logout(gw: &Gateway, who: &Principal) -> Response {
     match gw.broker.store.revoke(&who.session_id) {
         Ok(_) => StatusCode::NO_CONTENT.into_response(),
         Err(e) => GatewayError::Journal(e.to_string()).into_response(),
@@ -549,7 +549,7 @@ fn logout(gw: &Gateway, who: &Principal, _token: &str) -> Response {
 
 /// Phase 3e, events: the browser's socket stays with the gateway; its
 /// upstream follows the primary (see `events.rs`).
-fn events(gw: &Gw, ws: WebSocketUpgrade, who: (Principal, String), _headers: &HeaderMap, _query: Option<&str>) -> Response {
+fn events(gw: &Gw, ws: WebSocketUpgrade, who: (Principal, String)) -> Response {
     let (principal, token) = who;
     let pair = gw.pair.clone();
     let broker = gw.broker.clone();
