@@ -28,6 +28,10 @@ use crate::journal::Journal;
 use crate::pair::Pair;
 use crate::upstream::{Outcome, UpRequest};
 
+/// The longest new mutations are held while the chassis finish the entries
+/// in flight (the budget is a pause of at most 1 s).
+const GATE_WAIT: Duration = Duration::from_millis(500);
+
 /// Mutations take this shared; a verify or an export takes it exclusively,
 /// which stops new entries for the few milliseconds it needs.
 pub type WriteGate = Arc<RwLock<()>>;
@@ -158,8 +162,11 @@ pub struct Resyncer<'a> {
 impl Resyncer<'_> {
     /// Compare both chassis' digests at one seq. `Ok(true)`: equal.
     pub async fn verify(&self) -> Result<bool, ResyncError> {
-        let _hold = self.gate.write().await;
+        // Catch up without holding anyone, then hold new mutations only for
+        // the last few entries and the two digests.
         wait_applied(self.journal, self.pair, &[0, 1], Duration::from_secs(2)).await?;
+        let _hold = self.gate.write().await;
+        wait_applied(self.journal, self.pair, &[0, 1], GATE_WAIT).await?;
         let (a, b) = tokio::join!(digest(self.broker, self.pair, 0, self.per_try), digest(self.broker, self.pair, 1, self.per_try));
         Ok(a? == b?)
     }
@@ -172,9 +179,10 @@ impl Resyncer<'_> {
         if !ready {
             return Err(ResyncError::NoSource(self.pair.members[source].upstream.name.clone()));
         }
+        wait_applied(self.journal, self.pair, &[source], Duration::from_secs(5)).await?;
         let (seq, doc) = {
             let _hold = self.gate.write().await;
-            let seq = wait_applied(self.journal, self.pair, &[source], Duration::from_secs(5)).await?;
+            let seq = wait_applied(self.journal, self.pair, &[source], GATE_WAIT).await?;
             progress("exporting", seq, 0);
             let doc = service_call(self.broker, self.pair, source, Method::GET, "/api/v1/system/export", None, self.per_try * 30).await?;
             (seq, doc)
