@@ -69,3 +69,21 @@ async fn sigterm_finishes_the_mutation_in_flight() {
     // New connections are refused once it is gone.
     assert!(common::client_trusting(Some(&pair.gw.cert)).get(format!("{}/", pair.gw.base)).send().await.is_err());
 }
+
+#[tokio::test]
+async fn repeated_logins_are_cheap_but_never_accept_a_wrong_or_old_password() {
+    let pair = Pair::start().await;
+    let admin = pair.gw.login("admin", "admin").await;
+    // A second browser of the same account, and a wrong password right after.
+    pair.gw.login("admin", "admin").await;
+    let r = pair.gw.api().post("/login", json!({"username": "admin", "password": "admim"})).await;
+    assert_eq!((r.status, r.code()), (401, "bad_credentials"), "{r:?}");
+    admin.get("/walls").await.ok();
+    // A password changed through the gateway: the old one stops working at once.
+    let u = admin.post("/users", json!({"username": "u", "password": "pw-one", "role": "viewer"})).await.ok().id();
+    pair.gw.login("u", "pw-one").await;
+    admin.put(&format!("/users/{u}"), json!({"password": "pw-two"})).await.ok();
+    let r = pair.gw.api().post("/login", json!({"username": "u", "password": "pw-one"})).await;
+    assert_eq!(r.status, 401, "the old password still worked: {r:?}");
+    pair.gw.login("u", "pw-two").await;
+}

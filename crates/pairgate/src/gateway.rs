@@ -143,6 +143,7 @@ impl Gateway {
             limiter: LoginLimiter::new(cfg.sessions.login_attempts_per_minute),
             service: [s0, s1],
             per_try,
+            recent: Default::default(),
         });
         let (reports, _) = broadcast::channel(16 * 1024);
         let gw = Arc::new(Gateway {

@@ -279,6 +279,10 @@ async fn mutate(gw: &Gateway, who: &Principal, method: &str, path: &str, headers
         }
     }
     let response = sequence_and_apply(gw, who, method, path, headers, body, block, client_key.as_deref()).await;
+    if path.starts_with("/api/v1/users") {
+        // A password, name or role may have changed: chassis confirm logins again.
+        gw.broker.recent.clear();
+    }
     if let Some(key) = &client_key {
         match &response {
             Ok((_, status, ct, bytes)) => {
@@ -496,6 +500,12 @@ async fn login(gw: &Gateway, client: Option<SocketAddr>, body: Body) -> Response
     if let Err(wait) = gw.broker.limiter.check(ip, &req.username) {
         return GatewayError::TooManyLogins(wait.secs()).into_response();
     }
+    // A second browser of an account a chassis confirmed a moment ago: no
+    // chassis login (which would replace the account's shared session).
+    if let Some(account) = gw.broker.recent.check(&req.username, &req.password) {
+        gw.broker.limiter.record_success(ip, &req.username);
+        return issue_session(gw, account, None).await;
+    }
     let mut order = gw.pair.read_order();
     for i in 0..2 {
         if !order.contains(&i) && gw.pair.state(i) != ChassisState::Down {
@@ -509,24 +519,12 @@ async fn login(gw: &Gateway, client: Option<SocketAddr>, body: Body) -> Response
             Ok((token, account)) => {
                 gw.broker.backends.set(&up.name, &req.username, token);
                 gw.broker.limiter.record_success(ip, &req.username);
-                // Both writes fsync: off the async threads.
-                let broker = gw.broker.clone();
-                let (user, password) = (req.username.clone(), req.password.clone());
-                let issued = tokio::task::spawn_blocking(move || {
-                    if let Err(e) = broker.store.remember_credentials(&user, &password) {
-                        tracing::error!("storing credentials: {e}");
-                    }
-                    broker.store.issue(&account).map(|issued| issued.login_response(&account))
-                })
-                .await;
-                return match issued {
-                    Ok(Ok(body)) => (StatusCode::OK, axum::Json(body)).into_response(),
-                    Ok(Err(e)) => GatewayError::Journal(e.to_string()).into_response(),
-                    Err(e) => GatewayError::Journal(e.to_string()).into_response(),
-                };
+                gw.broker.recent.remember(&req.username, &req.password, &account);
+                return issue_session(gw, account, Some(req.password)).await;
             }
             Err(BrokerError::BadCredentials(outcome)) => {
                 gw.broker.limiter.record_failure(ip, &req.username);
+                gw.broker.recent.forget(&req.username);
                 tracing::info!(user = %req.username, "login refused by the chassis");
                 if let Outcome::Answered(a) = outcome {
                     return relay(&a, None);
@@ -536,6 +534,26 @@ async fn login(gw: &Gateway, client: Option<SocketAddr>, body: Body) -> Response
         }
     }
     GatewayError::Unavailable(last).into_response()
+}
+
+/// A gateway session for `account` (and, after a chassis login, its sealed
+/// password for later re-logins). Both writes fsync: off the async threads.
+async fn issue_session(gw: &Gateway, account: crate::session::AccountInfo, password: Option<String>) -> Response {
+    let broker = gw.broker.clone();
+    let issued = tokio::task::spawn_blocking(move || {
+        if let Some(pw) = password {
+            if let Err(e) = broker.store.remember_credentials(&account.username, &pw) {
+                tracing::error!("storing credentials: {e}");
+            }
+        }
+        broker.store.issue(&account).map(|issued| issued.login_response(&account))
+    })
+    .await;
+    match issued {
+        Ok(Ok(body)) => (StatusCode::OK, axum::Json(body)).into_response(),
+        Ok(Err(e)) => GatewayError::Journal(e.to_string()).into_response(),
+        Err(e) => GatewayError::Journal(e.to_string()).into_response(),
+    }
 }
 
 /// Phase 3d, logout: ends this gateway session only. The account's other
