@@ -53,6 +53,8 @@ pub struct Broker {
     pub per_try: Duration,
     /// Logins a chassis confirmed recently (see [`Recent`]).
     pub recent: Recent,
+    /// The events sockets' shared upstreams, one per account.
+    pub hubs: crate::events::Hubs,
 }
 
 /// How long a chassis' "this password is right" is reused for new gateway

@@ -15,6 +15,7 @@ use std::time::Duration;
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use futures_util::{SinkExt, StreamExt};
 use tokio::net::TcpStream;
+use tokio::sync::broadcast;
 use tokio_tungstenite::tungstenite;
 
 use crate::broker::{Broker, Runs};
@@ -85,42 +86,62 @@ async fn connect_primary(pair: &Pair, broker: &Broker, account: &str, limit: Dur
     None
 }
 
-/// Copy events from whichever chassis is primary to `browser` until the
-/// browser leaves or its gateway session ends.
-pub async fn relay(
-    mut browser: WebSocket,
-    pair: Arc<Pair>,
-    broker: Arc<Broker>,
-    sessions_token: String,
-    account: String,
-    per_try: Duration,
-) {
+/// One upstream socket per account, shared by all of that account's browser
+/// sockets: a thousand operator screens cost one chassis socket per account,
+/// not a thousand. The hub's task keeps the upstream on the current primary
+/// while anyone listens, and ends when the last listener leaves.
+#[derive(Default)]
+pub struct Hubs {
+    hubs: std::sync::Mutex<std::collections::HashMap<String, broadcast::Sender<Arc<str>>>>,
+}
+
+impl Hubs {
+    /// A receiver of `account`'s events, starting its hub if need be.
+    pub fn subscribe(&self, pair: &Arc<Pair>, broker: &Arc<Broker>, account: &str, per_try: Duration) -> broadcast::Receiver<Arc<str>> {
+        let mut hubs = self.hubs.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(tx) = hubs.get(account) {
+            return tx.subscribe();
+        }
+        let (tx, rx) = broadcast::channel(1024);
+        hubs.insert(account.to_string(), tx.clone());
+        tokio::spawn(hub(tx, pair.clone(), broker.clone(), account.to_string(), per_try));
+        rx
+    }
+
+    fn remove_if_idle(&self, account: &str) -> bool {
+        let mut hubs = self.hubs.lock().unwrap_or_else(|e| e.into_inner());
+        match hubs.get(account) {
+            Some(tx) if tx.receiver_count() == 0 => {
+                hubs.remove(account);
+                true
+            }
+            _ => false,
+        }
+    }
+}
+
+/// Keep one upstream socket on the primary for `account` while anyone
+/// listens, and fan its events out.
+async fn hub(tx: broadcast::Sender<Arc<str>>, pair: Arc<Pair>, broker: Arc<Broker>, account: String, per_try: Duration) {
     let mut backoff = Duration::from_millis(50);
-    let store: &SessionStore = &broker.store;
     loop {
-        if store.verify(&sessions_token).is_err() {
-            let _ = browser.send(Message::Close(Some(CloseFrame { code: 4401, reason: "session ended".into() }))).await;
+        if tx.receiver_count() == 0 && broker.hubs.remove_if_idle(&account) {
             return;
         }
         let Some((i, mut upstream)) = connect_primary(&pair, &broker, &account, per_try).await else {
-            // No primary right now: keep the browser's socket, try again soon.
-            tokio::select! {
-                _ = tokio::time::sleep(backoff) => {}
-                m = browser.recv() => if matches!(m, None | Some(Err(_)) | Some(Ok(Message::Close(_)))) { return },
-            }
+            // No primary right now: the browsers keep their sockets; retry soon.
+            tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(Duration::from_secs(1));
             continue;
         };
         backoff = Duration::from_millis(50);
-        tracing::debug!(chassis = %pair.members[i].upstream.name, "events relayed from this chassis");
+        tracing::debug!(chassis = %pair.members[i].upstream.name, %account, "events relayed from this chassis");
         let mut recheck = tokio::time::interval(Duration::from_secs(1));
         loop {
             tokio::select! {
                 m = upstream.next() => match m {
                     Some(Ok(tungstenite::Message::Text(t))) => {
-                        if browser.send(Message::Text(t.as_str().into())).await.is_err() {
-                            return;
-                        }
+                        let _ = tx.send(Arc::from(t.as_str()));
                     }
                     Some(Ok(tungstenite::Message::Ping(p))) => {
                         let _ = upstream.send(tungstenite::Message::Pong(p)).await;
@@ -129,23 +150,49 @@ pub async fn relay(
                     // The chassis went away (or closed us): move to the primary.
                     None | Some(Err(_)) => break,
                 },
-                m = browser.recv() => match m {
-                    None | Some(Err(_)) | Some(Ok(Message::Close(_))) => {
-                        let _ = upstream.close(None).await;
-                        return;
-                    }
-                    Some(Ok(_)) => {}
-                },
                 _ = recheck.tick() => {
-                    // The primary changed (failover, admin): follow it.
-                    if pair.primary() != Some(i) {
+                    // The primary changed (failover, admin) or nobody listens.
+                    if pair.primary() != Some(i) || tx.receiver_count() == 0 {
                         let _ = upstream.close(None).await;
                         break;
                     }
-                    if store.verify(&sessions_token).is_err() {
-                        let _ = browser.send(Message::Close(Some(CloseFrame { code: 4401, reason: "session ended".into() }))).await;
+                }
+            }
+        }
+    }
+}
+
+/// Copy the account's events to `browser` until the browser leaves or its
+/// gateway session ends; the browser's socket never closes because a chassis did.
+pub async fn relay(mut browser: WebSocket, pair: Arc<Pair>, broker: Arc<Broker>, sessions_token: String, account: String, per_try: Duration) {
+    let mut events = broker.hubs.subscribe(&pair, &broker, &account, per_try);
+    let store: &SessionStore = &broker.store;
+    let mut recheck = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            ev = events.recv() => match ev {
+                Ok(text) => {
+                    if browser.send(Message::Text(text.as_ref().into())).await.is_err() {
                         return;
                     }
+                }
+                // Too slow to keep up: say so (the client refetches) and go on.
+                Err(broadcast::error::RecvError::Lagged(n)) => {
+                    let note = format!("{{\"type\":\"lagged\",\"data\":{{\"missed\":{n}}}}}");
+                    if browser.send(Message::Text(note.into())).await.is_err() {
+                        return;
+                    }
+                }
+                Err(broadcast::error::RecvError::Closed) => return,
+            },
+            m = browser.recv() => match m {
+                None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return,
+                Some(Ok(_)) => {}
+            },
+            _ = recheck.tick() => {
+                if store.verify(&sessions_token).is_err() {
+                    let _ = browser.send(Message::Close(Some(CloseFrame { code: 4401, reason: "session ended".into() }))).await;
+                    return;
                 }
             }
         }

@@ -144,6 +144,7 @@ impl Gateway {
             service: [s0, s1],
             per_try,
             recent: Default::default(),
+            hubs: Default::default(),
         });
         let (reports, _) = broadcast::channel(16 * 1024);
         let gw = Arc::new(Gateway {
