@@ -42,6 +42,21 @@ pub fn artifacts_dir() -> PathBuf {
     dir
 }
 
+/// Read `listening on 127.0.0.1:PORT` from a child's stdout (bounded), then
+/// keep draining it in the background so the child never blocks on a full pipe.
+pub fn read_listening_port(stdout: std::process::ChildStdout, limit: Duration) -> Result<u16, String> {
+    use std::io::BufRead;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut lines = std::io::BufReader::new(stdout).lines();
+        let first = lines.next();
+        let _ = tx.send(first.map(|l| l.unwrap_or_default()));
+        for _ in lines {}
+    });
+    let line = rx.recv_timeout(limit).map_err(|_| format!("no 'listening on' line within {limit:?}"))?.ok_or("exited before listening")?;
+    line.rsplit(':').next().and_then(|p| p.trim().parse().ok()).ok_or_else(|| format!("unexpected first line: {line}"))
+}
+
 /// How a simulated chassis is started.
 #[derive(Clone, Debug)]
 pub struct SimOpts {
@@ -74,14 +89,14 @@ impl SimProcess {
     pub fn start(opts: SimOpts) -> SimProcess {
         let tmp = tempfile::tempdir().expect("tempdir");
         let state_dir = tmp.path().to_path_buf();
-        let mut p = SimProcess { child: None, port: free_port(), base: String::new(), state_dir, opts, _tmp: Some(tmp) };
+        // Port 0: the chassis binds whatever the kernel gives and says which
+        // (a restart then reuses that port).
+        let mut p = SimProcess { child: None, port: 0, base: String::new(), state_dir, opts, _tmp: Some(tmp) };
         p.spawn();
         p
     }
 
     fn spawn(&mut self) {
-        let scheme = if self.opts.tls.is_some() { "https" } else { "http" };
-        self.base = format!("{scheme}://127.0.0.1:{}", self.port);
         let mut cmd = Command::new(bin_path("chassis-sim"));
         cmd.arg("--listen")
             .arg(format!("127.0.0.1:{}", self.port))
@@ -104,9 +119,13 @@ impl SimProcess {
         }
         // Chassis logs only when asked for (PAIRGATE_TEST_LOG=1): they drown test output.
         let stderr = if std::env::var_os("PAIRGATE_TEST_LOG").is_some() { Stdio::inherit() } else { Stdio::null() };
-        cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(stderr);
-        let child = cmd.spawn().expect("spawn chassis-sim");
+        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(stderr);
+        let mut child = cmd.spawn().expect("spawn chassis-sim");
+        let stdout = child.stdout.take().expect("piped stdout");
         self.child = Some(child);
+        self.port = read_listening_port(stdout, Duration::from_secs(20)).unwrap_or_else(|e| panic!("chassis-sim did not start: {e}"));
+        let scheme = if self.opts.tls.is_some() { "https" } else { "http" };
+        self.base = format!("{scheme}://127.0.0.1:{}", self.port);
         self.wait_listening(Duration::from_secs(20));
     }
 

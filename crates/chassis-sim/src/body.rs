@@ -6,7 +6,6 @@
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
-use axum::http::StatusCode;
 use serde::de::DeserializeOwned;
 
 use crate::error::ApiError;
@@ -26,16 +25,40 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
                 return Err(ApiError::UnsupportedMediaType(ct.chars().take(80).collect()));
             }
         }
-        let limit = req.extensions().get::<BodyLimit>().map(|l| l.0);
-        let bytes = Bytes::from_request(req, state).await.map_err(|rej| {
-            if rej.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::BodyTooLarge(limit.unwrap_or(0))
-            } else {
-                ApiError::MalformedJson(rej.body_text())
-            }
-        })?;
-        parse(&bytes).map(JsonBody)
+        let limit = req.extensions().get::<BodyLimit>().map(|l| l.0).unwrap_or(DEFAULT_LIMIT);
+        let _ = state;
+        read_limited(req.into_body(), limit).await.and_then(|bytes| parse(&bytes)).map(JsonBody)
     }
+}
+
+/// Used when no route set a limit.
+const DEFAULT_LIMIT: usize = 1 << 20;
+
+/// Read a body up to `limit` bytes. An oversized body is still read to its
+/// end (discarded, up to a bound) so the client gets the 413 rather than a
+/// connection reset in the middle of its upload.
+async fn read_limited(body: axum::body::Body, limit: usize) -> Result<Bytes, ApiError> {
+    use http_body_util::BodyExt;
+    const DRAIN_AT_MOST: usize = 64 << 20;
+    let mut body = body;
+    let mut buf = bytes::BytesMut::new();
+    let mut seen = 0usize;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| ApiError::MalformedJson(format!("reading the body: {e}")))?;
+        if let Ok(data) = frame.into_data() {
+            seen += data.len();
+            if seen > DRAIN_AT_MOST {
+                break;
+            }
+            if seen <= limit {
+                buf.extend_from_slice(&data);
+            }
+        }
+    }
+    if seen > limit {
+        return Err(ApiError::BodyTooLarge(limit));
+    }
+    Ok(buf.freeze())
 }
 
 /// The limit in force, recorded so the 413 can say what it is.

@@ -102,6 +102,13 @@ pub async fn run(args: Args) -> ExitCode {
         }
     };
     tracing::info!(serial = %args.serial, url = %server.base_url(tls_on), hooks = args.sim_hooks, "chassis serving");
+    // One machine-readable line on stdout, so a caller that asked for port 0
+    // learns the port the kernel gave (no race for a "free" port).
+    println!("listening on {}", server.addr);
+    {
+        use std::io::Write;
+        let _ = std::io::stdout().flush();
+    }
     let terminate = async {
         #[cfg(unix)]
         {
