@@ -98,7 +98,7 @@ impl Applier {
         let member = &self.pair.members[me];
         match self.pair.state(other) {
             ChassisState::InSync | ChassisState::CatchingUp => {
-                match self.resyncer().verify().await {
+                match self.resyncer().verify(Some(me)).await {
                     Ok(true) => member.detector.signal(Signal::CaughtUp),
                     Ok(false) if self.pair.state(other) == ChassisState::InSync => {
                         self.stats.divergences.fetch_add(1, std::sync::atomic::Ordering::Relaxed);

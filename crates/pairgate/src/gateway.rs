@@ -351,7 +351,7 @@ async fn anti_entropy(gw: Arc<Gateway>) {
             pair: &gw.pair,
             per_try: gw.cfg.timeouts.per_try,
         };
-        match resyncer.verify().await {
+        match resyncer.verify(None).await {
             Ok(true) => {}
             Ok(false) => {
                 gw.stats.divergences.fetch_add(1, Ordering::Relaxed);

@@ -161,12 +161,25 @@ pub struct Resyncer<'a> {
 
 impl Resyncer<'_> {
     /// Compare both chassis' digests at one seq. `Ok(true)`: equal.
-    pub async fn verify(&self) -> Result<bool, ResyncError> {
+    ///
+    /// `caller`: the chassis whose own applier is asking (it cannot apply
+    /// anything while it waits here, so it is never waited for: if it is
+    /// behind once new mutations are held, the check fails at once and the
+    /// applier retries after applying). `None`: an outside check (anti-entropy)
+    /// that waits for both.
+    pub async fn verify(&self, caller: Option<usize>) -> Result<bool, ResyncError> {
+        let others: Vec<usize> = (0..2).filter(|&i| Some(i) != caller).collect();
         // Catch up without holding anyone, then hold new mutations only for
         // the last few entries and the two digests.
-        wait_applied(self.journal, self.pair, &[0, 1], Duration::from_secs(2)).await?;
+        wait_applied(self.journal, self.pair, &others, Duration::from_secs(2)).await?;
         let _hold = self.gate.write().await;
-        wait_applied(self.journal, self.pair, &[0, 1], GATE_WAIT).await?;
+        if let Some(me) = caller {
+            let name = &self.pair.members[me].upstream.name;
+            if self.journal.applied(name).unwrap_or(0) < self.journal.last_seq() {
+                return Err(ResyncError::NotCaughtUp(name.clone()));
+            }
+        }
+        wait_applied(self.journal, self.pair, &others, GATE_WAIT).await?;
         let (a, b) = tokio::join!(digest(self.broker, self.pair, 0, self.per_try), digest(self.broker, self.pair, 1, self.per_try));
         Ok(a? == b?)
     }

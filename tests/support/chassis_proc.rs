@@ -1,0 +1,128 @@
+//! One `chassis-sim` process over HTTPS with `--sim-hooks`, on a fixed port
+//! and state folder, so that a `kill -9` (or its own power-off) followed by
+//! [`ChassisProc::start`] brings back the *same* chassis: same port, same
+//! SQLite state, same certificate. Always stopped by its PID.
+
+use std::fs::OpenOptions;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// How long a (re)started chassis may take to listen.
+const START_LIMIT: Duration = Duration::from_secs(20);
+
+pub struct ChassisProc {
+    pub name: String,
+    pub port: u16,
+    pub state_dir: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub log: PathBuf,
+    bin: PathBuf,
+    child: Option<Child>,
+}
+
+impl ChassisProc {
+    /// Describe the chassis; nothing runs until [`ChassisProc::start`].
+    pub fn new(bin: PathBuf, name: &str, port: u16, state_dir: PathBuf, cert: PathBuf, key: PathBuf, log: PathBuf) -> ChassisProc {
+        ChassisProc { name: name.to_string(), port, state_dir, cert, key, log, bin, child: None }
+    }
+
+    pub fn base(&self) -> String {
+        format!("https://127.0.0.1:{}", self.port)
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Start the process (if it is not running) and wait, bounded, until it
+    /// accepts TCP connections.
+    pub async fn start(&mut self) -> Result<(), String> {
+        if self.is_running() {
+            return Ok(());
+        }
+        std::fs::create_dir_all(&self.state_dir).map_err(|e| format!("{}: {e}", self.state_dir.display()))?;
+        let log = OpenOptions::new().create(true).append(true).open(&self.log).map_err(|e| format!("{}: {e}", self.log.display()))?;
+        let child = Command::new(&self.bin)
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{}", self.port))
+            .arg("--state")
+            .arg(&self.state_dir)
+            .arg("--serial")
+            .arg(format!("CHAOS-{}", self.name.to_uppercase()))
+            .arg("--tls-cert")
+            .arg(&self.cert)
+            .arg("--tls-key")
+            .arg(&self.key)
+            .arg("--sim-hooks")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .map_err(|e| format!("spawning {}: {e}", self.bin.display()))?;
+        self.child = Some(child);
+        self.wait_listening().await
+    }
+
+    async fn wait_listening(&mut self) -> Result<(), String> {
+        let start = Instant::now();
+        for _ in 0..4000 {
+            if tokio::net::TcpStream::connect(("127.0.0.1", self.port)).await.is_ok() {
+                return Ok(());
+            }
+            if let Some(child) = self.child.as_mut() {
+                if let Ok(Some(status)) = child.try_wait() {
+                    self.child = None;
+                    return Err(format!("chassis {} exited while starting: {status} (see {})", self.name, self.log.display()));
+                }
+            }
+            if start.elapsed() > START_LIMIT {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        Err(format!("chassis {} did not listen on {} within {START_LIMIT:?}", self.name, self.port))
+    }
+
+    /// Still alive? (Reaps it if it exited, e.g. after a power-off.)
+    pub fn is_running(&mut self) -> bool {
+        match self.child.as_mut().map(Child::try_wait) {
+            Some(Ok(None)) => true,
+            Some(_) => {
+                self.child = None;
+                false
+            }
+            None => false,
+        }
+    }
+
+    /// Wait (bounded) for the process to exit by itself; true if it did.
+    pub async fn wait_exit(&mut self, limit: Duration) -> bool {
+        let start = Instant::now();
+        for _ in 0..10_000 {
+            if !self.is_running() {
+                return true;
+            }
+            if start.elapsed() > limit {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        false
+    }
+
+    /// `kill -9` by PID, and reap.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for ChassisProc {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}

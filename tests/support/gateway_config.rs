@@ -1,0 +1,68 @@
+//! The `gateway.toml` of a campaign: adapted from `tests/common/pair.rs`,
+//! with each chassis `url` pointing at its fault proxy instead of the
+//! chassis itself, and the route rules taken verbatim from the shipped
+//! `gateway.toml` (so the campaign tests the rules users run).
+
+use std::path::{Path, PathBuf};
+
+use crate::bins::repo_root;
+
+/// The admin token of `/_pairgate/status` in every campaign (a test secret).
+pub const ADMIN_TOKEN: &str = "chaos-admin-token-0123456789abcdef";
+const JWT_SECRET: &str = "chaos-jwt-secret-0123456789abcdef0123456789";
+
+/// The timeouts the campaign runs with: the same as the e2e tests', short
+/// enough that a fault is noticed within a second.
+pub const SECONDARY_GRACE_MS: u64 = 200;
+pub const PER_TRY_MS: u64 = 1000;
+pub const HEALTH_INTERVAL_MS: u64 = 200;
+pub const DOWN_AFTER_MS: u64 = 600;
+
+/// What the configuration needs to know.
+pub struct GatewayConfig<'a> {
+    pub dir: &'a Path,
+    pub port: u16,
+    pub cert: &'a Path,
+    pub key: &'a Path,
+    /// Per chassis: (the port the gateway dials — the proxy's —, the chassis certificate).
+    pub chassis: [(u16, &'a Path); 2],
+}
+
+impl GatewayConfig<'_> {
+    /// Write the secrets and `gateway.toml` into `dir`; returns the config path.
+    pub fn write(&self) -> Result<PathBuf, String> {
+        let d = self.dir;
+        for (name, v) in [("admin.token", ADMIN_TOKEN), ("jwt.secret", JWT_SECRET), ("a.pw", "admin"), ("b.pw", "admin")] {
+            std::fs::write(d.join(name), v).map_err(|e| format!("writing {name}: {e}"))?;
+        }
+        let shipped_path = repo_root().join("gateway.toml");
+        let shipped = std::fs::read_to_string(&shipped_path).map_err(|e| format!("{}: {e}", shipped_path.display()))?;
+        let routes = shipped.find("# ----").map(|i| &shipped[i..]).ok_or("the shipped gateway.toml has no route section")?;
+        let q = |p: &Path| toml_str(&p.display().to_string());
+        let [(pa, ca), (pb, cb)] = self.chassis;
+        let text = format!(
+            "admin_token_file = {}\n[listen]\naddr = \"127.0.0.1:{}\"\ntls_cert = {}\ntls_key = {}\n[state]\ndir = {}\n\
+             [[chassis]]\nname = \"a\"\nurl = \"https://127.0.0.1:{pa}\"\nca_cert = {}\nusername = \"admin\"\npassword_file = {}\npreferred_primary = true\n\
+             [[chassis]]\nname = \"b\"\nurl = \"https://127.0.0.1:{pb}\"\nca_cert = {}\nusername = \"admin\"\npassword_file = {}\n\
+             [timeouts]\nsecondary_grace_ms = {SECONDARY_GRACE_MS}\nper_try_ms = {PER_TRY_MS}\nhealth_interval_ms = {HEALTH_INTERVAL_MS}\ndown_after_ms = {DOWN_AFTER_MS}\n\
+             [sessions]\njwt_secret_file = {}\nlogin_attempts_per_minute = 1000\n{routes}",
+            q(&d.join("admin.token")),
+            self.port,
+            q(self.cert),
+            q(self.key),
+            q(&d.join("gateway-state")),
+            q(ca),
+            q(&d.join("a.pw")),
+            q(cb),
+            q(&d.join("b.pw")),
+            q(&d.join("jwt.secret")),
+        );
+        let config = d.join("gateway.toml");
+        std::fs::write(&config, text).map_err(|e| format!("writing {}: {e}", config.display()))?;
+        Ok(config)
+    }
+}
+
+fn toml_str(s: &str) -> String {
+    format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
+}
