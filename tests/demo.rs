@@ -61,6 +61,10 @@ async fn gateway_login(port: u16, state: &std::path::Path) -> common::Api {
     let cert = state.join("certs/gateway.pem");
     let t = Instant::now();
     while t.elapsed() < Duration::from_secs(20) {
+        if !cert.exists() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        }
         let mut api = common::Api::new(&format!("https://127.0.0.1:{port}"));
         api.http = client_trusting(Some(&cert));
         if let Ok(r) = api
@@ -100,7 +104,7 @@ async fn gateway_login(port: u16, state: &std::path::Path) -> common::Api {
 
 /// The demo's children, found by their command line (they are this test's grandchildren).
 fn children_of(state: &std::path::Path) -> usize {
-    let out = Command::new("pgrep").arg("-f").arg(format!("--state {}", state.display())).output().expect("pgrep");
+    let out = Command::new("pgrep").arg("-f").arg("--").arg(format!("--state {}", state.display())).output().expect("pgrep");
     String::from_utf8_lossy(&out.stdout).lines().count()
 }
 
@@ -157,4 +161,52 @@ async fn demo_serves_two_https_chassis_keeps_state_and_stops_cleanly() {
     assert_eq!(hosts[0]["name"], "kept");
     drop(demo);
     assert_eq!(children_of(&state), 0, "chassis children left behind");
+}
+
+/// A whole-site power loss: the demo (gateway inside) and both chassis
+/// killed with -9 at once, then `pairgate demo` started again on the same
+/// state: nothing acknowledged is lost and the session is still valid.
+#[tokio::test]
+async fn demo_survives_a_whole_site_power_loss() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("demo");
+    let port = free_port();
+    let mut demo = start(port, &state);
+    let api = gateway_login(port, &state).await;
+    let mut ids = Vec::new();
+    for k in 0..20 {
+        ids.push(api.post("/kvm/hosts", serde_json::json!({"name": format!("h{k}"), "port": k + 1})).await.ok().id());
+    }
+    // Power loss: everything at once, no chance to flush or say goodbye.
+    let pids = Command::new("pgrep").arg("-f").arg("--").arg(format!("--state {}", state.display())).output().unwrap();
+    let _ = demo.0.kill();
+    let _ = demo.0.wait();
+    for pid in String::from_utf8_lossy(&pids.stdout).lines() {
+        let _ = Command::new("kill").arg("-9").arg(pid.trim()).status();
+    }
+    let t = Instant::now();
+    while children_of(&state) > 0 && t.elapsed() < Duration::from_secs(5) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(children_of(&state), 0);
+
+    let _demo = start(port, &state);
+    // The same token (a gateway session) still works after the restart.
+    let t = Instant::now();
+    let mut hosts = serde_json::Value::Null;
+    while t.elapsed() < Duration::from_secs(30) {
+        let mut again = common::Api::new(&api.base);
+        again.http = client_trusting(Some(&state.join("certs/gateway.pem")));
+        again.token = api.token.clone();
+        if let Ok(r) = again.http.get(format!("{}/api/v1/kvm/hosts", again.base)).bearer_auth(again.token.clone().unwrap()).send().await {
+            assert_ne!(r.status().as_u16(), 401, "the session did not survive");
+            if r.status() == 200 {
+                hosts = r.json().await.unwrap();
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let got: Vec<u64> = hosts.as_array().expect("hosts after the restart").iter().map(|h| h["id"].as_u64().unwrap()).collect();
+    assert_eq!(got, ids, "every acknowledged create is there, once");
 }

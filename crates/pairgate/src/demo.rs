@@ -169,6 +169,8 @@ pub async fn run(port: u16, state: &Path) -> Result<ExitCode, DemoError> {
         (Some(a), Some(b)) => (a, b),
         _ => return Err(DemoError::Port(port)),
     };
+    // Catch SIGTERM before any child exists, so a stop at any moment stops them too.
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).map_err(io(Path::new("SIGTERM handler")))?;
     let certs = state.join("certs");
     std::fs::create_dir_all(&certs).map_err(io(&certs))?;
     let state = std::fs::canonicalize(state).map_err(io(state))?;
@@ -245,7 +247,6 @@ pub async fn run(port: u16, state: &Path) -> Result<ExitCode, DemoError> {
         }
     };
 
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).map_err(io(Path::new("SIGTERM handler")))?;
     let mut tick = tokio::time::interval(Duration::from_millis(250));
     loop {
         tokio::select! {
