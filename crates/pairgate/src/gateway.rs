@@ -22,7 +22,7 @@ use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
 use crate::applier::{Applier, Report};
-use crate::broker::{Broker, Runs, ServiceAccount};
+use crate::broker::{Broker, ServiceAccount};
 use crate::config::{Config, SecretSource, Transport};
 use crate::detector::{self, ChassisState};
 use crate::journal::{Journal, JournalConfig};
@@ -30,7 +30,7 @@ use crate::pair::{Member, Pair};
 use crate::resync::{Progress, Reason, WriteGate};
 use crate::sequencer::Sequencer;
 use crate::session::{LoginLimiter, Secret, SessionConfig, SessionStore};
-use crate::upstream::{Outcome, Upstream};
+use crate::upstream::Upstream;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -211,24 +211,12 @@ struct Inspection {
 }
 
 async fn inspect(gw: &Gateway, i: usize) -> Option<Inspection> {
-    let up = &gw.pair.members[i].upstream;
-    let outcome = gw
-        .broker
-        .send(i, up, &Runs::Service, || crate::upstream::UpRequest {
-            method: Method::GET,
-            path_and_query: "/api/v1/system/export",
-            headers: Default::default(),
-            body: Default::default(),
-            token: None,
-            timeout: gw.cfg.timeouts.per_try * 5,
-        })
-        .await;
-    let Outcome::Answered(a) = outcome else { return None };
-    if !a.is_success() {
-        tracing::warn!(chassis = %up.name, status = a.status, "export for pairing refused");
-        return None;
-    }
-    let doc: serde_json::Value = serde_json::from_slice(&a.body).ok()?;
+    let body =
+        crate::resync::service_call(&gw.broker, &gw.pair, i, Method::GET, "/api/v1/system/export", None, gw.cfg.timeouts.per_try * 5)
+            .await
+            .map_err(|e| tracing::warn!("export for pairing: {e}"))
+            .ok()?;
+    let doc: serde_json::Value = serde_json::from_slice(&body).ok()?;
     let mut highest = 0u64;
     let mut has_data = false;
     for (name, table) in doc["tables"].as_object()? {

@@ -98,7 +98,7 @@ pub enum ResyncError {
 }
 
 /// A call with the gateway's service account.
-async fn service_call(
+pub(crate) async fn service_call(
     broker: &Broker,
     pair: &Pair,
     i: usize,
