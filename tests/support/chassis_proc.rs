@@ -87,14 +87,7 @@ impl ChassisProc {
 
     /// Still alive? (Reaps it if it exited, e.g. after a power-off.)
     pub fn is_running(&mut self) -> bool {
-        match self.child.as_mut().map(Child::try_wait) {
-            Some(Ok(None)) => true,
-            Some(_) => {
-                self.child = None;
-                false
-            }
-            None => false,
-        }
+        still_running(&mut self.child)
     }
 
     /// Wait (bounded) for the process to exit by itself; true if it did.
@@ -124,5 +117,18 @@ impl ChassisProc {
 impl Drop for ChassisProc {
     fn drop(&mut self) {
         self.kill9();
+    }
+}
+
+/// Whether a child process is still alive; reaps (and forgets) it if it
+/// exited. Shared by the chassis and gateway process handles.
+pub fn still_running(child: &mut Option<Child>) -> bool {
+    match child.as_mut().map(Child::try_wait) {
+        Some(Ok(None)) => true,
+        Some(_) => {
+            *child = None;
+            false
+        }
+        None => false,
     }
 }

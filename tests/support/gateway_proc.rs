@@ -60,14 +60,7 @@ impl GatewayProc {
     }
 
     pub fn is_running(&mut self) -> bool {
-        match self.child.as_mut().map(Child::try_wait) {
-            Some(Ok(None)) => true,
-            Some(_) => {
-                self.child = None;
-                false
-            }
-            None => false,
-        }
+        crate::chassis_proc::still_running(&mut self.child)
     }
 
     /// `kill -9` by PID, and reap.
