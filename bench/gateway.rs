@@ -118,7 +118,10 @@ async fn main() {
     let clients = 16usize;
     // Production timeouts, not the tests' short ones.
     let pair = Pair::start_with(|t| {
-        *t = t.replace("per_try_ms = 1000", "per_try_ms = 2000").replace("health_interval_ms = 200", "health_interval_ms = 500").replace("down_after_ms = 600", "down_after_ms = 1500")
+        *t = t
+            .replace("per_try_ms = 1000", "per_try_ms = 2000")
+            .replace("health_interval_ms = 200", "health_interval_ms = 500")
+            .replace("down_after_ms = 600", "down_after_ms = 1500")
     })
     .await;
     let gw_pid = pair.gw.child.as_ref().map(|c| c.id()).unwrap_or(0);

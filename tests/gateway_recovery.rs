@@ -59,6 +59,7 @@ async fn a_chassis_that_comes_back_wiped_is_rebuilt_while_clients_keep_working()
     }
     api.post("/kvm/hosts", json!({"name": "while down", "port": 4})).await.ok();
     pair.b.restart();
+    pair.provision_service_account(1).await;
     // Clients keep working during the resync.
     let t = Instant::now();
     let mut worst = Duration::ZERO;

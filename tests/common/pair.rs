@@ -10,6 +10,23 @@ use serde_json::Value;
 
 use super::{bin_path, client_trusting, free_port, Api, SimOpts, SimProcess};
 
+/// The gateway's own account on both chassis of a test pair (never the human
+/// `admin`: the two would pre-empt each other's backend sessions).
+pub const SERVICE_USER: &str = "gateway";
+/// Its password (written to the gateway's password files).
+pub const SERVICE_PASSWORD: &str = "gateway-service-secret";
+
+/// Create the gateway's service account on a chassis, as its admin, directly.
+pub async fn create_service_account(base: &str, cert: &Path) {
+    let mut api = Api::new(base);
+    api.http = client_trusting(Some(cert));
+    let r = api.post("/login", serde_json::json!({"username": "admin", "password": "admin", "force": true})).await;
+    assert_eq!(r.status, 200, "admin login on {base}: {r:?}");
+    api.token = r.body["token"].as_str().map(str::to_string);
+    let r = api.post("/users", serde_json::json!({"username": SERVICE_USER, "password": SERVICE_PASSWORD, "role": "admin"})).await;
+    assert!(r.status == 201 || r.code() == "username_taken", "service account on {base}: {r:?}");
+}
+
 /// A self-signed certificate for 127.0.0.1 written to `dir/name.{pem,key}`.
 pub fn make_cert(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
     let key = rcgen::KeyPair::generate().expect("key");
@@ -140,19 +157,21 @@ impl Pair {
         for (name, v) in [
             ("admin.token", "test-admin-token-0123456789abcdef"),
             ("jwt.secret", "test-jwt-secret-0123456789abcdef0123456789"),
-            ("a.pw", "admin"),
-            ("b.pw", "admin"),
+            ("a.pw", SERVICE_PASSWORD),
+            ("b.pw", SERVICE_PASSWORD),
         ] {
             std::fs::write(d.join(name), v).expect("write secret");
         }
+        create_service_account(&a.base, &ca).await;
+        create_service_account(&b.base, &cb).await;
         let port = free_port();
         let shipped = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("gateway.toml")).expect("shipped gateway.toml");
         let routes = &shipped[shipped.find("# ----").expect("route section")..];
         let q = |p: &Path| toml_str(&p.display().to_string());
         let mut text = format!(
             "admin_token_file = {}\n[listen]\naddr = \"127.0.0.1:{port}\"\ntls_cert = {}\ntls_key = {}\n[state]\ndir = {}\n\
-             [[chassis]]\nname = \"a\"\nurl = \"https://127.0.0.1:{}\"\nca_cert = {}\nusername = \"admin\"\npassword_file = {}\npreferred_primary = true\n\
-             [[chassis]]\nname = \"b\"\nurl = \"https://127.0.0.1:{}\"\nca_cert = {}\nusername = \"admin\"\npassword_file = {}\n\
+             [[chassis]]\nname = \"a\"\nurl = \"https://127.0.0.1:{}\"\nca_cert = {}\nusername = \"{SERVICE_USER}\"\npassword_file = {}\npreferred_primary = true\n\
+             [[chassis]]\nname = \"b\"\nurl = \"https://127.0.0.1:{}\"\nca_cert = {}\nusername = \"{SERVICE_USER}\"\npassword_file = {}\n\
              [timeouts]\nsecondary_grace_ms = 200\nper_try_ms = 1000\nhealth_interval_ms = 200\ndown_after_ms = 600\n\
              [sessions]\njwt_secret_file = {}\nlogin_attempts_per_minute = 1000\n{routes}",
             q(&d.join("admin.token")),
@@ -196,6 +215,13 @@ impl Pair {
         assert_eq!(r.status, 200, "direct login: {r:?}");
         api.token = r.body["token"].as_str().map(str::to_string);
         api
+    }
+
+    /// Give chassis `i` the gateway's service account again (after its state
+    /// was wiped: a replaced main board gets it from the installer).
+    pub async fn provision_service_account(&self, i: usize) {
+        let sim = if i == 0 { &self.a } else { &self.b };
+        create_service_account(&sim.base, &self.certs[i]).await;
     }
 
     /// Set the simulator's fault hooks on chassis `i` (`PUT /_sim/faults`).

@@ -47,6 +47,8 @@ pub struct Applier {
     /// Set once initial pairing is decided; no chassis joins before.
     pub paired: Arc<std::sync::atomic::AtomicBool>,
     pub stats: Arc<crate::gateway::Stats>,
+    /// Entries on the wire, voided, accepted (shared with the request path).
+    pub attempts: Arc<crate::attempts::Attempts>,
 }
 
 /// The request an entry becomes on a chassis.
@@ -259,16 +261,50 @@ impl Applier {
     /// Attempt one entry until the chassis decides it (or it is voided).
     async fn apply(&self, entry: &Entry) {
         let member = &self.pair.members[self.index];
-        let runs = Runs::User(entry.account.clone());
+        let mut runs = Runs::User(entry.account.clone());
         let gateway_id = self.journal.gateway_id().to_string();
         let mut backoff = Duration::from_millis(25);
         loop {
-            if self.journal.is_void(entry.seq) {
-                let _ = self.journal.mark_applied(self.name(), entry.seq);
+            if self.journal.is_void(entry.seq) || self.attempts.is_voided(entry.seq) {
+                if let Err(e) = self.journal.mark_applied(self.name(), entry.seq) {
+                    tracing::error!(chassis = %self.name(), seq = entry.seq, "recording a void entry as passed: {e}");
+                }
                 return;
             }
+            // Already counted as applied here: a void entry the journal stepped
+            // over (and may have truncated, void mark and all), or one a full
+            // resync's import covered. Never sent.
+            match self.journal.applied(self.name()) {
+                Ok(applied) if applied >= entry.seq => return,
+                Ok(_) => {}
+                Err(e) => tracing::error!(chassis = %self.name(), seq = entry.seq, "reading the applied position: {e}"),
+            }
             self.reachable().await;
-            let outcome = self.broker.send(self.index, &member.upstream, &runs, || request_for(entry, &gateway_id, self.per_try)).await;
+            // Claimed right before it is sent: a void decided while this
+            // applier waited wins, and none can be decided while it is sent.
+            let outcome = {
+                let Some(_on_the_wire) = self.attempts.claim(entry.seq, self.journal.is_void(entry.seq)) else { continue };
+                self.broker.send(self.index, &member.upstream, &runs, || request_for(entry, &gateway_id, self.per_try)).await
+            };
+            let outcome = match outcome {
+                Outcome::AccountRefused(why) if runs != Runs::Service => {
+                    if self.attempts.accepted_by_other(entry.seq, self.index) {
+                        // The other chassis accepted this very entry from its
+                        // account: replaying it is the gateway's own call.
+                        tracing::info!(chassis = %self.name(), seq = entry.seq, user = %entry.account, "the account cannot log in any more ({why}); replaying the entry the other chassis accepted as the gateway's account");
+                        runs = Runs::Service;
+                        continue;
+                    }
+                    // Nobody accepted it: decided here as refused, never sent
+                    // with anyone else's rights.
+                    tracing::warn!(chassis = %self.name(), seq = entry.seq, user = %entry.account, "not sent: {why}");
+                    Outcome::Answered(account_refused(&why))
+                }
+                other => other,
+            };
+            if let Some(a) = outcome.decided() {
+                self.attempts.record_decided(entry.seq, self.index, a.status);
+            }
             let _ = self.reports.send(Report { seq: entry.seq, chassis: self.index, outcome: outcome.clone() });
             match &outcome {
                 Outcome::Answered(a) if outcome.decided().is_some() => {
@@ -282,6 +318,11 @@ impl Applier {
                     tracing::warn!(chassis = %self.name(), seq = entry.seq, "refused: {e}");
                     member.detector.signal(Signal::Refused);
                 }
+                Outcome::AccountRefused(e) => {
+                    // The gateway's own account cannot log in: shown in status; retried.
+                    tracing::error!(chassis = %self.name(), seq = entry.seq, "replay as the gateway's account not sent: {e}");
+                    member.detector.signal(Signal::FellBehind);
+                }
                 other => {
                     tracing::warn!(chassis = %self.name(), seq = entry.seq, "not applied: {}", other.describe());
                     member.detector.signal(Signal::Failed);
@@ -291,5 +332,21 @@ impl Applier {
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(Duration::from_secs(1));
         }
+    }
+}
+
+/// The `error.code` of the answer an entry gets on a chassis where its
+/// account can no longer log in (the request path ends that account's
+/// gateway sessions when it sees it).
+pub const ACCOUNT_REFUSED: &str = "account_refused";
+
+/// The decided answer for an entry that was not sent because its account
+/// could not log in: 401 `account_refused`, in the chassis' error shape.
+pub fn account_refused(why: &str) -> crate::upstream::Answered {
+    let body = serde_json::json!({"error": {"code": ACCOUNT_REFUSED, "message": format!("your account could not be confirmed by the chassis ({why}); log in again")}});
+    crate::upstream::Answered {
+        status: 401,
+        content_type: Some(HeaderValue::from_static("application/json")),
+        body: Bytes::from(body.to_string()),
     }
 }

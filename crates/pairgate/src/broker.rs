@@ -10,9 +10,14 @@
 //!   re-login per account and chassis — single-flight — and one retry, so the
 //!   user never sees it.
 //! - When an account's own credentials no longer work on a chassis (changed
-//!   behind the gateway's back, or the account was deleted by a later journal
-//!   entry being replayed), calls fall back to the chassis' service account
-//!   from `gateway.toml`: the primary already judged the request as that user.
+//!   behind the gateway's back, deleted, or the credentials key is lost), the
+//!   call is **not sent** ([`Outcome::AccountRefused`]): no request reaches a
+//!   chassis with more rights than its sender had. The gateway's service
+//!   account serves the gateway's own calls only (health, digest,
+//!   export/import, pairing) — and a replay of a journal entry that a chassis
+//!   already accepted from its account, which the applier decides, not this.
+//! - A service login a chassis refuses is logged at error level and shown on
+//!   the status page (`service_login_failed`) until a service login works.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -34,13 +39,15 @@ pub enum BrokerError {
     /// The chassis refused the credentials (401 bad_credentials).
     #[error("the chassis refused the credentials")]
     BadCredentials(Outcome),
-    /// No stored credentials for this account (never logged in through this gateway).
-    #[error("no stored credentials for this account")]
+    /// No stored credentials for this account (never logged in through this
+    /// gateway, or its session was ended): it must log in again.
+    #[error("no stored credentials for this account: log in again")]
     NoCredentials,
     /// The chassis did not answer the login.
     #[error("chassis login failed: {0}")]
     Unreachable(String),
-    #[error("session store: {0}")]
+    /// The stored credentials cannot be read (e.g. the credentials key is lost).
+    #[error("the stored credentials cannot be read ({0}): log in again")]
     Store(String),
 }
 
@@ -55,6 +62,9 @@ pub struct Broker {
     pub recent: Recent,
     /// The events sockets' shared upstreams, one per account.
     pub hubs: crate::events::Hubs,
+    /// Per chassis: why the service account cannot log in (None: it can, or
+    /// has not tried yet). Shown on the status page.
+    pub service_status: [std::sync::Mutex<Option<String>>; 2],
 }
 
 /// How long a chassis' "this password is right" is reused for new gateway
@@ -179,41 +189,66 @@ impl Broker {
                     Runs::Service => (self.service[i].username.clone(), self.service[i].password.clone()),
                 };
                 tracing::info!(chassis = %up.name, user = %user, "logging in on the account's behalf");
-                self.chassis_login(up, &user, password.expose()).await.map(|(token, _)| token)
+                let result = self.chassis_login(up, &user, password.expose()).await.map(|(token, _)| token);
+                if *runs == Runs::Service {
+                    match &result {
+                        Ok(_) => self.set_service_problem(i, None),
+                        Err(BrokerError::BadCredentials(_)) => {
+                            tracing::error!(
+                                chassis = %up.name,
+                                user = %user,
+                                "service_login_failed: the chassis refused the gateway's own account; \
+                                 health, digests and resyncs of this chassis fail until its password file matches"
+                            );
+                            self.set_service_problem(i, Some(format!("the chassis refused the login of the gateway's account '{user}'")));
+                        }
+                        Err(_) => {}
+                    }
+                } else if let Err(BrokerError::BadCredentials(_)) = &result {
+                    tracing::warn!(chassis = %up.name, user = %user, "the chassis refused the account's stored credentials");
+                }
+                result
             })
             .await;
         result.map_err(|e| (*e).clone())
     }
 
-    /// Send `req` to chassis `i` as `runs`, re-logging in once on a 401, and
-    /// falling back to the service account if the user's credentials fail.
+    /// Send `req` to chassis `i` as `runs`, re-logging in once on a 401.
+    /// Never as another account: a user whose own login fails gets
+    /// [`Outcome::AccountRefused`].
     pub async fn send<'a>(&self, i: usize, up: &Upstream, runs: &Runs, req: impl Fn() -> UpRequest<'a>) -> Outcome {
-        let mut runs = runs.clone();
+        let refused = |e: BrokerError| match e {
+            BrokerError::Unreachable(e) => Outcome::Refused(e),
+            other => Outcome::AccountRefused(other.to_string()),
+        };
         for _ in 0..3 {
-            let token = match self.token(i, up, &runs).await {
+            let token = match self.token(i, up, runs).await {
                 Ok(t) => t,
-                Err(BrokerError::Unreachable(e)) => return Outcome::Refused(e),
-                Err(_) if runs != Runs::Service => {
-                    runs = Runs::Service;
-                    continue;
-                }
-                Err(e) => return Outcome::Refused(format!("service account: {e}")),
+                Err(e) => return refused(e),
             };
             let outcome = up.send(UpRequest { token: Some(token.token.expose().to_string()), ..req() }).await;
             match &outcome {
                 Outcome::Answered(a) if a.status == 401 => {
                     tracing::info!(chassis = %up.name, code = ?a.error_code(), "backend session refused; re-logging in");
-                    match self.relogin(i, up, &runs, token.generation).await {
-                        Ok(_) => continue,
-                        Err(BrokerError::Unreachable(e)) => return Outcome::Refused(e),
-                        Err(_) if runs != Runs::Service => runs = Runs::Service,
-                        Err(_) => return outcome,
+                    if let Err(e) = self.relogin(i, up, runs, token.generation).await {
+                        return refused(e);
                     }
                 }
                 _ => return outcome,
             }
         }
         Outcome::NoAnswer("the chassis kept refusing fresh sessions".into())
+    }
+
+    /// Why the service account cannot log in to chassis `i`, if it cannot.
+    pub fn service_problem(&self, i: usize) -> Option<String> {
+        self.service_status[i].lock().ok().and_then(|s| s.clone())
+    }
+
+    fn set_service_problem(&self, i: usize, problem: Option<String>) {
+        if let Ok(mut s) = self.service_status[i].lock() {
+            *s = problem;
+        }
     }
 }
 

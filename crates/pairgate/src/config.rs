@@ -102,6 +102,11 @@ impl Config {
         self.routes.classify(method, path)
     }
 
+    /// The rule a classification came from (None for the defaults).
+    pub fn rule(&self, c: &Classified) -> Option<&route::RouteRule> {
+        c.rule_index.and_then(|i| self.routes.rules().get(i))
+    }
+
     /// The chassis marked `preferred_primary = true`, if any.
     pub fn preferred_primary(&self) -> Option<&Chassis> {
         self.chassis.iter().find(|c| c.preferred_primary)

@@ -36,6 +36,59 @@ pub enum DemoError {
     Config(#[from] crate::ConfigError),
     #[error("the gateway: {0}")]
     Gateway(#[from] crate::gateway::StartError),
+    #[error("the gateway's account on chassis {chassis}: {reason}")]
+    Provision { chassis: String, reason: String },
+}
+
+/// The gateway's own account on both demo chassis: never the human `admin`
+/// (the two would pre-empt each other's backend sessions, and an operator
+/// changing admin's password would lock the gateway out).
+pub const SERVICE_USER: &str = "pairgate";
+
+/// Give chassis `c` the gateway's account (an admin, the password from its
+/// password file), as the chassis' first-start `admin`/`admin`, unless the
+/// account already logs in. Waits (bounded) for the chassis to listen.
+async fn provision_service_account(c: &crate::config::Chassis, password: &str) -> Result<(), DemoError> {
+    use crate::upstream::{Outcome, Upstream};
+    let fail = |reason: String| DemoError::Provision { chassis: c.name.clone(), reason };
+    let up = Upstream::new(&c.name, c.url.clone(), c.ca_cert.as_deref(), Duration::from_secs(2)).map_err(|e| fail(e.to_string()))?;
+    let login = |user: &'static str, pw: String| {
+        let up = &up;
+        async move {
+            let body = serde_json::json!({"username": user, "password": pw, "force": true});
+            up.json(reqwest::Method::POST, "/api/v1/login", Some(&body), None, Duration::from_secs(5)).await
+        }
+    };
+    let mut last = String::new();
+    for _ in 0..100 {
+        match login(SERVICE_USER, password.to_string()).await {
+            Outcome::Answered(a) if a.status == 200 => return Ok(()),
+            Outcome::Answered(a) if a.status == 401 => {}
+            other => {
+                last = other.describe();
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
+            }
+        }
+        let token = match login("admin", "admin".to_string()).await {
+            Outcome::Answered(a) if a.status == 200 => {
+                let v: serde_json::Value = serde_json::from_slice(&a.body).map_err(|e| fail(e.to_string()))?;
+                v["token"].as_str().map(str::to_string).ok_or_else(|| fail("a login answer without a token".into()))?
+            }
+            other => {
+                return Err(fail(format!(
+                    "it does not accept the gateway's password, and admin/admin to create the account was refused ({})",
+                    other.describe()
+                )))
+            }
+        };
+        let body = serde_json::json!({"username": SERVICE_USER, "password": password, "role": "admin"});
+        return match up.json(reqwest::Method::POST, "/api/v1/users", Some(&body), Some(&token), Duration::from_secs(5)).await {
+            Outcome::Answered(a) if a.status == 201 => Ok(()),
+            other => Err(fail(format!("creating it: {}", other.describe()))),
+        };
+    }
+    Err(fail(format!("the chassis did not answer: {last}")))
 }
 
 /// The shipped configuration; the demo reuses its route rules.
@@ -62,7 +115,7 @@ dir = {gstate}
 name = "a"
 url = "https://127.0.0.1:{pa}"
 ca_cert = {acert}
-username = "admin"
+username = "{service}"
 password_file = {apw}
 preferred_primary = true
 
@@ -70,7 +123,7 @@ preferred_primary = true
 name = "b"
 url = "https://127.0.0.1:{pb}"
 ca_cert = {bcert}
-username = "admin"
+username = "{service}"
 password_file = {bpw}
 
 [sessions]
@@ -86,6 +139,7 @@ jwt_secret_file = {jwt}
         bcert = p("certs/chassis-b.pem"),
         bpw = p("chassis-b.password"),
         jwt = p("jwt.secret"),
+        service = SERVICE_USER,
     )
 }
 
@@ -178,10 +232,12 @@ pub async fn run(port: u16, state: &Path) -> Result<ExitCode, DemoError> {
     let (ca, ka) = ensure_cert(&certs, "chassis-a")?;
     let (cb, kb) = ensure_cert(&certs, "chassis-b")?;
     ensure_cert(&certs, "gateway")?;
-    // The reference chassis' first start creates admin/admin; the gateway
-    // will log in with these files' contents.
-    ensure_secret(&state.join("chassis-a.password"), || "admin".into())?;
-    ensure_secret(&state.join("chassis-b.password"), || "admin".into())?;
+    // The gateway's own account on each chassis gets a random password of its
+    // own (created below, as the first-start admin/admin).
+    let service_pw = [
+        ensure_secret(&state.join("chassis-a.password"), || hex::encode(rand::random::<[u8; 16]>()))?,
+        ensure_secret(&state.join("chassis-b.password"), || hex::encode(rand::random::<[u8; 16]>()))?,
+    ];
     let token = ensure_secret(&state.join("admin.token"), || hex::encode(rand::random::<[u8; 24]>()))?;
     ensure_secret(&state.join("jwt.secret"), || hex::encode(rand::random::<[u8; 32]>()))?;
     let config_path = state.join("gateway.toml");
@@ -212,6 +268,14 @@ pub async fn run(port: u16, state: &Path) -> Result<ExitCode, DemoError> {
     let mut pair = [chassis("a", pa, &ca, &ka), chassis("b", pb, &cb, &kb)];
     for c in pair.iter_mut() {
         c.start()?;
+    }
+    for (c, pw) in config.chassis.iter().zip(&service_pw) {
+        if let Err(e) = provision_service_account(c, pw).await {
+            for c in pair.iter_mut() {
+                c.stop(Duration::from_secs(3));
+            }
+            return Err(e);
+        }
     }
 
     println!("pairgate demo — state in {}", state.display());

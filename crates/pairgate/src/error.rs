@@ -14,6 +14,8 @@ pub enum GatewayError {
     Unauthorized { code: &'static str, message: String },
     #[error("the request body is larger than the gateway's limit of {0} bytes")]
     BodyTooLarge(u64),
+    #[error("the request path is refused: {0}; write it plainly (no '.' or '..' segments, no encoded '/' or '\\', no empty segments)")]
+    BadPath(String),
     #[error("the request body is not valid JSON: {0}")]
     MalformedJson(String),
     #[error("no such endpoint: {0}")]
@@ -48,7 +50,7 @@ impl GatewayError {
         match self {
             MissingToken | Unauthorized { .. } => StatusCode::UNAUTHORIZED,
             BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            MalformedJson(_) | BadIdempotencyKey => StatusCode::BAD_REQUEST,
+            MalformedJson(_) | BadIdempotencyKey | BadPath(_) => StatusCode::BAD_REQUEST,
             NoRoute(_) => StatusCode::NOT_FOUND,
             TooManyLogins(_) => StatusCode::TOO_MANY_REQUESTS,
             NotApplied | NotPaired(_) | OutcomeUnknown | Unavailable(_) | ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
@@ -66,6 +68,7 @@ impl GatewayError {
             Unauthorized { code, .. } => code,
             BodyTooLarge(_) => "body_too_large",
             MalformedJson(_) => "malformed_json",
+            BadPath(_) => "bad_path",
             BadIdempotencyKey => "bad_header",
             NoRoute(_) => "no_such_endpoint",
             TooManyLogins(_) => "too_many_logins",

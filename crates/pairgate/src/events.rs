@@ -164,7 +164,14 @@ async fn hub(tx: broadcast::Sender<Arc<str>>, pair: Arc<Pair>, broker: Arc<Broke
 
 /// Copy the account's events to `browser` until the browser leaves or its
 /// gateway session ends; the browser's socket never closes because a chassis did.
-pub async fn relay(mut browser: WebSocket, pair: Arc<Pair>, broker: Arc<Broker>, sessions_token: String, account: String, per_try: Duration) {
+pub async fn relay(
+    mut browser: WebSocket,
+    pair: Arc<Pair>,
+    broker: Arc<Broker>,
+    sessions_token: String,
+    account: String,
+    per_try: Duration,
+) {
     let mut events = broker.hubs.subscribe(&pair, &broker, &account, per_try);
     let store: &SessionStore = &broker.store;
     let mut recheck = tokio::time::interval(Duration::from_secs(1));

@@ -99,6 +99,8 @@ pub struct Gateway {
     pub gate: WriteGate,
     /// The running (or last) full resync.
     pub progress: Arc<std::sync::Mutex<Option<Progress>>>,
+    /// Entries on the wire, voided, accepted (see `attempts.rs`).
+    pub attempts: Arc<crate::attempts::Attempts>,
     pub shutdown: CancellationToken,
 }
 
@@ -145,6 +147,7 @@ impl Gateway {
             per_try,
             recent: Default::default(),
             hubs: Default::default(),
+            service_status: Default::default(),
         });
         let (reports, _) = broadcast::channel(16 * 1024);
         let gw = Arc::new(Gateway {
@@ -160,6 +163,7 @@ impl Gateway {
             pairing_blocked: std::sync::Mutex::new(None),
             gate: Arc::new(tokio::sync::RwLock::new(())),
             progress: Arc::new(std::sync::Mutex::new(None)),
+            attempts: Default::default(),
             shutdown: CancellationToken::new(),
             cfg,
         });
@@ -183,6 +187,7 @@ impl Gateway {
                 progress: gw.progress.clone(),
                 paired: gw.paired.clone(),
                 stats: gw.stats.clone(),
+                attempts: gw.attempts.clone(),
             };
             tokio::spawn(applier.run());
         }
@@ -225,9 +230,11 @@ async fn inspect(gw: &Gateway, i: usize) -> Option<Inspection> {
         for row in rows {
             highest = highest.max(row["id"].as_u64().unwrap_or(0));
         }
-        // A first start holds the admin account and the physical inputs only.
+        // A first start holds the admin account, the gateway's own account
+        // and the physical inputs only.
+        let service = &gw.broker.service[i].username;
         has_data |= match name.as_str() {
-            "users" => rows.len() > 1,
+            "users" => rows.iter().any(|r| r["username"] != "admin" && r["username"].as_str() != Some(service.as_str())),
             "sources" => rows.iter().any(|r| r["builtin"] != true),
             _ => !rows.is_empty(),
         };
@@ -369,6 +376,11 @@ async fn trim_journal(gw: Arc<Gateway>) {
         }
         if let Err(e) = gw.journal.truncate().await {
             tracing::warn!("journal truncation: {e}");
+        }
+        let applied: Result<Vec<u64>, _> = gw.pair.members.iter().map(|m| gw.journal.applied(&m.upstream.name)).collect();
+        match applied {
+            Ok(a) => gw.attempts.forget_through(a.into_iter().min().unwrap_or(0)),
+            Err(e) => tracing::error!("reading the applied positions: {e}"),
         }
     }
 }

@@ -8,6 +8,7 @@
 pub mod admin;
 pub mod adminctl;
 pub mod applier;
+pub mod attempts;
 pub mod broker;
 pub mod config;
 pub mod demo;
@@ -19,6 +20,7 @@ pub mod gateway;
 pub mod health;
 pub mod journal;
 pub mod pair;
+pub mod path;
 pub mod proxy;
 pub mod resync;
 pub mod sequencer;

@@ -39,26 +39,38 @@ type Gw = Arc<Gateway>;
 /// The one handler: every request enters here.
 pub async fn handle(State(gw): State<Gw>, req: Request) -> Response {
     let (mut parts, body) = req.into_parts();
-    let path = parts.uri.path().to_string();
-    let path_and_query = parts.uri.path_and_query().map(|p| p.as_str().to_string()).unwrap_or_else(|| path.clone());
+    // Phase 0, canonicalise: one spelling of the path, decided before anything
+    // looks at it; that spelling is classified and forwarded, nothing else.
+    let path = match crate::path::canonical(parts.uri.path()) {
+        Ok(p) => p,
+        Err(e) => return GatewayError::BadPath(e.to_string()).into_response(),
+    };
+    let path_and_query = match parts.uri.query() {
+        Some(q) => format!("{path}?{q}"),
+        None => path.clone(),
+    };
     // Reserved for the simulator's fault hooks: never forwarded anywhere.
-    if path == "/_sim" || path.starts_with("/_sim/") {
+    if crate::path::is_forbidden(&path) || (crate::path::is_reserved_spelling(&path) && !crate::path::is_gateway_own(&path)) {
         return GatewayError::NoRoute(path).into_response();
     }
     if path == "/_pairgate/status" {
         return crate::status::status(&gw, &parts.headers).into_response();
     }
-    if path.starts_with("/_pairgate/") {
+    if crate::path::is_gateway_own(&path) {
         let body = match read_body(&gw, body).await {
             Ok(b) => b,
             Err(e) => return e.into_response(),
         };
         return crate::admin::handle(&gw, &parts.method, &path, &parts.headers, &body);
     }
-    let class = classify(&gw, parts.method.as_str(), &path);
+    // Phase 1, classify: the route rules of `gateway.toml` say what kind of
+    // request this is; a mutating method with no rule is a mutation (never
+    // sent to one chassis only).
+    let class = gw.cfg.classify(parts.method.as_str(), &path);
     let client = parts.extensions.get::<ClientAddr>().map(|c| c.0);
-    match class {
+    match class.kind {
         RouteKind::Static => forward_read(&gw, None, &parts.method, &path_and_query, &parts.headers, Bytes::new()).await,
+        RouteKind::Health => health(&gw),
         RouteKind::Login => login(&gw, client, body).await,
         RouteKind::Events => {
             let principal = match authenticate(&gw, &parts.headers, parts.uri.query()) {
@@ -75,7 +87,7 @@ pub async fn handle(State(gw): State<Gw>, req: Request) -> Response {
                 Ok(p) => p,
                 Err(e) => return e.into_response(),
             };
-            match kind {
+            let response = match kind {
                 RouteKind::Logout => logout(&gw, &principal),
                 RouteKind::Read => {
                     let body = match read_body(&gw, body).await {
@@ -85,23 +97,80 @@ pub async fn handle(State(gw): State<Gw>, req: Request) -> Response {
                     forward_read(&gw, Some(&principal), &parts.method, &path_and_query, &parts.headers, body).await
                 }
                 _ => {
-                    let block = gw.cfg.classify(parts.method.as_str(), &path).id_block;
                     let body = match read_body(&gw, body).await {
                         Ok(b) => b,
                         Err(e) => return e.into_response(),
                     };
-                    mutate(&gw, &principal, parts.method.as_str(), &path_and_query, &parts.headers, body, block).await
+                    let response =
+                        mutate(&gw, &principal, parts.method.as_str(), &path_and_query, &parts.headers, body, class.id_block).await;
+                    if response.status().is_success() {
+                        end_sessions_of_changed_account(&gw, &class, &path);
+                    }
+                    response
                 }
+            };
+            if is_account_refused(&response) {
+                end_account(&gw, &principal.username, "a chassis refused the account's credentials");
             }
+            response
         }
     }
 }
 
-/// Phase 1, classify: runs first, for every request. The route rules of
-/// `gateway.toml` say what kind of request this is; a mutating method with
-/// no rule is a mutation (never sent to one chassis only).
-fn classify(gw: &Gateway, method: &str, path: &str) -> RouteKind {
-    gw.cfg.classify(method, path).kind
+/// A user deleted, renamed, demoted or given a new password through the
+/// gateway (a rule with `ends_sessions_of`): every gateway session of that
+/// account ends now, with its stored credentials and backend sessions.
+fn end_sessions_of_changed_account(gw: &Gateway, class: &crate::Classified, path: &str) {
+    let Some(rule) = gw.cfg.rule(class) else { return };
+    let Some(param) = &rule.ends_sessions_of else { return };
+    // A password, name or role may have changed: chassis confirm logins again.
+    gw.broker.recent.clear();
+    let Some(user_id) = rule.path.param(param, path).and_then(|v| v.parse::<u64>().ok()) else { return };
+    for name in gw.broker.store.usernames_of(user_id) {
+        end_account(gw, &name, "the account was changed through the gateway");
+    }
+}
+
+/// End every gateway session of `username`, forget its stored credentials and
+/// its backend sessions.
+fn end_account(gw: &Gateway, username: &str, why: &str) {
+    gw.broker.recent.forget(username);
+    gw.broker.backends.forget_user(username);
+    match gw.broker.store.revoke_account(username) {
+        Ok(n) => tracing::info!(user = %username, sessions = n, "gateway sessions ended: {why}"),
+        Err(e) => tracing::error!(user = %username, "ending the account's gateway sessions: {e}"),
+    }
+}
+
+fn is_account_refused(resp: &Response) -> bool {
+    resp.status() == StatusCode::UNAUTHORIZED && resp.extensions().get::<AccountRefused>().is_some()
+}
+
+/// Marks a response that says the account's own backend login failed.
+#[derive(Clone, Copy)]
+struct AccountRefused;
+
+/// Health, answered by the gateway without a session (a `health` route rule):
+/// 200 while it can serve reads and mutations, 503 with the reason otherwise.
+fn health(gw: &Gateway) -> Response {
+    let primary = gw.pair.primary();
+    let why = if primary.is_none() {
+        Some("no chassis is in sync: reads and mutations cannot be served".to_string())
+    } else if !gw.ids_ready.load(Ordering::SeqCst) {
+        let blocked = gw.pairing_blocked.lock().ok().and_then(|b| b.clone());
+        Some(format!("mutations are refused: {}", blocked.unwrap_or_else(|| "the pair is not paired yet".into())))
+    } else {
+        None
+    };
+    match why {
+        Some(why) => GatewayError::Unavailable(why).into_response(),
+        None => {
+            let in_sync: Vec<&str> =
+                (0..2).filter(|&i| gw.pair.state(i).serves()).map(|i| gw.pair.members[i].upstream.name.as_str()).collect();
+            let primary = primary.map(|i| gw.pair.members[i].upstream.name.clone());
+            (StatusCode::OK, axum::Json(serde_json::json!({"status": "ok", "primary": primary, "in_sync": in_sync}))).into_response()
+        }
+    }
 }
 
 /// Phase 2, authenticate: runs for every kind but static and login. The
@@ -156,6 +225,9 @@ async fn read_body(gw: &Gateway, body: Body) -> Result<Bytes, GatewayError> {
 fn relay(a: &Answered, seq: Option<u64>) -> Response {
     let mut resp = Response::new(Body::from(a.body.clone()));
     *resp.status_mut() = StatusCode::from_u16(a.status).unwrap_or(StatusCode::BAD_GATEWAY);
+    if a.status == 401 && a.error_code().as_deref() == Some(crate::applier::ACCOUNT_REFUSED) {
+        resp.extensions_mut().insert(AccountRefused);
+    }
     if let Some(ct) = &a.content_type {
         resp.headers_mut().insert(header::CONTENT_TYPE, ct.clone());
     }
@@ -219,6 +291,8 @@ async fn forward_read(gw: &Gateway, who: Option<&Principal>, method: &Method, pa
                 let m = &gw.pair.members[i];
                 match &outcome {
                     Outcome::Answered(a) if !a.is_server_error() => return relay(a, None),
+                    // Not the chassis' failure: the account's own login.
+                    Outcome::AccountRefused(why) => return relay(&crate::applier::account_refused(why), None),
                     Outcome::Refused(_) => m.detector.signal(Signal::Refused),
                     _ => m.detector.signal(Signal::Failed),
                 }
@@ -279,18 +353,16 @@ async fn mutate(gw: &Gateway, who: &Principal, method: &str, path: &str, headers
         }
     }
     let response = sequence_and_apply(gw, who, method, path, headers, body, block, client_key.as_deref()).await;
-    if path.starts_with("/api/v1/users") {
-        // A password, name or role may have changed: chassis confirm logins again.
-        gw.broker.recent.clear();
-    }
     if let Some(key) = &client_key {
         match &response {
             Ok((_, status, ct, bytes)) => {
                 let headers = ct.iter().map(|c| ("content-type".to_string(), c.clone())).collect();
-                let _ = gw
-                    .journal
-                    .finish_client_key(&who.username, key, ClientResponse { status: *status, headers, body: bytes.clone() })
-                    .await;
+                if let Err(e) =
+                    gw.journal.finish_client_key(&who.username, key, ClientResponse { status: *status, headers, body: bytes.clone() }).await
+                {
+                    // The entry is journaled; the applier records its answer for the key.
+                    tracing::error!(user = %who.username, "recording the Idempotency-Key's answer: {e}");
+                }
             }
             // Not journaled, or outcome unknown: the key may be used again.
             Err(GatewayError::OutcomeUnknown) => {}
@@ -380,7 +452,12 @@ async fn decide(
     let p_deadline = tokio::time::Instant::now() + per_try + Duration::from_millis(250);
     collect(reports, seq, &mut got, |g| g[primary].is_some(), p_deadline).await;
     let p_ok = got[primary].as_ref().and_then(Outcome::decided).is_some();
-    if targets.contains(&secondary) {
+    // The secondary's answer is waited for (up to the grace) only while it is
+    // in sync: one that is catching up or being rebuilt answers this seq after
+    // everything before it, and every click would pay the whole grace. If the
+    // primary failed, whichever secondary there is may answer (up to a try).
+    let secondary_in_sync = gw.pair.state(secondary) == ChassisState::InSync;
+    if targets.contains(&secondary) && (secondary_in_sync || !p_ok) {
         let s_deadline = if p_ok { tokio::time::Instant::now() + grace } else { tokio::time::Instant::now() + per_try };
         collect(reports, seq, &mut got, |g| g[secondary].is_some(), s_deadline).await;
     }
@@ -401,7 +478,7 @@ async fn decide(
             Ok(answer(pa, seq))
         }
         (Some(pa), None) => {
-            if targets.contains(&secondary) {
+            if targets.contains(&secondary) && secondary_in_sync {
                 // Missed the grace or failed: it catches up from the journal.
                 gw.pair.members[secondary].detector.signal(Signal::FellBehind);
             }
@@ -422,10 +499,15 @@ async fn decide(
                 None => !targets.contains(&i),
                 _ => false,
             };
-            if refused(&p, primary) && refused(&s, secondary) {
-                // Certainly applied nowhere: void it so no applier sends it later.
-                if gw.journal.drop_entry(seq).await.is_ok() {
-                    return Err(GatewayError::NotApplied);
+            // Certainly applied nowhere, and nobody is sending it right now:
+            // void it, so no applier sends it later (it claims before sending).
+            if refused(&p, primary) && refused(&s, secondary) && gw.attempts.try_void(seq) {
+                match gw.journal.drop_entry(seq).await {
+                    Ok(()) => return Err(GatewayError::NotApplied),
+                    Err(e) => {
+                        tracing::error!(seq, "voiding an entry no chassis received: {e}; it stays and will be applied");
+                        gw.attempts.unvoid(seq);
+                    }
                 }
             }
             Err(GatewayError::OutcomeUnknown)
@@ -497,13 +579,16 @@ async fn login(gw: &Gateway, client: Option<SocketAddr>, body: Body) -> Response
         Err(e) => return GatewayError::MalformedJson(e.to_string()).into_response(),
     };
     let ip = client.map(|c| c.ip()).unwrap_or(std::net::IpAddr::from([0, 0, 0, 0]));
-    if let Err(wait) = gw.broker.limiter.check(ip, &req.username) {
-        return GatewayError::TooManyLogins(wait.secs()).into_response();
-    }
+    // Counted from here, as a failure unless it ends otherwise: parallel
+    // guesses cannot all pass before any of them is counted.
+    let attempt = match gw.broker.limiter.begin(ip, &req.username) {
+        Ok(a) => a,
+        Err(wait) => return GatewayError::TooManyLogins(wait.secs()).into_response(),
+    };
     // A second browser of an account a chassis confirmed a moment ago: no
     // chassis login (which would replace the account's shared session).
     if let Some(account) = gw.broker.recent.check(&req.username, &req.password) {
-        gw.broker.limiter.record_success(ip, &req.username);
+        gw.broker.limiter.succeeded(attempt);
         return issue_session(gw, account, None).await;
     }
     let mut order = gw.pair.read_order();
@@ -518,21 +603,24 @@ async fn login(gw: &Gateway, client: Option<SocketAddr>, body: Body) -> Response
         match gw.broker.chassis_login(up, &req.username, &req.password).await {
             Ok((token, account)) => {
                 gw.broker.backends.set(&up.name, &req.username, token);
-                gw.broker.limiter.record_success(ip, &req.username);
+                gw.broker.limiter.succeeded(attempt);
                 gw.broker.recent.remember(&req.username, &req.password, &account);
                 return issue_session(gw, account, Some(req.password)).await;
             }
             Err(BrokerError::BadCredentials(outcome)) => {
-                gw.broker.limiter.record_failure(ip, &req.username);
+                // The attempt stays counted.
+                drop(attempt);
                 gw.broker.recent.forget(&req.username);
                 tracing::info!(user = %req.username, "login refused by the chassis");
-                if let Outcome::Answered(a) = outcome {
-                    return relay(&a, None);
-                }
+                return match outcome {
+                    Outcome::Answered(a) => relay(&a, None),
+                    other => GatewayError::Unavailable(other.describe()).into_response(),
+                };
             }
             Err(e) => last = e.to_string(),
         }
     }
+    gw.broker.limiter.undecided(attempt);
     GatewayError::Unavailable(last).into_response()
 }
 

@@ -133,7 +133,12 @@ pub async fn digest(broker: &Broker, pair: &Pair, i: usize, timeout: Duration) -
     let body = service_call(broker, pair, i, Method::GET, "/api/v1/system/digest", None, timeout).await?;
     let v: serde_json::Value =
         serde_json::from_slice(&body).map_err(|e| ResyncError::Chassis(pair.members[i].upstream.name.clone(), e.to_string()))?;
-    Ok(v["digest"].as_str().unwrap_or_default().to_string())
+    v["digest"].as_str().map(str::to_string).ok_or_else(|| {
+        ResyncError::Chassis(
+            pair.members[i].upstream.name.clone(),
+            format!("a digest answer without a digest: {}", String::from_utf8_lossy(&body)),
+        )
+    })
 }
 
 /// Wait (bounded) until every chassis in `who` applied the journal's last entry.
@@ -181,7 +186,11 @@ impl Resyncer<'_> {
         }
         wait_applied(self.journal, self.pair, &others, GATE_WAIT).await?;
         let (a, b) = tokio::join!(digest(self.broker, self.pair, 0, self.per_try), digest(self.broker, self.pair, 1, self.per_try));
-        Ok(a? == b?)
+        let (a, b) = (a?, b?);
+        if a != b {
+            tracing::warn!(seq = self.journal.last_seq(), a = %a, b = %b, "the chassis' digests differ");
+        }
+        Ok(a == b)
     }
 
     /// Rebuild chassis `target` from `source`: returns the seq the import is at.

@@ -43,7 +43,7 @@ pub use account::{login_response, AccountInfo};
 pub use auth_error::{bearer_token, AuthError};
 pub use backend::{BackendSessions, BackendToken};
 pub use error::SessionError;
-pub use limiter::{LoginLimiter, RetryAfter};
+pub use limiter::{Attempt, LoginLimiter, RetryAfter};
 pub use role::{Role, UnknownRole};
 pub use secret::Secret;
 pub use store::{

@@ -47,6 +47,10 @@ pub fn status(gw: &Gateway, headers: &HeaderMap) -> Response {
                 "lag": last.saturating_sub(applied),
                 "last_error": m.last_error.lock().ok().and_then(|e| e.clone()),
                 "resyncs": m.resyncs_done.load(Ordering::SeqCst),
+                "service_login": match gw.broker.service_problem(m.index) {
+                    Some(why) => json!({"code": "service_login_failed", "message": why}),
+                    None => json!({"code": "ok"}),
+                },
             })
         })
         .collect();
@@ -63,8 +67,6 @@ pub fn status(gw: &Gateway, headers: &HeaderMap) -> Response {
         "reads": gw.stats.reads.load(Ordering::Relaxed),
         "failed_reads": gw.stats.failed_reads.load(Ordering::Relaxed),
         "sessions": gw.broker.store.count(),
-        "resync": gw.progress.lock().ok().and_then(|p| p.clone()),
-        "pairing_blocked": gw.pairing_blocked.lock().ok().and_then(|b| b.clone()),
         "resync": gw.progress.lock().ok().and_then(|p| p.clone()),
         "pairing_blocked": gw.pairing_blocked.lock().ok().and_then(|b| b.clone()),
     });

@@ -59,6 +59,10 @@ pub enum Outcome {
     /// Sent, or possibly sent, but no answer came (timeout, reset): the
     /// chassis may or may not have applied it.
     NoAnswer(String),
+    /// Never sent: the account it runs as could not log in to the chassis
+    /// (its credentials were refused, or none are stored or readable). The
+    /// gateway never substitutes another account (invariant 1).
+    AccountRefused(String),
 }
 
 impl Outcome {
@@ -76,6 +80,7 @@ impl Outcome {
             Outcome::Answered(a) => format!("answered {}", a.status),
             Outcome::Refused(e) => format!("refused: {e}"),
             Outcome::NoAnswer(e) => format!("no answer: {e}"),
+            Outcome::AccountRefused(e) => format!("not sent: {e}"),
         }
     }
 }

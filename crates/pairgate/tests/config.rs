@@ -136,7 +136,7 @@ const CONTRACT: &[(&str, &str, RouteKind, u32)] = {
         ("POST", "/api/v1/logout", Logout, 0),
         ("GET", "/api/v1/events", Events, 0),
         ("GET", "/api/v1/system/info", Read, 0),
-        ("GET", "/api/v1/system/health", Read, 0),
+        ("GET", "/api/v1/system/health", Health, 0),
         ("GET", "/api/v1/system/digest", Read, 0),
         ("GET", "/api/v1/system/export", Read, 0),
         ("PUT", "/api/v1/system/import", Mutate, 0),

@@ -97,6 +97,10 @@ pub enum RouteKind {
     Events,
     /// Files of the web client: any in-sync chassis, no session needed.
     Static,
+    /// Answered by the gateway itself, without a session: 200 while it can
+    /// serve reads and mutations, 503 with the reason when it cannot (for a
+    /// monitoring system or a load balancer).
+    Health,
 }
 
 impl RouteKind {
@@ -108,6 +112,7 @@ impl RouteKind {
             "logout" => RouteKind::Logout,
             "events" => RouteKind::Events,
             "static" => RouteKind::Static,
+            "health" => RouteKind::Health,
             _ => return None,
         })
     }
@@ -120,6 +125,7 @@ impl RouteKind {
             RouteKind::Logout => "logout",
             RouteKind::Events => "events",
             RouteKind::Static => "static",
+            RouteKind::Health => "health",
         }
     }
 }
@@ -242,6 +248,12 @@ impl PathPattern {
     }
 
     /// `Greater` when `self` is more specific than `other` (module docs, rule 1).
+    /// The text of the `{name}` segment of `path` (which this pattern matches).
+    pub fn param<'p>(&self, name: &str, path: &'p str) -> Option<&'p str> {
+        let body = path.split(['?', '#']).next()?.strip_prefix('/')?;
+        self.segments.iter().zip(body.split('/')).find_map(|(s, part)| matches!(s, Segment::Param(n) if n == name).then_some(part))
+    }
+
     pub fn specificity_cmp(&self, other: &PathPattern) -> Ordering {
         let a = self.segments.iter().map(Segment::rank);
         let b = other.segments.iter().map(Segment::rank);
@@ -291,6 +303,10 @@ pub struct RouteRule {
     pub kind: RouteKind,
     /// IDs to allocate per request; `Some` exactly for `mutate` rules.
     pub id_block: Option<u32>,
+    /// Mutate rules only: the path parameter that holds a user id. Once such a
+    /// request succeeds, every gateway session of that account ends (deleted,
+    /// renamed, demoted, given a new password: it must log in again).
+    pub ends_sessions_of: Option<String>,
     /// The line of the rule's `[[route]]` header, for logs ("matched rule at line 57").
     pub line: usize,
 }
@@ -411,7 +427,7 @@ mod tests {
 
     #[test]
     fn most_specific_rule_wins_regardless_of_file_order() {
-        let rule = |m, p: &str, kind, line| RouteRule { method: m, path: pattern(p), kind, id_block: None, line };
+        let rule = |m, p: &str, kind, line| RouteRule { method: m, path: pattern(p), kind, id_block: None, ends_sessions_of: None, line };
         let table = RouteTable::new(
             vec![
                 rule(RuleMethod::Any, "/api/{*rest}", RouteKind::Static, 1),

@@ -329,13 +329,26 @@ impl Validator<'_, '_> {
                 (_, Some(block)) => return Err(self.err(block.span(), Problem::IdBlockForbidden { kind: kind.as_str() })),
                 (_, None) => None,
             };
+            let ends_sessions_of = match &r.ends_sessions_of {
+                None => None,
+                Some(p) if kind != RouteKind::Mutate => {
+                    return Err(self.err(p.span(), Problem::EndsSessionsForbidden { kind: kind.as_str() }));
+                }
+                Some(p) => {
+                    let name = p.get_ref();
+                    if !path.segments().iter().any(|s| matches!(s, Segment::Param(n) if n == name)) {
+                        return Err(self.err(p.span(), Problem::EndsSessionsNoParam { name: name.clone(), path: path.to_string() }));
+                    }
+                    Some(name.clone())
+                }
+            };
             let line = self.line(entry.span());
             if let Some(first_line) = seen.insert((method, path.shape()), line) {
                 return Err(
                     self.err(r.path.span(), Problem::DuplicateRoute { method: method.to_string(), path: path.to_string(), first_line })
                 );
             }
-            rules.push(RouteRule { method, path, kind, id_block, line });
+            rules.push(RouteRule { method, path, kind, id_block, ends_sessions_of, line });
         }
         if !rules.iter().any(|r| r.kind == RouteKind::Login) {
             // Point at the end of the file: where the missing rule would go.

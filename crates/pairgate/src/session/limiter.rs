@@ -93,6 +93,23 @@ impl<K: Hash + Eq + Clone> FailureLog<K> {
         }
     }
 
+    /// Takes back one failure recorded at `at` (an attempt counted at its
+    /// start that turned out not to be a failure).
+    fn unrecord<Q>(&mut self, key: &Q, at: Instant)
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        if let Some(failures) = self.map.get_mut(key) {
+            if let Some(pos) = failures.iter().rposition(|t| *t == at) {
+                failures.remove(pos);
+            }
+            if failures.is_empty() {
+                self.map.remove(key);
+            }
+        }
+    }
+
     fn clear<Q>(&mut self, key: &Q)
     where
         K: Borrow<Q>,
@@ -129,6 +146,16 @@ fn prune(failures: &mut VecDeque<Instant>, now: Instant, window: Duration) {
     while failures.front().is_some_and(|t| now.saturating_duration_since(*t) >= window) {
         failures.pop_front();
     }
+}
+
+/// A login attempt counted since [`LoginLimiter::begin`]; a failure unless
+/// ended otherwise.
+#[derive(Debug)]
+#[must_use = "end the attempt with succeeded() or undecided(), or drop it to count it as a failure"]
+pub struct Attempt {
+    ip: IpAddr,
+    user: String,
+    at: Instant,
 }
 
 /// Counts failed logins per client address and per account name; see the module
@@ -197,6 +224,45 @@ impl LoginLimiter {
         }
     }
 
+    /// Starts a login attempt of `username` from `ip`: refused if the limit is
+    /// reached, otherwise **counted now**, as a failure, until it ends with
+    /// [`LoginLimiter::succeeded`] or [`LoginLimiter::undecided`]. Counting
+    /// at the start is what makes the limit hold when many guesses arrive in
+    /// parallel (all would pass a check made before any was counted).
+    pub fn begin(&self, ip: IpAddr, username: &str) -> Result<Attempt, RetryAfter> {
+        let now = Instant::now();
+        let user = user_key(username);
+        // Both maps under their locks at once (always in this order), so the
+        // check and the count are one step.
+        let mut by_ip = self.by_ip.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut by_user = self.by_user.lock().unwrap_or_else(PoisonError::into_inner);
+        let wait = by_ip
+            .retry_after(&ip, now, self.limit, self.window)
+            .into_iter()
+            .chain(by_user.retry_after(user.as_str(), now, self.limit, self.window))
+            .max();
+        if let Some(wait) = wait {
+            tracing::info!(%ip, %username, wait_s = wait.as_secs(), "login refused: too many failed attempts");
+            return Err(RetryAfter(wait));
+        }
+        by_ip.record(ip, now, self.limit, self.window, self.max_keys);
+        by_user.record(user.clone(), now, self.limit, self.window, self.max_keys);
+        Ok(Attempt { ip, user, at: now })
+    }
+
+    /// The attempt's password was right: it stops counting against the address,
+    /// and the account's failures are cleared (its owner knows the password).
+    pub fn succeeded(&self, attempt: Attempt) {
+        self.by_ip.lock().unwrap_or_else(PoisonError::into_inner).unrecord(&attempt.ip, attempt.at);
+        self.by_user.lock().unwrap_or_else(PoisonError::into_inner).clear(attempt.user.as_str());
+    }
+
+    /// No chassis could judge the attempt (none reachable): it stops counting.
+    pub fn undecided(&self, attempt: Attempt) {
+        self.by_ip.lock().unwrap_or_else(PoisonError::into_inner).unrecord(&attempt.ip, attempt.at);
+        self.by_user.lock().unwrap_or_else(PoisonError::into_inner).unrecord(attempt.user.as_str(), attempt.at);
+    }
+
     /// Counts a failed login (bad credentials) of `username` from `ip`.
     pub fn record_failure(&self, ip: IpAddr, username: &str) {
         let now = Instant::now();
@@ -228,6 +294,28 @@ mod tests {
         limiter.record_failure(last, "x");
         limiter.record_failure(last, "y");
         assert!(limiter.check(last, "z").is_err());
+    }
+
+    #[test]
+    fn attempts_count_from_their_start_and_successes_give_theirs_back() {
+        let limiter = LoginLimiter::with_window(3, Duration::from_secs(60), 100);
+        let ip = IpAddr::from([10, 0, 0, 1]);
+        // Three guesses in flight at once: the fourth is refused before any ends.
+        let started: Vec<Attempt> = (0..3).map(|_| limiter.begin(ip, "admin").expect("within the limit")).collect();
+        assert!(limiter.begin(ip, "admin").is_err());
+        assert!(limiter.begin(ip, "other").is_err(), "the address is at its limit too");
+        // Two of them were right after all, one undecided: the address may try again.
+        let mut it = started.into_iter();
+        limiter.succeeded(it.next().unwrap());
+        limiter.undecided(it.next().unwrap());
+        drop(it);
+        let a = limiter.begin(ip, "admin").expect("room again");
+        limiter.succeeded(a);
+        // Successful logins never fill the window.
+        for _ in 0..10 {
+            let a = limiter.begin(IpAddr::from([10, 0, 0, 2]), "ops").expect("successes do not count");
+            limiter.succeeded(a);
+        }
     }
 
     #[test]

@@ -382,6 +382,15 @@ impl SessionStore {
         Ok(ended)
     }
 
+    /// The usernames that gateway sessions of chassis user `user_id` were issued
+    /// to (one, unless the account was renamed meanwhile).
+    pub fn usernames_of(&self, user_id: u64) -> Vec<String> {
+        let mut names: Vec<String> = self.read_live().values().filter(|s| s.user_id == user_id).map(|s| s.username.clone()).collect();
+        names.sort();
+        names.dedup();
+        names
+    }
+
     /// The live sessions (not expired, not idle), oldest first.
     pub fn list(&self) -> Vec<SessionSummary> {
         let now = now_ms();
