@@ -298,14 +298,26 @@ where
 #[tokio::test]
 async fn outcome_unknown_then_a_retry_with_the_same_key_gets_the_replayed_answer() {
     let pair = Pair::start().await;
-    let api = pair.gw.login("admin", "admin").await;
-    // Both chassis apply the next requests but lose the answers (500 after applying).
-    for i in 0..2 {
-        pair.sim_faults(i, json!({"fail_after_apply_next": 3})).await;
+    // An account of its own, so the direct admin logins below pre-empt nothing of it.
+    let admin = pair.gw.login("admin", "admin").await;
+    admin.post("/users", json!({"username": "ops", "password": "ops-pass-1", "role": "admin"})).await.ok();
+    let api = pair.gw.login("ops", "ops-pass-1").await;
+    // Both chassis apply every request but lose its answer (500 after applying)
+    // until the faults are cleared.
+    let direct = [pair.direct(0).await, pair.direct(1).await];
+    let sim = |d: &common::Api, method: reqwest::Method, spec: Value| {
+        let req = d.http.request(method, format!("{}/_sim/faults", d.base)).bearer_auth(d.token.clone().unwrap_or_default());
+        async move { req.json(&spec).send().await.map(|r| r.status().as_u16()).ok() }
+    };
+    for d in &direct {
+        assert_eq!(sim(d, reqwest::Method::PUT, json!({"fail_after_apply_next": 100000})).await, Some(200));
     }
     let body = json!({"name": "maybe", "port": 4});
     let first = api.call("POST", "/kvm/hosts", Some(body.clone()), &[("Idempotency-Key", "retry-me")]).await;
     assert_eq!((first.status, first.code()), (503, "outcome_unknown"), "{first:?}");
+    for d in &direct {
+        assert_eq!(sim(d, reqwest::Method::DELETE, json!({})).await, Some(204));
+    }
     // The appliers keep trying (same chassis-side key: applied once) and record the answer.
     let mut again = first.clone();
     for _ in 0..50 {

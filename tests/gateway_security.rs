@@ -171,9 +171,10 @@ async fn parallel_wrong_passwords_over_http2_get_no_more_than_the_allowance() {
         *statuses.entry(status).or_insert(0) += 1;
     }
     let limited = statuses.get(&429).copied().unwrap_or(0);
-    let refused = statuses.get(&401).copied().unwrap_or(0);
-    assert!(refused <= 10, "at most the allowance reaches a chassis: {statuses:?}");
-    assert_eq!(limited + refused, 200, "{statuses:?}");
+    // 401: the chassis said no; 503: it did not answer in time (a loaded machine).
+    let reached = statuses.get(&401).copied().unwrap_or(0) + statuses.get(&503).copied().unwrap_or(0);
+    assert!(reached <= 10, "at most the allowance reaches a chassis: {statuses:?}");
+    assert_eq!(limited + reached, 200, "{statuses:?}");
 }
 
 #[tokio::test]

@@ -436,6 +436,10 @@ async fn sequence_and_apply(
     decide(gw, entry.seq, primary, &targets, &mut reports).instrument(span).await
 }
 
+/// A catching-up secondary at most this many entries behind a new mutation is
+/// waited for (up to the grace) like an in-sync one: it is about to join.
+const JOIN_WINDOW: u64 = 8;
+
 /// Wait for the reports of `seq` and answer per DESIGN.md's table.
 async fn decide(
     gw: &Gateway,
@@ -456,8 +460,15 @@ async fn decide(
     // in sync: one that is catching up or being rebuilt answers this seq after
     // everything before it, and every click would pay the whole grace. If the
     // primary failed, whichever secondary there is may answer (up to a try).
+    // Also waited for: a secondary catching up that is about to reach the
+    // journal's end (it answers this seq within moments, and the writers are
+    // paced just enough for it to join), and both while neither is in sync
+    // (there is no primary to answer alone).
     let secondary_in_sync = gw.pair.state(secondary) == ChassisState::InSync;
-    if targets.contains(&secondary) && (secondary_in_sync || !p_ok) {
+    let no_primary = gw.pair.primary().is_none();
+    let joining = gw.pair.state(secondary) == ChassisState::CatchingUp
+        && gw.journal.applied(&gw.pair.members[secondary].upstream.name).is_ok_and(|a| seq.saturating_sub(a) <= JOIN_WINDOW);
+    if targets.contains(&secondary) && (secondary_in_sync || joining || no_primary || !p_ok) {
         let s_deadline = if p_ok { tokio::time::Instant::now() + grace } else { tokio::time::Instant::now() + per_try };
         collect(reports, seq, &mut got, |g| g[secondary].is_some(), s_deadline).await;
     }
