@@ -213,6 +213,12 @@ pub enum Problem {
     #[error("`id_block` is set on a `{kind}` route; only mutate routes allocate IDs")]
     IdBlockForbidden { kind: &'static str },
 
+    #[error("secret field {value:?} is not a JSON pointer (RFC 6901): {reason}")]
+    BadSecretField { value: String, reason: &'static str },
+
+    #[error("`secret_fields` is set on a `{kind}` route; only mutate routes are journaled")]
+    SecretFieldsForbidden { kind: &'static str },
+
     #[error("no route rule has kind = \"login\"")]
     NoLoginRoute,
 
@@ -267,6 +273,8 @@ impl Problem {
             KindNeedsGet { .. } => "write method = \"GET\" (WebSocket upgrades and static files are GET; HEAD is covered too)".into(),
             IdBlockMissing { .. } => "add `id_block = N`: the most rows this request can create on a chassis (CHASSIS_API.md, \"IDs\"), 0 if it creates none".into(),
             IdBlockForbidden { .. } => "remove `id_block`, or make this a kind = \"mutate\" rule".into(),
+            BadSecretField { .. } => "write each field as a JSON pointer into the request body: \"/password\", \"/credentials/password\", \"/users/0/password\" (`~1` for a '/' and `~0` for a '~' inside a name), or \"\" for the whole body".into(),
+            SecretFieldsForbidden { .. } => "remove `secret_fields`, or make this a kind = \"mutate\" rule (only mutation bodies are stored, in the journal)".into(),
             NoLoginRoute => "add a rule for the chassis' login call, e.g. [[route]] method = \"POST\", path = \"/api/v1/login\", kind = \"login\"; without it logins would be forwarded as plain mutations and no session would be shared".into(),
             BadFile { .. } => "create the file or correct the path (relative paths are resolved against this file's directory); `pairgate check-config --no-file-checks` checks everything else".into(),
             EnvUnset { name } => format!("export {name}=… in the gateway's environment, or use `password_file` instead"),

@@ -96,4 +96,5 @@ pub(crate) struct RawRoute {
     pub path: S<String>,
     pub kind: S<String>,
     pub id_block: Option<S<u64>>,
+    pub secret_fields: Option<S<Vec<S<String>>>>,
 }
