@@ -45,21 +45,46 @@ pub struct GatewayProcess {
     pub config: PathBuf,
     pub cert: PathBuf,
     pub admin_token: String,
+    /// When set, the gateway logs with this filter (`RUST_LOG`) to this file,
+    /// appended across restarts, instead of following `PAIRGATE_TEST_LOG`.
+    pub log: Option<(String, PathBuf)>,
 }
 
 impl GatewayProcess {
     fn spawn(&mut self) {
-        let child = Command::new(bin_path("pairgate"))
-            .arg("--config")
-            .arg(&self.config)
-            // PAIRGATE_TEST_LOG=pairgate=debug (any filter) shows the gateway's log.
-            .env("RUST_LOG", std::env::var("PAIRGATE_TEST_LOG").unwrap_or_else(|_| "off".into()))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(if std::env::var_os("PAIRGATE_TEST_LOG").is_some() { Stdio::inherit() } else { Stdio::null() })
-            .spawn()
-            .expect("spawn pairgate");
-        self.child = Some(child);
+        let mut cmd = Command::new(bin_path("pairgate"));
+        cmd.arg("--config").arg(&self.config).stdin(Stdio::null());
+        match &self.log {
+            Some((filter, path)) => {
+                let file = std::fs::OpenOptions::new().create(true).append(true).open(path).expect("open the gateway log file");
+                let copy = file.try_clone().expect("clone the log file handle");
+                cmd.env("RUST_LOG", filter).env("NO_COLOR", "1").stdout(Stdio::from(copy)).stderr(Stdio::from(file));
+            }
+            None => {
+                // PAIRGATE_TEST_LOG=pairgate=debug (any filter) shows the gateway's log.
+                cmd.env("RUST_LOG", std::env::var("PAIRGATE_TEST_LOG").unwrap_or_else(|_| "off".into()))
+                    .stdout(Stdio::null())
+                    .stderr(if std::env::var_os("PAIRGATE_TEST_LOG").is_some() { Stdio::inherit() } else { Stdio::null() });
+            }
+        }
+        self.child = Some(cmd.spawn().expect("spawn pairgate"));
+    }
+
+    /// SIGTERM by PID (a clean shutdown), reaped within `limit`; `kill -9`
+    /// after that. Whether it exited on its own.
+    pub fn stop(&mut self, limit: Duration) -> bool {
+        let Some(mut child) = self.child.take() else { return true };
+        let sent = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status().is_ok_and(|s| s.success());
+        let start = Instant::now();
+        while sent && start.elapsed() < limit {
+            if let Ok(Some(_)) = child.try_wait() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        false
     }
 
     pub fn kill9(&mut self) {
@@ -147,6 +172,17 @@ impl Pair {
 
     /// As `start_with`; `wait` says whether to wait for both chassis in sync.
     pub async fn start_with_wait(edit: impl FnOnce(&mut String), wait: bool) -> Pair {
+        Pair::start_full(edit, wait, None).await
+    }
+
+    /// As `start_with`, the gateway logging with `filter` (a `RUST_LOG`
+    /// value) to the file `gateway.log` in the pair's directory
+    /// (`pair.gw.log`). Waits for both chassis in sync.
+    pub async fn start_logged(edit: impl FnOnce(&mut String), filter: &str) -> Pair {
+        Pair::start_full(edit, true, Some(filter.to_string())).await
+    }
+
+    async fn start_full(edit: impl FnOnce(&mut String), wait: bool, log_filter: Option<String>) -> Pair {
         let dir = tempfile::tempdir().expect("tempdir");
         let d = dir.path();
         let (ca, ka) = make_cert(d, "chassis-a");
@@ -197,6 +233,7 @@ impl Pair {
             config,
             cert: gc,
             admin_token: "test-admin-token-0123456789abcdef".into(),
+            log: log_filter.map(|f| (f, d.join("gateway.log"))),
         };
         gw.spawn();
         if wait {

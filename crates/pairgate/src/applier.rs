@@ -21,7 +21,7 @@ use tokio::sync::broadcast;
 
 use crate::broker::{Broker, Runs};
 use crate::detector::{ChassisState, Signal};
-use crate::journal::{request_fingerprint, ClientKeyState, ClientResponse, Entry, Follower, Journal, JournalError};
+use crate::journal::{ClientKeyState, ClientResponse, Entry, Follower, Journal, JournalError};
 use crate::pair::Pair;
 use crate::resync::{Progress, Reason, Resyncer, WriteGate};
 use crate::upstream::{Outcome, UpRequest};
@@ -51,15 +51,19 @@ pub struct Applier {
     pub attempts: Arc<crate::attempts::Attempts>,
 }
 
-/// The request an entry becomes on a chassis.
-pub fn request_for<'a>(entry: &'a Entry, gateway_id: &str, timeout: Duration) -> UpRequest<'a> {
+/// The request an entry becomes on a chassis. A sealed body is opened here,
+/// right before sending, and only into this request; an entry whose body does
+/// not open (see [`Journal::body`]) is [`JournalError::Unseal`] and must not be
+/// sent at all.
+pub fn request_for<'a>(entry: &'a Entry, journal: &Journal, timeout: Duration) -> Result<UpRequest<'a>, JournalError> {
+    let body = journal.body(entry)?;
     let mut headers = HeaderMap::new();
     for (k, v) in &entry.headers {
         if let (Ok(k), Ok(v)) = (HeaderName::try_from(k.as_str()), HeaderValue::try_from(v.as_str())) {
             headers.insert(k, v);
         }
     }
-    let key = entry.chassis_idempotency_key(gateway_id);
+    let key = entry.chassis_idempotency_key(journal.gateway_id());
     if let Ok(v) = HeaderValue::try_from(key.as_str()) {
         headers.insert(HeaderName::from_static("idempotency-key"), v.clone());
         // The same origin/seq lets both chassis' calls to a superior be
@@ -71,14 +75,35 @@ pub fn request_for<'a>(entry: &'a Entry, gateway_id: &str, timeout: Duration) ->
             headers.insert(HeaderName::from_static("x-id-block"), v);
         }
     }
-    UpRequest {
+    Ok(UpRequest {
         method: Method::from_bytes(entry.method.as_bytes()).unwrap_or(Method::POST),
         path_and_query: &entry.path_and_query,
         headers,
-        body: Bytes::clone(&entry.body),
+        body,
         token: None,
         timeout,
-    }
+    })
+}
+
+/// The code of the answer an entry gets when its body cannot be opened.
+pub const UNREADABLE_ENTRY: &str = "journal_entry_unreadable";
+
+/// What an entry whose sealed body cannot be opened is decided as, on every
+/// chassis alike, without sending anything: a 422 naming the problem (a 4xx, so
+/// that it counts as decided — nothing changed anywhere — and the journal moves
+/// on instead of retrying it forever).
+fn unreadable(chassis: &str, entry: &Entry, e: &JournalError) -> Outcome {
+    tracing::error!(chassis, seq = entry.seq, account = %entry.account, "not sent: {e}");
+    let body = serde_json::json!({"error": {
+        "code": UNREADABLE_ENTRY,
+        "message": format!("the gateway cannot read back this request (journal entry {}): its sealed body does not open with the journal key; \
+                            it was applied nowhere, send it again", entry.seq),
+    }});
+    Outcome::Answered(crate::upstream::Answered {
+        status: 422,
+        content_type: Some(HeaderValue::from_static("application/json")),
+        body: Bytes::from(body.to_string()),
+    })
 }
 
 impl Applier {
@@ -240,7 +265,13 @@ impl Applier {
     /// itself stays as it is.
     async fn record_client_answer(&self, entry: &Entry, a: &crate::upstream::Answered) {
         let Some(key) = &entry.client_key else { return };
-        let fp = request_fingerprint(&entry.method, &entry.path_and_query, &entry.body);
+        let fp = match self.journal.entry_fingerprint(entry) {
+            Ok(fp) => fp,
+            Err(e) => {
+                tracing::warn!(seq = entry.seq, "the client's answer is not recorded: {e}");
+                return;
+            }
+        };
         match self.journal.begin_client_key(&entry.account, key, &fp) {
             Ok(ClientKeyState::InFlight { seq: Some(seq) }) if seq == entry.seq => {
                 let headers =
@@ -262,7 +293,6 @@ impl Applier {
     async fn apply(&self, entry: &Entry) {
         let member = &self.pair.members[self.index];
         let mut runs = Runs::User(entry.account.clone());
-        let gateway_id = self.journal.gateway_id().to_string();
         let mut backoff = Duration::from_millis(25);
         loop {
             if self.journal.is_void(entry.seq) || self.attempts.is_voided(entry.seq) {
@@ -284,7 +314,10 @@ impl Applier {
             // applier waited wins, and none can be decided while it is sent.
             let outcome = {
                 let Some(_on_the_wire) = self.attempts.claim(entry.seq, self.journal.is_void(entry.seq)) else { continue };
-                self.broker.send(self.index, &member.upstream, &runs, || request_for(entry, &gateway_id, self.per_try)).await
+                match request_for(entry, &self.journal, self.per_try) {
+                    Ok(req) => self.broker.send(self.index, &member.upstream, &runs, || req.clone()).await,
+                    Err(e) => unreadable(self.name(), entry, &e),
+                }
             };
             let outcome = match outcome {
                 Outcome::AccountRefused(why) if runs != Runs::Service => {
@@ -348,5 +381,49 @@ pub fn account_refused(why: &str) -> crate::upstream::Answered {
         status: 401,
         content_type: Some(HeaderValue::from_static("application/json")),
         body: Bytes::from(body.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::journal::{Draft, JournalConfig, JOURNAL_KEY_FILE};
+
+    #[tokio::test]
+    async fn a_sealed_body_is_opened_into_the_request_and_never_sent_when_it_cannot_be() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let body = bytes::Bytes::from_static(br#"{"username":"carol","password":"pw-applier-test"}"#);
+        let draft = Draft {
+            method: "POST".into(),
+            path_and_query: "/api/v1/users".into(),
+            headers: vec![("content-type".into(), "application/json".into())],
+            body: body.clone(),
+            account: "admin".into(),
+            seal_body: true,
+            ..Draft::default()
+        };
+        {
+            let (journal, seq) = crate::journal::open(dir.path(), JournalConfig::default()).unwrap_or_else(|e| panic!("{e}"));
+            let entry = seq.append(draft).await.unwrap_or_else(|e| panic!("{e}"));
+            assert_ne!(entry.body, body, "stored sealed");
+            let req = request_for(&entry, &journal, Duration::from_secs(1)).unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(req.body, body, "opened for the chassis");
+            assert_eq!(
+                req.headers.get("idempotency-key").and_then(|v| v.to_str().ok()),
+                Some(format!("{}/1", journal.gateway_id()).as_str())
+            );
+        }
+        // The key is lost: the entry is decided as an error, not sent.
+        std::fs::remove_file(dir.path().join(JOURNAL_KEY_FILE)).unwrap_or_else(|e| panic!("{e}"));
+        let (journal, _seq) = crate::journal::open(dir.path(), JournalConfig::default()).unwrap_or_else(|e| panic!("{e}"));
+        let entry = journal.get(1).unwrap_or_else(|e| panic!("{e}")).unwrap_or_else(|| panic!("entry 1"));
+        let err = match request_for(&entry, &journal, Duration::from_secs(1)) {
+            Ok(_) => panic!("a body that does not open must not become a request"),
+            Err(e) => e,
+        };
+        assert!(matches!(err, JournalError::Unseal { seq: 1 }));
+        let outcome = unreadable("a", &entry, &err);
+        let answer = outcome.decided().unwrap_or_else(|| panic!("decided: {}", outcome.describe()));
+        assert_eq!((answer.status, answer.error_code().as_deref()), (422, Some(UNREADABLE_ENTRY)));
     }
 }

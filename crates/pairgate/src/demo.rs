@@ -1,6 +1,7 @@
 //! `pairgate demo`: a whole redundant pair on one machine, for trying it out.
 //!
-//! On first run it generates, under the state directory, a self-signed
+//! On first run it generates, under the state directory (0700, every secret
+//! file in it 0600), a self-signed
 //! certificate for each chassis and for the gateway, the password files and
 //! the admin token; then it starts two reference chassis as child processes
 //! (this same binary, `pairgate chassis …`) on `port+1` and `port+2`.
@@ -225,8 +226,11 @@ pub async fn run(port: u16, state: &Path) -> Result<ExitCode, DemoError> {
     };
     // Catch SIGTERM before any child exists, so a stop at any moment stops them too.
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).map_err(io(Path::new("SIGTERM handler")))?;
+    // Private, like the gateway's own state directory inside it: it holds the
+    // chassis passwords, the admin token, the JWT key and the private keys.
+    crate::state_dir::ensure_private_dir(state).map_err(io(state))?;
     let certs = state.join("certs");
-    std::fs::create_dir_all(&certs).map_err(io(&certs))?;
+    crate::state_dir::ensure_private_dir(&certs).map_err(io(&certs))?;
     let state = std::fs::canonicalize(state).map_err(io(state))?;
     let certs = state.join("certs");
     let (ca, ka) = ensure_cert(&certs, "chassis-a")?;

@@ -3,8 +3,10 @@
 //! Start-up, in order:
 //! 1. read the secrets the configuration points at (chassis passwords, the
 //!    JWT key, the admin token) — errors name the file;
-//! 2. open the journal (and its sequencer) and the session store in the state
-//!    directory — a restarted gateway finds its entries, counter and sessions;
+//! 2. make the state directory private (umask 0077, the directory 0700, files
+//!    an older gateway left wider made 0600; see [`crate::state_dir`]), then
+//!    open the journal (and its sequencer) and the session store in it — a
+//!    restarted gateway finds its entries, counter and sessions;
 //! 3. build one HTTPS client per chassis, each trusting only its own anchor;
 //! 4. start a detector, a health prober and an applier per chassis (chassis
 //!    start `down`; the first good probe begins their catch-up);
@@ -111,7 +113,14 @@ impl Gateway {
         let admin_token = Secret::new(read_secret(&cfg.admin_token_file)?);
         let jwt_secret = read_secret(&cfg.sessions.jwt_secret_file)?.into_bytes();
         let dir = cfg.state.dir.clone();
-        std::fs::create_dir_all(&dir).map_err(|e| StartError::StateDir(dir.clone(), e))?;
+        // Before anything is created: whatever the gateway (or SQLite, for the
+        // journal's -wal and -shm) creates from here on is its user's alone.
+        let previous = crate::state_dir::restrict_umask();
+        if previous & 0o077 != 0o077 {
+            tracing::debug!("umask {previous:04o} restricted to 0077 (the state directory is private)");
+        }
+        crate::state_dir::ensure_private_dir(&dir).map_err(|e| StartError::StateDir(dir.clone(), e))?;
+        crate::state_dir::tighten_files(&dir, &STATE_FILES).map_err(|e| StartError::StateDir(dir.clone(), e))?;
 
         let names: Vec<String> = cfg.chassis.iter().map(|c| c.name.clone()).collect();
         let (journal, sequencer) =
@@ -245,6 +254,20 @@ async fn inspect(gw: &Gateway, i: usize) -> Option<Inspection> {
 
 const FLOOR_FILE: &str = "id_floor.established";
 
+/// The files the gateway keeps in its state directory that hold no key: made
+/// 0600 at start if an older gateway left them wider. (Key files with a wider
+/// mode are refused, not tightened: others may have read them.)
+const STATE_FILES: [&str; 8] = [
+    "journal.sqlite",
+    "journal.sqlite-wal",
+    "journal.sqlite-shm",
+    "journal.lock",
+    crate::session::SESSIONS_DB_FILE,
+    "sessions.sqlite-wal",
+    "sessions.sqlite-shm",
+    FLOOR_FILE,
+];
+
 /// First start in front of two chassis: make them one before serving
 /// mutations. Raise the id counter above every id either holds; if their
 /// states differ, the one with data is the source and the other is rebuilt
@@ -304,12 +327,26 @@ async fn pair_up(gw: Arc<Gateway>) {
 }
 
 fn complete_pairing(gw: &Gateway) {
-    let _ = std::fs::write(gw.cfg.state.dir.join(FLOOR_FILE), "paired\n");
+    let marker = gw.cfg.state.dir.join(FLOOR_FILE);
+    if let Err(e) = write_private(&marker, b"paired\n") {
+        // The counter itself is in the journal; without the marker the next start
+        // pairs again (inspects both chassis), which is safe, only slower.
+        tracing::error!(path = %marker.display(), "recording that pairing is done: {e}");
+    }
     if let Ok(mut b) = gw.pairing_blocked.lock() {
         *b = None;
     }
     gw.ids_ready.store(true, Ordering::SeqCst);
     gw.paired.store(true, Ordering::SeqCst);
+}
+
+/// Writes `contents` to `path`, created 0600.
+fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)?;
+    f.write_all(contents)?;
+    f.sync_all()
 }
 
 impl Gateway {

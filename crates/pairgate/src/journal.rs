@@ -13,6 +13,17 @@
 //!   [`Journal::entries_after`]) and reports progress with [`Journal::mark_applied`];
 //!   entries both chassis applied are truncated.
 //!
+//! # Secrets at rest
+//! A body that carries a secret (a [`Draft`] with `seal_body`: its route rule names
+//! a `secret_fields` pointer the body holds, or no rule describes the request) is
+//! sealed by the writer with the entry's seq and gateway id as associated data and
+//! stored that way ([`BodyFormat::Sealed`]), in the database and in the entries the
+//! appliers receive; [`Journal::body`] opens it right before it is sent. Client
+//! fingerprints are keyed ([`Journal::request_fingerprint`]). Both keys come from
+//! `journal.key` in the state directory (0600, created on first open, see
+//! `keys.rs`). The directory is 0700, the database file 0600 from creation, and
+//! `secure_delete` zeroes truncated entries.
+//!
 //! # What a crash can lose
 //! Nothing `append` returned. Applied positions are written lazily (with the next
 //! commit, or within `applied_flush_interval` when idle), so a crash may forget the
@@ -41,6 +52,7 @@ mod config;
 mod entry;
 mod error;
 mod follower;
+mod keys;
 pub(crate) mod lock;
 mod readers;
 pub(crate) mod schema;
@@ -52,14 +64,16 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
+use bytes::Bytes;
 use parking_lot::Mutex;
 use tokio::sync::{broadcast, watch};
 
-pub use client_keys::{request_fingerprint, ClientKeyState, ClientResponse};
+pub use client_keys::{ClientKeyState, ClientResponse};
 pub use config::JournalConfig;
-pub use entry::{Draft, Entry, IdBlock, MAX_ID};
+pub use entry::{BodyFormat, Draft, Entry, IdBlock, MAX_ID};
 pub use error::JournalError;
 pub use follower::Follower;
+pub use keys::JOURNAL_KEY_FILE;
 pub use shared::JournalStats;
 
 use crate::sequencer::{Command, Sequencer, WriterHandle};
@@ -81,8 +95,8 @@ pub struct TruncateReport {
     pub oldest_available: u64,
 }
 
-/// Opens (creating if needed) the journal in `dir`: `journal.sqlite` and the lock file
-/// `journal.lock`. Recovers the last seq, the id counter, the gateway id and each
+/// Opens (creating if needed) the journal in `dir` (made 0700): `journal.sqlite`, the
+/// lock file `journal.lock` and the key file `journal.key`, all 0600. Recovers the last seq, the id counter, the gateway id and each
 /// chassis' applied seq, and starts the writer thread.
 ///
 /// Fails with [`JournalError::Locked`] if another process (or another `open` in this
@@ -90,8 +104,9 @@ pub struct TruncateReport {
 pub fn open(dir: impl AsRef<Path>, config: JournalConfig) -> Result<(Journal, Sequencer), JournalError> {
     config.validate()?;
     let dir = dir.as_ref();
-    std::fs::create_dir_all(dir).map_err(|e| JournalError::io(dir, e))?;
+    crate::state_dir::ensure_private_dir(dir).map_err(|e| JournalError::io(dir, e))?;
     let lock = lock::DirLock::acquire(dir)?;
+    let keys = keys::JournalKeys::open_or_create(dir)?;
     let path = dir.join(schema::DB_FILE);
     let mut conn = schema::open_writer(&path, config.busy_timeout)?;
     let rec = schema::init_and_recover(&mut conn, &config.chassis)?;
@@ -109,6 +124,7 @@ pub fn open(dir: impl AsRef<Path>, config: JournalConfig) -> Result<(Journal, Se
     let (last_seq_tx, _) = watch::channel(rec.last_seq);
     let shared = Arc::new(Shared {
         gateway_id: rec.gateway_id,
+        keys,
         readers: readers::ReaderPool::new(path),
         state: Mutex::new(State {
             last_seq: rec.last_seq,
@@ -146,6 +162,33 @@ impl Journal {
     /// changed. The origin in `Idempotency-Key: <gateway id>/<seq>`.
     pub fn gateway_id(&self) -> &str {
         &self.shared().gateway_id
+    }
+
+    /// The body to send for `entry`: as stored, or opened if it is sealed. A sealed
+    /// body that does not open (the key file was replaced or lost, the entry was
+    /// altered) is [`JournalError::Unseal`]: the entry must not be sent.
+    pub fn body(&self, entry: &Entry) -> Result<Bytes, JournalError> {
+        match entry.body_format {
+            BodyFormat::Plain => Ok(Bytes::clone(&entry.body)),
+            BodyFormat::Sealed => {
+                let shared = self.shared();
+                shared.keys.open_body(&shared.gateway_id, entry.seq, &entry.body).map_err(|_| JournalError::Unseal { seq: entry.seq })
+            }
+        }
+    }
+
+    /// The fingerprint [`Journal::begin_client_key`] compares: HMAC-SHA256 (keyed with
+    /// this journal's key, so a stored fingerprint is no oracle for a password in the
+    /// body) over the method, the target and the body, each length-prefixed so no two
+    /// different requests collide by shifting bytes between fields.
+    pub fn request_fingerprint(&self, method: &str, path_and_query: &str, body: &[u8]) -> String {
+        self.shared().keys.fingerprint(method, path_and_query, body)
+    }
+
+    /// [`Journal::request_fingerprint`] of the request `entry` was made from.
+    pub fn entry_fingerprint(&self, entry: &Entry) -> Result<String, JournalError> {
+        let body = self.body(entry)?;
+        Ok(self.request_fingerprint(&entry.method, &entry.path_and_query, &body))
     }
 
     /// The last committed seq (0 before the first).
@@ -269,7 +312,7 @@ impl Journal {
     }
 
     /// Takes a client `Idempotency-Key` for the request with `fingerprint` (see
-    /// [`request_fingerprint`]). Atomic: of two concurrent begins with the same key
+    /// [`Journal::request_fingerprint`]). Atomic: of two concurrent begins with the same key
     /// exactly one gets [`ClientKeyState::New`]. After `New`, put the key in the
     /// [`Draft`] (`client_key`) so the record is made durable with the entry, and end
     /// with [`Journal::finish_client_key`] or [`Journal::release_client_key`].

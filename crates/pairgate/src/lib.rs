@@ -23,9 +23,11 @@ pub mod pair;
 pub mod path;
 pub mod proxy;
 pub mod resync;
+pub mod seal;
 pub mod sequencer;
 pub mod serve;
 pub mod session;
+pub mod state_dir;
 pub mod status;
 pub mod upstream;
 

@@ -29,7 +29,7 @@ use crate::detector::{ChassisState, Signal};
 use crate::error::GatewayError;
 use crate::front::ClientAddr;
 use crate::gateway::Gateway;
-use crate::journal::{request_fingerprint, ClientKeyState, ClientResponse, Draft};
+use crate::journal::{ClientKeyState, ClientResponse, Draft};
 use crate::pair::Pair;
 use crate::session::{bearer_token, AuthError, Principal};
 use crate::upstream::{forwardable, Answered, Outcome, UpRequest};
@@ -343,7 +343,7 @@ async fn mutate(gw: &Gateway, who: &Principal, method: &str, path: &str, headers
         Some(_) => return GatewayError::BadIdempotencyKey.into_response(),
     };
     if let Some(key) = &client_key {
-        let fp = request_fingerprint(method, path, &body);
+        let fp = gw.journal.request_fingerprint(method, path, &body);
         match gw.journal.begin_client_key(&who.username, key, &fp) {
             Ok(ClientKeyState::New) => {}
             Ok(ClientKeyState::Done(r)) => return stored(&r),
@@ -420,6 +420,8 @@ async fn sequence_and_apply(
             .filter(|(k, _)| forwardable(k))
             .filter_map(|(k, v)| v.to_str().ok().map(|v| (k.as_str().to_string(), v.to_string())))
             .collect(),
+        // Stored sealed if it carries a secret, or if no rule says what it carries.
+        seal_body: gw.cfg.routes.body_is_secret(method, path, &body),
         body,
         id_block: block,
         account: who.username.clone(),

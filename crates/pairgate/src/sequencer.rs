@@ -46,7 +46,7 @@ use crate::journal::schema::meta_put;
 use crate::journal::shared::{Counters, Pending, Shared, State};
 use crate::journal::sql_u64::U64;
 use crate::journal::store;
-use crate::journal::{ClientResponse, Draft, Entry, IdBlock, JournalError, JournalStats, TruncateReport, MAX_ID};
+use crate::journal::{BodyFormat, ClientResponse, Draft, Entry, IdBlock, JournalError, JournalStats, TruncateReport, MAX_ID};
 
 /// Client idempotency records are expired at most this often.
 const HOUSEKEEPING_EVERY: Duration = Duration::from_secs(1);
@@ -296,7 +296,7 @@ impl Writer {
         for cmd in batch {
             match cmd {
                 Command::Append(draft, reply) => {
-                    let result = plan.stage_append(draft, &st);
+                    let result = plan.stage_append(draft, &st, &self.shared);
                     plan.appends.push(Job { reply, result });
                 }
                 Command::EnsureIdFloor(floor, reply) => {
@@ -571,7 +571,20 @@ impl Plan {
         }
     }
 
-    fn stage_append(&mut self, draft: Draft, st: &State) -> Result<Arc<Entry>, JournalError> {
+    fn stage_append(&mut self, draft: Draft, st: &State, shared: &Shared) -> Result<Arc<Entry>, JournalError> {
+        let seq = self.last_seq + 1;
+        // Sealed before anything is consumed, so a failure leaves no gap in the seqs.
+        // (Under the state lock: the cipher runs at memory speed, microseconds for the
+        // bodies that carry a password.)
+        let (body, body_format) = if draft.seal_body {
+            let sealed = shared.keys.seal_body(&shared.gateway_id, seq, &draft.body).map_err(|e| {
+                tracing::error!(seq, "sealing a journal entry's body failed: {e}");
+                JournalError::Seal(e)
+            })?;
+            (sealed, BodyFormat::Sealed)
+        } else {
+            (draft.body, BodyFormat::Plain)
+        };
         let id_block = match u64::from(draft.id_block) {
             0 => None,
             wanted => {
@@ -584,13 +597,14 @@ impl Plan {
                 Some(IdBlock { base: next, count: wanted })
             }
         };
-        self.last_seq += 1;
+        self.last_seq = seq;
         let entry = Arc::new(Entry {
-            seq: self.last_seq,
+            seq,
             method: draft.method,
             path_and_query: draft.path_and_query,
             headers: draft.headers,
-            body: draft.body,
+            body,
+            body_format,
             id_block,
             account: draft.account,
             client_key: draft.client_key,

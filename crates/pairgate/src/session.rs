@@ -18,7 +18,9 @@
 //!   in on the user's behalf (after a chassis restart, a preemption, a gateway
 //!   restart) the gateway keeps each account's password, sealed with an AEAD key
 //!   that lives in its own 0600 file next to the database. Never in plain text,
-//!   never in a log.
+//!   never in a log; [`SessionStore::forget_credentials`] deletes an account's
+//!   sealed password when the account is deleted (the database zeroes deleted
+//!   rows: `secure_delete`).
 //! - **Brute-force limit** ([`LoginLimiter`]): failed logins per client address and
 //!   per username, so the gateway is not a faster password oracle than a chassis.
 //!

@@ -86,6 +86,7 @@ impl Outcome {
 }
 
 /// A request to send to a chassis.
+#[derive(Clone)]
 pub struct UpRequest<'a> {
     pub method: Method,
     /// Path (and query) on the chassis, e.g. `/api/v1/walls?x=1`.

@@ -243,6 +243,30 @@ fn shipped_config_defaults_for_unknown_routes() {
 }
 
 #[test]
+fn shipped_config_seals_every_body_that_carries_a_password() {
+    let c = shipped();
+    let secret = |method: &str, path: &str, body: &str| c.routes.body_is_secret(method, path, body.as_bytes());
+    // Every route of CHASSIS_API.md whose body carries a password.
+    assert!(secret("POST", "/api/v1/users", r#"{"username":"u","password":"p","role":"viewer"}"#));
+    assert!(secret("PUT", "/api/v1/users/7", r#"{"password":"p"}"#));
+    assert!(secret("PUT", "/api/v1/cascade/superior", r#"{"url":"https://x:1","username":"u","password":"p"}"#));
+    assert!(secret(
+        "POST",
+        "/api/v1/cascade/subordinates",
+        r#"{"serial":"s","url":"u","sources":[],"credentials":{"username":"u","password":"p"}}"#
+    ));
+    assert!(secret("PUT", "/api/v1/system/import", r#"{"tables":{}}"#), "the export document holds password hashes and credentials");
+    // The same routes without a password, and routes that never carry one, stay plain.
+    assert!(!secret("PUT", "/api/v1/users/7", r#"{"role":"operator"}"#));
+    assert!(!secret("PUT", "/api/v1/cascade/superior", r#"{"url":null}"#));
+    assert!(!secret("POST", "/api/v1/walls", r#"{"name":"w","rows":1,"cols":1,"outputs":[1]}"#));
+    assert!(!secret("DELETE", "/api/v1/users/7", ""));
+    // A mutation no rule describes is always sealed; reads are never stored.
+    assert!(secret("POST", "/api/v1/widgets", "{}"));
+    assert!(!secret("GET", "/api/v1/users", ""));
+}
+
+#[test]
 fn unknown_post_is_mutate_with_the_configured_default_block() {
     let text = edit(BASE, "admin_token_file", "default_mutate_id_block = 5\nadmin_token_file");
     let c = match parse(&text) {
@@ -386,6 +410,10 @@ fn semantic_errors_name_their_line() {
         (route("method = \"POST\"\npath = \"/api/v1/events\"\nkind = \"events\""), "method = \"POST\"\npath = \"/api/v1/events\"", |p| matches!(p, Problem::KindNeedsGet { .. })),
         (route("method = \"POST\"\npath = \"/api/v1/{what}\"\nkind = \"mutate\"\nid_block = 1\n\n[[route]]\nmethod = \"POST\"\npath = \"/api/v1/{other}\"\nkind = \"mutate\"\nid_block = 2"), "path = \"/api/v1/{other}\"", |p| matches!(p, Problem::DuplicateRoute { first_line: 33, .. })),
         (route("method = \"POST\"\npath = \"/api/v1/x\"\nkind = \"mutate\"\nid_block = 2000000"), "id_block", |p| matches!(p, Problem::OutOfRange { .. })),
+        (route("method = \"POST\"\npath = \"/x\"\nkind = \"mutate\"\nid_block = 0\nsecret_fields = [\n  \"/ok\",\n  \"password\"]"), "\"password\"]", |p| matches!(p, Problem::BadSecretField { value, .. } if value == "password")),
+        (route("method = \"POST\"\npath = \"/x\"\nkind = \"mutate\"\nid_block = 0\nsecret_fields = [\"/a~2b\"]"), "secret_fields", |p| matches!(p, Problem::BadSecretField { .. })),
+        (route("method = \"GET\"\npath = \"/x\"\nkind = \"read\"\nsecret_fields = [\"/password\"]"), "secret_fields", |p| matches!(p, Problem::SecretFieldsForbidden { kind: "read" })),
+        (route("method = \"POST\"\npath = \"/login2\"\nkind = \"login\"\nsecret_fields = [\"/password\"]"), "secret_fields", |p| matches!(p, Problem::SecretFieldsForbidden { kind: "login" })),
     ];
     for (text, marker, check) in cases {
         let e = error(&text);

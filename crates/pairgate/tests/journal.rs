@@ -11,9 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use pairgate::journal::{
-    self, request_fingerprint, ClientKeyState, ClientResponse, Draft, Entry, Journal, JournalConfig, JournalError, MAX_ID,
-};
+use pairgate::journal::{self, BodyFormat, ClientKeyState, ClientResponse, Draft, Entry, Journal, JournalConfig, JournalError, MAX_ID};
 use pairgate::sequencer::Sequencer;
 use tempfile::TempDir;
 use tokio::sync::Barrier;
@@ -35,6 +33,7 @@ fn draft(i: usize, ids: u32) -> Draft {
         id_block: ids,
         account: format!("user{}", i % 3),
         client_key: None,
+        seal_body: false,
     }
 }
 
@@ -533,8 +532,8 @@ fn response(status: u16, body: &str) -> ClientResponse {
 async fn client_keys_new_in_flight_done_mismatch_and_across_a_restart() {
     let dir = tempdir();
     let (journal, seq) = open(&dir);
-    let fp = request_fingerprint("POST", "/walls", b"{}");
-    let other = request_fingerprint("POST", "/walls", b"{\"x\":1}");
+    let fp = journal.request_fingerprint("POST", "/walls", b"{}");
+    let other = journal.request_fingerprint("POST", "/walls", b"{\"x\":1}");
 
     assert_eq!(journal.begin_client_key("alice", "k1", &fp).unwrap(), ClientKeyState::New);
     assert_eq!(journal.begin_client_key("alice", "k1", &fp).unwrap(), ClientKeyState::InFlight { seq: None });
@@ -580,7 +579,7 @@ async fn client_keys_new_in_flight_done_mismatch_and_across_a_restart() {
 async fn concurrent_begins_with_one_key_let_exactly_one_through() {
     let dir = tempdir();
     let (journal, _seq) = open(&dir);
-    let fp = request_fingerprint("DELETE", "/walls/1", b"");
+    let fp = journal.request_fingerprint("DELETE", "/walls/1", b"");
     for round in 0..20 {
         let key = format!("key-{round}");
         let barrier = Arc::new(Barrier::new(16));
@@ -604,19 +603,21 @@ async fn concurrent_begins_with_one_key_let_exactly_one_through() {
 #[tokio::test]
 async fn client_keys_expire_by_age_and_by_count() {
     let dir = tempdir();
-    let fp = request_fingerprint("POST", "/x", b"");
-    {
+    let fp = {
         let config = JournalConfig { client_key_ttl: Duration::from_millis(100), ..JournalConfig::default() };
         let (journal, _seq) = journal::open(dir.path(), config).unwrap();
+        let fp = journal.request_fingerprint("POST", "/x", b"");
         assert_eq!(journal.begin_client_key("a", "old", &fp).unwrap(), ClientKeyState::New);
         journal.finish_client_key("a", "old", response(200, "")).await.unwrap();
         assert!(matches!(journal.begin_client_key("a", "old", &fp).unwrap(), ClientKeyState::Done(_)));
         tokio::time::sleep(Duration::from_millis(150)).await;
         assert_eq!(journal.begin_client_key("a", "old", &fp).unwrap(), ClientKeyState::New, "expired after the ttl");
         assert!(journal.release_client_key("a", "old"));
-    }
+        fp
+    };
     let config = JournalConfig { client_key_max: 2, ..JournalConfig::default() };
     let (journal, seq) = journal::open(dir.path(), config).unwrap();
+    assert_eq!(journal.request_fingerprint("POST", "/x", b""), fp, "the same key after a reopen");
     for k in ["k1", "k2", "k3"] {
         assert_eq!(journal.begin_client_key("a", k, &fp).unwrap(), ClientKeyState::New);
         journal.finish_client_key("a", k, response(200, k)).await.unwrap();
@@ -654,4 +655,146 @@ async fn throughput_64_appenders() {
         stats.largest_batch
     );
     drop(journal);
+}
+
+// ---------------------------------------------------------------- secrets at rest
+
+fn holds(path: &std::path::Path, needle: &[u8]) -> bool {
+    std::fs::read(path).is_ok_and(|bytes| bytes.windows(needle.len()).any(|w| w == needle))
+}
+
+fn mode(path: &std::path::Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).map(|m| m.permissions().mode() & 0o777).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+fn secret_draft(password: &str) -> Draft {
+    Draft {
+        method: "POST".into(),
+        path_and_query: "/api/v1/users".into(),
+        body: Bytes::from(format!("{{\"username\":\"carol\",\"password\":\"{password}\"}}")),
+        seal_body: true,
+        ..draft(0, 1)
+    }
+}
+
+#[tokio::test]
+async fn secret_bodies_are_sealed_on_disk_and_in_memory_and_open_for_the_applier() {
+    let dir = tempdir();
+    let password = "pw-3b1f0c7e-sealed";
+    let (sealed_seq, plain_seq) = {
+        let (journal, seq) = open(&dir);
+        seq.ensure_id_floor(1).await.unwrap();
+        let sealed = seq.append(secret_draft(password)).await.unwrap();
+        assert_eq!(sealed.body_format, BodyFormat::Sealed);
+        assert!(!sealed.body.windows(password.len()).any(|w| w == password.as_bytes()), "the entry the appliers get is sealed");
+        assert_eq!(journal.body(&sealed).unwrap(), secret_draft(password).body);
+        let plain = seq.append(draft(1, 0)).await.unwrap();
+        assert_eq!(plain.body_format, BodyFormat::Plain);
+        assert_eq!(journal.body(&plain).unwrap(), draft(1, 0).body);
+        for file in ["journal.sqlite", "journal.sqlite-wal"] {
+            assert!(!holds(&dir.path().join(file), password.as_bytes()), "{file} holds the password");
+        }
+        (sealed.seq, plain.seq)
+    };
+    // Read back after a restart: still sealed, still opens.
+    let (journal, _seq) = open(&dir);
+    let entries = journal.entries_after(0, 10).unwrap();
+    let sealed = entries.iter().find(|e| e.seq == sealed_seq).unwrap();
+    assert_eq!(sealed.body_format, BodyFormat::Sealed);
+    assert_eq!(journal.body(sealed).unwrap(), secret_draft(password).body);
+    assert_eq!(
+        journal.entry_fingerprint(sealed).unwrap(),
+        journal.request_fingerprint("POST", "/api/v1/users", &secret_draft(password).body)
+    );
+    assert_eq!(journal.get(plain_seq).unwrap().unwrap().body_format, BodyFormat::Plain);
+    for file in ["journal.sqlite", "journal.sqlite-wal"] {
+        assert!(!holds(&dir.path().join(file), password.as_bytes()), "{file} holds the password");
+    }
+}
+
+#[tokio::test]
+async fn a_sealed_body_whose_key_is_lost_does_not_open() {
+    let dir = tempdir();
+    {
+        let (_journal, seq) = open(&dir);
+        seq.ensure_id_floor(1).await.unwrap();
+        seq.append(secret_draft("pw-lost-key")).await.unwrap();
+    }
+    std::fs::remove_file(dir.path().join(journal::JOURNAL_KEY_FILE)).unwrap();
+    let (journal, _seq) = open(&dir);
+    let entry = journal.get(1).unwrap().unwrap();
+    assert!(matches!(journal.body(&entry), Err(JournalError::Unseal { seq: 1 })));
+    assert!(matches!(journal.entry_fingerprint(&entry), Err(JournalError::Unseal { seq: 1 })));
+    assert_eq!(mode(&dir.path().join(journal::JOURNAL_KEY_FILE)), 0o600, "a new key for what comes next");
+}
+
+#[tokio::test]
+async fn a_readable_journal_key_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempdir();
+    drop(open(&dir));
+    let key = dir.path().join(journal::JOURNAL_KEY_FILE);
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let err = journal::open(dir.path(), JournalConfig::default()).err().expect("a readable key must be refused");
+    assert!(matches!(err, JournalError::Key { .. }), "{err}");
+    assert!(err.to_string().contains("chmod 600"), "{err}");
+}
+
+#[tokio::test]
+async fn the_journal_directory_and_files_are_private_from_creation() {
+    let parent = tempdir();
+    let dir = parent.path().join("state");
+    let (journal, seq) = journal::open(&dir, JournalConfig::default()).unwrap();
+    seq.ensure_id_floor(1).await.unwrap();
+    seq.append(draft(1, 1)).await.unwrap();
+    assert_eq!(mode(&dir), 0o700);
+    for file in ["journal.sqlite", "journal.sqlite-wal", "journal.sqlite-shm", "journal.lock", journal::JOURNAL_KEY_FILE] {
+        assert_eq!(mode(&dir.join(file)), 0o600, "{file}");
+    }
+    drop((journal, seq));
+    // An existing directory with a wider mode is tightened.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    drop(journal::open(&dir, JournalConfig::default()).unwrap());
+    assert_eq!(mode(&dir), 0o700);
+}
+
+#[tokio::test]
+async fn truncated_entries_leave_no_body_behind_in_the_file() {
+    let dir = tempdir();
+    let marker = "truncated-body-marker-5d2e";
+    {
+        let (journal, seq) = open(&dir);
+        seq.ensure_id_floor(1).await.unwrap();
+        let e = seq.append(Draft { body: Bytes::from(format!("{{\"name\":\"{marker}\"}}")), ..draft(1, 0) }).await.unwrap();
+        seq.append(draft(2, 0)).await.unwrap();
+        for chassis in ["a", "b"] {
+            journal.mark_applied(chassis, e.seq).unwrap();
+        }
+        assert_eq!(journal.truncate().await.unwrap().removed, 1);
+    }
+    // Closed: the WAL is checkpointed into the database file and removed.
+    assert!(!dir.path().join("journal.sqlite-wal").exists());
+    assert!(!holds(&dir.path().join("journal.sqlite"), marker.as_bytes()), "the deleted body lingers in a free page");
+}
+
+#[tokio::test]
+async fn a_version_1_journal_is_upgraded_and_its_bodies_read_as_plain() {
+    let dir = tempdir();
+    {
+        let (_journal, seq) = open(&dir);
+        seq.ensure_id_floor(1).await.unwrap();
+        seq.append(draft(1, 0)).await.unwrap();
+    }
+    {
+        // What a gateway before sealed bodies wrote: no body_format column, version 1.
+        let conn = rusqlite::Connection::open(dir.path().join("journal.sqlite")).unwrap();
+        conn.execute_batch("ALTER TABLE entries DROP COLUMN body_format; UPDATE meta SET value = 1 WHERE key = 'schema_version';").unwrap();
+    }
+    let (journal, seq) = open(&dir);
+    let old = journal.get(1).unwrap().unwrap();
+    assert_eq!((old.body_format, journal.body(&old).unwrap()), (BodyFormat::Plain, draft(1, 0).body));
+    let new = seq.append(secret_draft("pw-after-upgrade")).await.unwrap();
+    assert_eq!(journal.body(&journal.get(new.seq).unwrap().unwrap()).unwrap(), secret_draft("pw-after-upgrade").body);
 }

@@ -364,6 +364,39 @@ fn revoking_an_account_ends_its_sessions_and_forgets_its_password() -> TestResul
     Ok(())
 }
 
+#[test]
+fn forgetting_credentials_deletes_the_sealed_password_and_nothing_else() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let store = SessionStore::open(dir.path(), config())?;
+    let session = store.issue(&operator())?;
+    store.remember_credentials("ops", "ops-password-to-forget")?;
+    store.remember_credentials("admin", "admin-password-kept")?;
+    // The sealed record as stored, to look for it on disk afterwards.
+    let sealed: Vec<u8> = rusqlite::Connection::open(dir.path().join(SESSIONS_DB_FILE))?.query_row(
+        "SELECT sealed FROM account_credentials WHERE username = 'ops'",
+        [],
+        |r| r.get(0),
+    )?;
+    assert!(contains(&database_bytes(dir.path())?, &sealed), "the search itself works");
+
+    assert!(store.forget_credentials("ops")?);
+    assert!(store.credentials("ops")?.is_none());
+    assert!(!store.forget_credentials("ops")?, "nothing left to forget");
+    assert!(!store.forget_credentials("nobody")?);
+    assert!(matches!(store.forget_credentials(""), Err(SessionError::InvalidUsername { .. })));
+    // The account's sessions and other accounts' passwords stay.
+    assert_eq!(store.verify(&session.token)?.username, "ops");
+    assert_eq!(store.credentials("admin")?.ok_or("kept")?.expose(), "admin-password-kept");
+
+    drop(store);
+    // Gone for good: not back after a restart, and not left in a free page.
+    assert!(!contains(&database_bytes(dir.path())?, &sealed), "the deleted record lingers in the file");
+    let store = SessionStore::open(dir.path(), config())?;
+    assert!(store.credentials("ops")?.is_none());
+    assert_eq!(store.verify(&session.token)?.username, "ops");
+    Ok(())
+}
+
 #[derive(Debug)]
 struct LoginFailed(&'static str);
 

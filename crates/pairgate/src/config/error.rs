@@ -218,6 +218,11 @@ pub enum Problem {
 
     #[error("`ends_sessions_of = \"{name}\"` names no {{{name}}} segment of {path}")]
     EndsSessionsNoParam { name: String, path: String },
+    #[error("secret field {value:?} is not a JSON pointer (RFC 6901): {reason}")]
+    BadSecretField { value: String, reason: &'static str },
+
+    #[error("`secret_fields` is set on a `{kind}` route; only mutate routes are journaled")]
+    SecretFieldsForbidden { kind: &'static str },
 
     #[error("no route rule has kind = \"login\"")]
     NoLoginRoute,
@@ -275,6 +280,8 @@ impl Problem {
             IdBlockForbidden { .. } => "remove `id_block`, or make this a kind = \"mutate\" rule".into(),
             EndsSessionsForbidden { .. } => "remove `ends_sessions_of`, or make this a kind = \"mutate\" rule".into(),
             EndsSessionsNoParam { .. } => "name the path parameter that holds the user id, e.g. path = \"/api/v1/users/{id}\" with ends_sessions_of = \"id\"".into(),
+            BadSecretField { .. } => "write each field as a JSON pointer into the request body: \"/password\", \"/credentials/password\", \"/users/0/password\" (`~1` for a '/' and `~0` for a '~' inside a name), or \"\" for the whole body".into(),
+            SecretFieldsForbidden { .. } => "remove `secret_fields`, or make this a kind = \"mutate\" rule (only mutation bodies are stored, in the journal)".into(),
             NoLoginRoute => "add a rule for the chassis' login call, e.g. [[route]] method = \"POST\", path = \"/api/v1/login\", kind = \"login\"; without it logins would be forwarded as plain mutations and no session would be shared".into(),
             BadFile { .. } => "create the file or correct the path (relative paths are resolved against this file's directory); `pairgate check-config --no-file-checks` checks everything else".into(),
             EnvUnset { name } => format!("export {name}=… in the gateway's environment, or use `password_file` instead"),

@@ -97,4 +97,5 @@ pub(crate) struct RawRoute {
     pub kind: S<String>,
     pub id_block: Option<S<u64>>,
     pub ends_sessions_of: Option<S<String>>,
+    pub secret_fields: Option<S<Vec<S<String>>>>,
 }

@@ -307,6 +307,10 @@ pub struct RouteRule {
     /// request succeeds, every gateway session of that account ends (deleted,
     /// renamed, demoted, given a new password: it must log in again).
     pub ends_sessions_of: Option<String>,
+    /// `mutate` rules only: JSON pointers (RFC 6901) to the body fields that hold
+    /// a secret (`/password`); `""` is the whole body. A body that holds any of
+    /// them is stored sealed in the journal (see [`RouteTable::body_is_secret`]).
+    pub secret_fields: Vec<String>,
     /// The line of the rule's `[[route]]` header, for logs ("matched rule at line 57").
     pub line: usize,
 }
@@ -386,6 +390,27 @@ impl RouteTable {
             Classified { kind: RouteKind::Mutate, id_block: self.default_mutate_id_block, rule_index: None }
         }
     }
+
+    /// Whether the body of this request must be stored sealed in the journal: it
+    /// is a mutation and either no rule describes it (the gateway cannot know what
+    /// it holds), or its rule names a `secret_fields` pointer the body holds. A
+    /// non-empty body that is not JSON under a rule with secret fields is sealed
+    /// too: what it holds cannot be told. Reads are never stored.
+    pub fn body_is_secret(&self, method: &str, path: &str, body: &[u8]) -> bool {
+        let classified = self.classify(method, path);
+        if classified.kind != RouteKind::Mutate {
+            return false;
+        }
+        let Some(index) = classified.rule_index else { return true };
+        let fields = &self.rules[index].secret_fields;
+        if fields.is_empty() || body.is_empty() {
+            return false;
+        }
+        match serde_json::from_slice::<serde_json::Value>(body) {
+            Ok(doc) => fields.iter().any(|pointer| doc.pointer(pointer).is_some()),
+            Err(_) => true,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -427,7 +452,15 @@ mod tests {
 
     #[test]
     fn most_specific_rule_wins_regardless_of_file_order() {
-        let rule = |m, p: &str, kind, line| RouteRule { method: m, path: pattern(p), kind, id_block: None, ends_sessions_of: None, line };
+        let rule = |m, p: &str, kind, line| RouteRule {
+            method: m,
+            path: pattern(p),
+            kind,
+            id_block: None,
+            ends_sessions_of: None,
+            secret_fields: Vec::new(),
+            line,
+        };
         let table = RouteTable::new(
             vec![
                 rule(RuleMethod::Any, "/api/{*rest}", RouteKind::Static, 1),
@@ -446,5 +479,42 @@ mod tests {
         assert_eq!((none.kind, none.id_block, none.rule_index), (RouteKind::Mutate, 7, None));
         let read = table.classify("GET", "/other?x=1");
         assert_eq!((read.kind, read.id_block, read.rule_index), (RouteKind::Read, 0, None));
+    }
+
+    #[test]
+    fn secret_bodies_are_those_a_rule_names_or_no_rule_describes() {
+        let mutate = |p: &str, fields: &[&str]| RouteRule {
+            method: RuleMethod::Any,
+            path: pattern(p),
+            kind: RouteKind::Mutate,
+            id_block: Some(0),
+            secret_fields: fields.iter().map(|f| f.to_string()).collect(),
+            line: 1,
+        };
+        let read = RouteRule {
+            method: RuleMethod::Get,
+            path: pattern("/users"),
+            kind: RouteKind::Read,
+            id_block: None,
+            secret_fields: vec![],
+            line: 2,
+        };
+        let table = RouteTable::new(
+            vec![mutate("/users", &["/password", "/credentials/password"]), mutate("/walls", &[]), mutate("/import", &[""]), read],
+            4,
+        );
+        let yes = |m: &str, p: &str, b: &str| table.body_is_secret(m, p, b.as_bytes());
+        assert!(yes("POST", "/users", r#"{"username":"u","password":"x"}"#));
+        assert!(yes("PUT", "/users", r#"{"credentials":{"password":"x"}}"#));
+        assert!(!yes("PUT", "/users", r#"{"role":"viewer"}"#), "no secret field in the body");
+        assert!(!yes("PUT", "/users", r#"{"credentials":{"user":"x"}}"#));
+        assert!(yes("PUT", "/users", "password=x"), "not JSON: cannot tell, sealed");
+        assert!(!yes("DELETE", "/users", ""), "empty body");
+        assert!(!yes("POST", "/walls", r#"{"password":"x"}"#), "the rule names no secret field");
+        assert!(yes("PUT", "/import", "{}"), "\"\" is the whole body");
+        assert!(yes("POST", "/unknown", "{}"), "no rule describes it");
+        assert!(yes("POST", "/unknown", ""), "no rule describes it");
+        assert!(!yes("GET", "/users", r#"{"password":"x"}"#), "reads are not stored");
+        assert!(!yes("GET", "/unknown", "{}"), "reads are not stored");
     }
 }

@@ -342,13 +342,27 @@ impl Validator<'_, '_> {
                     Some(name.clone())
                 }
             };
+            let secret_fields = match (kind, &r.secret_fields) {
+                (RouteKind::Mutate, Some(fields)) => {
+                    let mut out = Vec::with_capacity(fields.get_ref().len());
+                    for field in fields.get_ref() {
+                        if let Err(reason) = check_json_pointer(field.get_ref()) {
+                            return Err(self.err(field.span(), Problem::BadSecretField { value: field.get_ref().clone(), reason }));
+                        }
+                        out.push(field.get_ref().clone());
+                    }
+                    out
+                }
+                (_, Some(fields)) => return Err(self.err(fields.span(), Problem::SecretFieldsForbidden { kind: kind.as_str() })),
+                (_, None) => Vec::new(),
+            };
             let line = self.line(entry.span());
             if let Some(first_line) = seen.insert((method, path.shape()), line) {
                 return Err(
                     self.err(r.path.span(), Problem::DuplicateRoute { method: method.to_string(), path: path.to_string(), first_line })
                 );
             }
-            rules.push(RouteRule { method, path, kind, id_block, ends_sessions_of, line });
+            rules.push(RouteRule { method, path, kind, id_block, ends_sessions_of, secret_fields, line });
         }
         if !rules.iter().any(|r| r.kind == RouteKind::Login) {
             // Point at the end of the file: where the missing rule would go.
@@ -357,6 +371,24 @@ impl Validator<'_, '_> {
         }
         Ok(RouteTable::new(rules, default_block))
     }
+}
+
+/// Whether `text` is a JSON pointer (RFC 6901): empty (the whole document), or
+/// `/`-separated reference tokens in which `~` only starts `~0` or `~1`.
+fn check_json_pointer(text: &str) -> std::result::Result<(), &'static str> {
+    if text.is_empty() {
+        return Ok(());
+    }
+    if !text.starts_with('/') {
+        return Err("it must be empty (the whole body) or start with '/'");
+    }
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '~' && !matches!(chars.next(), Some('0' | '1')) {
+            return Err("'~' must be followed by 0 (for '~') or 1 (for '/')");
+        }
+    }
+    Ok(())
 }
 
 /// Whether a chassis URL obviously reaches the gateway's own listening socket.

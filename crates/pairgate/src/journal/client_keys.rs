@@ -22,11 +22,15 @@
 //!
 //! Records expire after `client_key_ttl` (24 h) or, oldest first, beyond
 //! `client_key_max`; an expired record reads as absent even before it is deleted.
+//!
+//! A record is compared by the fingerprint of its request
+//! ([`super::Journal::request_fingerprint`]): an HMAC keyed with the journal's key
+//! (`journal.key`), never a bare hash of the body, which for a body carrying a
+//! password would let anyone holding the database test guesses offline.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use sha2::{Digest, Sha256};
 
 use super::shared::{Pending, Shared};
 use super::{store, JournalError};
@@ -53,18 +57,6 @@ pub struct ClientResponse {
     pub status: u16,
     pub headers: Vec<(String, String)>,
     pub body: Bytes,
-}
-
-/// The fingerprint `begin_client_key` compares: SHA-256 over the method, the target and
-/// the body, each length-prefixed so no two different requests collide by shifting
-/// bytes between fields.
-pub fn request_fingerprint(method: &str, path_and_query: &str, body: &[u8]) -> String {
-    let mut h = Sha256::new();
-    for part in [method.as_bytes(), path_and_query.as_bytes(), body] {
-        h.update((part.len() as u64).to_be_bytes());
-        h.update(part);
-    }
-    hex::encode(h.finalize())
 }
 
 pub(crate) fn now_ms() -> i64 {
@@ -129,17 +121,5 @@ pub(crate) fn release(shared: &Shared, account: &str, key: &str) -> bool {
         }
         Some(_) => false,
         None => true,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn fingerprint_separates_fields() {
-        assert_ne!(request_fingerprint("POST", "/a", b"bc"), request_fingerprint("POST", "/ab", b"c"));
-        assert_eq!(request_fingerprint("POST", "/a", b"x"), request_fingerprint("POST", "/a", b"x"));
-        assert_eq!(request_fingerprint("POST", "/a", b"x").len(), 64);
     }
 }

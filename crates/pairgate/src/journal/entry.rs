@@ -28,6 +28,39 @@ pub struct Draft {
     /// The client's `Idempotency-Key`, when it sent one (see
     /// [`crate::journal::Journal::begin_client_key`]).
     pub client_key: Option<String>,
+    /// Store the body sealed ([`BodyFormat::Sealed`]): it carries a secret, or
+    /// the gateway cannot tell (see `RouteTable::body_is_secret`).
+    pub seal_body: bool,
+}
+
+/// How an entry's body is stored (the `body_format` column).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum BodyFormat {
+    /// As the client sent it (entries without a secret, and every entry written
+    /// before bodies were sealed).
+    #[default]
+    Plain,
+    /// Sealed with the journal's key (`journal.key`), bound to the gateway id and
+    /// the seq: open it with [`crate::journal::Journal::body`].
+    Sealed,
+}
+
+impl BodyFormat {
+    /// The value stored in the `body_format` column.
+    pub fn code(self) -> u8 {
+        match self {
+            BodyFormat::Plain => 0,
+            BodyFormat::Sealed => 1,
+        }
+    }
+
+    pub fn from_code(code: u8) -> Option<BodyFormat> {
+        match code {
+            0 => Some(BodyFormat::Plain),
+            1 => Some(BodyFormat::Sealed),
+            _ => None,
+        }
+    }
 }
 
 /// A block of ids `[base, base + count)`, sent to both chassis as `X-Id-Block`.
@@ -57,7 +90,10 @@ pub struct Entry {
     pub method: String,
     pub path_and_query: String,
     pub headers: Vec<(String, String)>,
+    /// The body as stored: sealed when `body_format` says so. What a chassis is
+    /// sent is [`crate::journal::Journal::body`].
     pub body: Bytes,
+    pub body_format: BodyFormat,
     /// `None` when the draft asked for no ids.
     pub id_block: Option<IdBlock>,
     pub account: String,
@@ -90,6 +126,7 @@ mod tests {
             path_and_query: "/walls".into(),
             headers: vec![],
             body: Bytes::new(),
+            body_format: BodyFormat::Plain,
             id_block: Some(IdBlock { base: 7000, count: 8 }),
             account: "admin".into(),
             client_key: None,

@@ -86,6 +86,21 @@ pub enum JournalError {
     #[error("no idempotency record for this account and key")]
     UnknownClientKey,
 
+    /// The journal's key file (`journal.key`) cannot be read, created or used.
+    #[error("journal key file {}: {reason}", path.display())]
+    Key { path: PathBuf, reason: String },
+
+    /// Sealing an entry's body failed (the system random source failed); the
+    /// entry was not recorded.
+    #[error("could not seal the body of a journal entry: {0}")]
+    Seal(crate::seal::SealError),
+
+    /// A sealed body does not open: the journal key file was replaced or lost
+    /// since the entry was written, or the entry was altered. The entry must not
+    /// be sent to any chassis.
+    #[error("the sealed body of journal entry {seq} cannot be opened (was journal.key replaced or lost?); it is not sent to any chassis")]
+    Unseal { seq: u64 },
+
     /// A follower needs an entry the journal no longer keeps (dropped by the
     /// `max_entries` rule): the chassis needs a full resync.
     #[error("entry {wanted} is gone (oldest kept: {oldest}): full resync needed")]

@@ -10,6 +10,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use rustix::fs::{flock, FlockOperation};
@@ -25,8 +26,14 @@ pub(crate) struct DirLock {
 impl DirLock {
     pub(crate) fn acquire(dir: &Path) -> Result<DirLock, JournalError> {
         let path = dir.join("journal.lock");
-        let file =
-            OpenOptions::new().create(true).truncate(false).read(true).write(true).open(&path).map_err(|e| JournalError::io(&path, e))?;
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .write(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(|e| JournalError::io(&path, e))?;
         match flock(&file, FlockOperation::NonBlockingLockExclusive) {
             Ok(()) => Ok(DirLock { _file: file }),
             Err(e) if e == rustix::io::Errno::WOULDBLOCK => Err(JournalError::Locked { path }),

@@ -8,7 +8,13 @@
 //! Tables:
 //! - `entries`: the journal itself, one row per seq; `void = 1` marks an entry dropped
 //!   by `drop_entry` (both chassis refused it), kept so seqs stay gap-free until it is
-//!   truncated with its neighbours.
+//!   truncated with its neighbours; `body_format` says whether `body` is as sent (0)
+//!   or sealed with `journal.key` (1, see `keys.rs`). Schema version 2 added that
+//!   column; a version 1 journal gets it (every old body reads as plain) on open.
+//!
+//! The file is created 0600 before SQLite opens it (SQLite gives `-wal` and `-shm`
+//! the database's mode), and `secure_delete` is on: truncated entries are
+//! overwritten with zeros, not left readable in free pages.
 //! - `applied`: per chassis name, the highest seq it is known to have applied.
 //! - `meta`: `schema_version`, `gateway_id` (random, generated once, never changed),
 //!   `last_seq` (the last seq ever committed, kept even when every entry has been
@@ -16,6 +22,8 @@
 //! - `client_keys`: client `Idempotency-Key` records (see `client_keys.rs`).
 
 use std::collections::BTreeSet;
+use std::fs::OpenOptions;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::time::Duration;
 
@@ -25,7 +33,7 @@ use super::sql_u64::{opt, U64};
 use super::JournalError;
 
 pub(crate) const DB_FILE: &str = "journal.sqlite";
-pub(crate) const SCHEMA_VERSION: i64 = 1;
+pub(crate) const SCHEMA_VERSION: i64 = 2;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS meta (
@@ -42,7 +50,8 @@ CREATE TABLE IF NOT EXISTS entries (
     id_count       INTEGER,
     account        TEXT NOT NULL,
     client_key     TEXT,
-    void           INTEGER NOT NULL DEFAULT 0
+    void           INTEGER NOT NULL DEFAULT 0,
+    body_format    INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS applied (
     chassis TEXT PRIMARY KEY,
@@ -67,6 +76,9 @@ CREATE INDEX IF NOT EXISTS client_keys_by_seq ON client_keys (seq) WHERE seq IS 
 /// lock someone else holds (there should be no one; see `lock.rs`).
 pub(crate) fn open_writer(path: &Path, busy_timeout: Duration) -> Result<Connection, JournalError> {
     let open_err = |e| JournalError::Open { path: path.to_owned(), source: std::sync::Arc::new(e) };
+    // Created here, 0600, so that it is never readable by others, not even for the
+    // moment before a chmod (SQLite would create it 0644 minus the umask).
+    OpenOptions::new().write(true).create(true).truncate(false).mode(0o600).open(path).map_err(|e| JournalError::io(path, e))?;
     let conn = Connection::open(path).map_err(open_err)?;
     conn.busy_timeout(busy_timeout).map_err(open_err)?;
     let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0)).map_err(open_err)?;
@@ -78,6 +90,9 @@ pub(crate) fn open_writer(path: &Path, busy_timeout: Duration) -> Result<Connect
     conn.pragma_update(None, "synchronous", "FULL").map_err(open_err)?;
     // Keep the WAL file from staying huge after a burst: truncated to this after a checkpoint.
     conn.pragma_update(None, "journal_size_limit", 64 * 1024 * 1024).map_err(open_err)?;
+    // Deleted rows (truncated entries, expired client keys) are zeroed, so no old
+    // body lingers in a free page.
+    conn.pragma_update(None, "secure_delete", true).map_err(open_err)?;
     Ok(conn)
 }
 
@@ -111,7 +126,13 @@ pub(crate) fn init_and_recover(conn: &mut Connection, chassis: &[String]) -> Res
 
     let version: Option<i64> = meta_get(&tx, "schema_version")?;
     match version {
+        // A new journal: SCHEMA just created version 2's tables.
         None => meta_set(&tx, "schema_version", SCHEMA_VERSION)?,
+        Some(1) => {
+            tx.execute_batch("ALTER TABLE entries ADD COLUMN body_format INTEGER NOT NULL DEFAULT 0").map_err(JournalError::storage)?;
+            meta_set(&tx, "schema_version", SCHEMA_VERSION)?;
+            tracing::info!("journal schema upgraded from version 1 to {SCHEMA_VERSION} (sealed bodies)");
+        }
         Some(v) if v == SCHEMA_VERSION => {}
         Some(found) => return Err(JournalError::SchemaVersion { found, supported: SCHEMA_VERSION }),
     }

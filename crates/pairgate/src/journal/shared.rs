@@ -15,12 +15,15 @@ use parking_lot::Mutex;
 use tokio::sync::{broadcast, watch};
 
 use super::entry::Entry;
+use super::keys::JournalKeys;
 use super::readers::ReaderPool;
 use super::JournalConfig;
 
 #[derive(Debug)]
 pub(crate) struct Shared {
     pub(crate) gateway_id: String,
+    /// Seals secret-bearing bodies and keys client fingerprints (`journal.key`).
+    pub(crate) keys: JournalKeys,
     pub(crate) config: JournalConfig,
     pub(crate) readers: ReaderPool,
     pub(crate) state: Mutex<State>,

@@ -10,11 +10,11 @@ use bytes::Bytes;
 use rusqlite::types::Type;
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
-use super::entry::{Entry, IdBlock};
+use super::entry::{BodyFormat, Entry, IdBlock};
 use super::sql_u64::{opt, U64};
 use super::ClientResponse;
 
-const ENTRY_COLUMNS: &str = "seq, method, path_and_query, headers, body, id_base, id_count, account, client_key";
+const ENTRY_COLUMNS: &str = "seq, method, path_and_query, headers, body, id_base, id_count, account, client_key, body_format";
 
 fn encode_headers(headers: &[(String, String)]) -> rusqlite::Result<String> {
     serde_json::to_string(headers).map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))
@@ -34,6 +34,11 @@ fn entry_from_row(row: &Row<'_>) -> rusqlite::Result<Entry> {
         path_and_query: row.get(2)?,
         headers: decode_headers(row, 3)?,
         body: Bytes::from(row.get::<_, Vec<u8>>(4)?),
+        body_format: {
+            let code: u8 = row.get(9)?;
+            BodyFormat::from_code(code)
+                .ok_or_else(|| rusqlite::Error::FromSqlConversionFailure(9, Type::Integer, format!("unknown body format {code}").into()))?
+        },
         id_block: match (base, count) {
             (Some(base), Some(count)) => Some(IdBlock { base, count }),
             _ => None,
@@ -45,8 +50,8 @@ fn entry_from_row(row: &Row<'_>) -> rusqlite::Result<Entry> {
 
 pub(crate) fn insert_entry(conn: &Connection, e: &Entry) -> rusqlite::Result<()> {
     let mut stmt = conn.prepare_cached(
-        "INSERT INTO entries (seq, method, path_and_query, headers, body, id_base, id_count, account, client_key)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        "INSERT INTO entries (seq, method, path_and_query, headers, body, id_base, id_count, account, client_key, body_format)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
     )?;
     stmt.execute(params![
         U64(e.seq),
@@ -58,6 +63,7 @@ pub(crate) fn insert_entry(conn: &Connection, e: &Entry) -> rusqlite::Result<()>
         e.id_block.map(|b| U64(b.count)),
         e.account,
         e.client_key,
+        e.body_format.code(),
     ])?;
     Ok(())
 }

@@ -6,6 +6,7 @@
 //! a token the browser holds always names a record that is on disk. The file is
 //! created 0600 (SQLite gives its `-wal` and `-shm` files the same mode): it holds
 //! no plain secret, but nothing in it is anyone else's business either.
+//! `secure_delete` is on: what is deleted is overwritten, not left in free pages.
 //!
 //! Rows are deleted, not flagged, when a session ends: a token whose record is
 //! gone is refused as revoked.
@@ -92,6 +93,9 @@ impl SessionDb {
         // journal_mode answers with a row; the others do not.
         let _mode: String = self.conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0)).map_err(self.err("enable WAL"))?;
         self.conn.execute_batch("PRAGMA synchronous=FULL;").map_err(self.err("set synchronous=FULL"))?;
+        // A deleted row (an ended session, forgotten credentials) is zeroed on disk,
+        // not left in a free page.
+        self.conn.execute_batch("PRAGMA secure_delete=ON;").map_err(self.err("set secure_delete"))?;
         let version: i64 = self.conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(self.err("read schema version"))?;
         if version > SCHEMA_VERSION {
             return Err(SessionError::SchemaTooNew { path: self.path.clone(), found: version, supported: SCHEMA_VERSION });
@@ -223,6 +227,13 @@ impl SessionDb {
             )
             .map_err(self.err("store credentials"))?;
         Ok(())
+    }
+
+    /// Deletes the sealed credentials of `username`; whether there were any.
+    pub(crate) fn delete_credentials(&self, username: &str) -> Result<bool, SessionError> {
+        let n =
+            self.conn.execute("DELETE FROM account_credentials WHERE username = ?1", [username]).map_err(self.err("forget credentials"))?;
+        Ok(n > 0)
     }
 
     /// The sealed credentials of `username`, if stored.

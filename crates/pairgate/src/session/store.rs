@@ -27,8 +27,6 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::fs::DirBuilder;
-use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard, TryLockError};
@@ -213,7 +211,7 @@ fn check_username(username: &str) -> Result<(), SessionError> {
 }
 
 impl SessionStore {
-    /// Opens the store in `dir` (created 0700 if missing): `sessions.sqlite` and
+    /// Opens the store in `dir` (created 0700 if missing, made 0700 if wider): `sessions.sqlite` and
     /// the credentials key file, created on first use. Sessions past their
     /// lifetime are dropped; the others are valid again at once.
     pub fn open(dir: &Path, cfg: SessionConfig) -> Result<Self, SessionError> {
@@ -226,7 +224,7 @@ impl SessionStore {
         if cfg.absolute_lifetime.is_zero() {
             return Err(SessionError::ZeroDuration { name: "absolute_lifetime" });
         }
-        DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(|source| SessionError::Io {
+        crate::state_dir::ensure_private_dir(dir).map_err(|source| SessionError::Io {
             path: dir.to_path_buf(),
             action: "create the state directory",
             source,
@@ -461,6 +459,19 @@ impl SessionStore {
         self.lock_db().put_credentials(username, &sealed, now_ms())?;
         tracing::debug!(%username, "stored the account's sealed credentials");
         Ok(())
+    }
+
+    /// Deletes the sealed password of `username` (the account was deleted: the
+    /// gateway must no longer be able to log in as it). Its gateway sessions are
+    /// not touched (see [`SessionStore::revoke_account`] for both). Whether a
+    /// password was stored.
+    pub fn forget_credentials(&self, username: &str) -> Result<bool, SessionError> {
+        check_username(username)?;
+        let forgotten = self.lock_db().delete_credentials(username)?;
+        if forgotten {
+            tracing::info!(%username, "forgot the account's sealed credentials");
+        }
+        Ok(forgotten)
     }
 
     /// The stored password of `username`, unsealed; `None` if none is stored.
