@@ -488,6 +488,7 @@ mod tests {
             path: pattern(p),
             kind: RouteKind::Mutate,
             id_block: Some(0),
+            ends_sessions_of: None,
             secret_fields: fields.iter().map(|f| f.to_string()).collect(),
             line: 1,
         };
@@ -496,6 +497,7 @@ mod tests {
             path: pattern("/users"),
             kind: RouteKind::Read,
             id_block: None,
+            ends_sessions_of: None,
             secret_fields: vec![],
             line: 2,
         };
