@@ -47,6 +47,9 @@ pub fn tls_acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor, FrontError> 
     let mut cfg =
         rustls::ServerConfig::builder().with_no_client_auth().with_single_cert(certs, key_der).map_err(|e| err(cert, e.to_string()))?;
     cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    // The server's cipher-suite order (ring's: AES-256-GCM first), not whatever a
+    // client lists first; it matters for TLS 1.2, where a client may prefer weaker.
+    cfg.ignore_client_order = true;
     Ok(TlsAcceptor::from(Arc::new(cfg)))
 }
 
