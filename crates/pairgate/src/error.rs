@@ -14,6 +14,10 @@ pub enum GatewayError {
     Unauthorized { code: &'static str, message: String },
     #[error("the request body is larger than the gateway's limit of {0} bytes")]
     BodyTooLarge(u64),
+    #[error("the request body did not arrive within the gateway's limit of {0} ms; send it faster or in a smaller request")]
+    BodyTimeout(u128),
+    #[error("the request body could not be read: {0}")]
+    BadBody(String),
     #[error("the request body is not valid JSON: {0}")]
     MalformedJson(String),
     #[error("no such endpoint: {0}")]
@@ -48,6 +52,8 @@ impl GatewayError {
         match self {
             MissingToken | Unauthorized { .. } => StatusCode::UNAUTHORIZED,
             BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
+            BadBody(_) => StatusCode::BAD_REQUEST,
             MalformedJson(_) | BadIdempotencyKey => StatusCode::BAD_REQUEST,
             NoRoute(_) => StatusCode::NOT_FOUND,
             TooManyLogins(_) => StatusCode::TOO_MANY_REQUESTS,
@@ -65,6 +71,8 @@ impl GatewayError {
             MissingToken => "missing_token",
             Unauthorized { code, .. } => code,
             BodyTooLarge(_) => "body_too_large",
+            BodyTimeout(_) => "body_timeout",
+            BadBody(_) => "bad_body",
             MalformedJson(_) => "malformed_json",
             BadIdempotencyKey => "bad_header",
             NoRoute(_) => "no_such_endpoint",

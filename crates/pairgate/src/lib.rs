@@ -18,6 +18,7 @@ pub mod front;
 pub mod gateway;
 pub mod health;
 pub mod journal;
+pub mod limits;
 pub mod pair;
 pub mod proxy;
 pub mod resync;
