@@ -16,6 +16,10 @@ pub enum GatewayError {
     BodyTooLarge(u64),
     #[error("the request path is refused: {0}; write it plainly (no '.' or '..' segments, no encoded '/' or '\\', no empty segments)")]
     BadPath(String),
+    #[error("the request body did not arrive within the gateway's limit of {0} ms; send it faster or in a smaller request")]
+    BodyTimeout(u128),
+    #[error("the request body could not be read: {0}")]
+    BadBody(String),
     #[error("the request body is not valid JSON: {0}")]
     MalformedJson(String),
     #[error("no such endpoint: {0}")]
@@ -50,6 +54,8 @@ impl GatewayError {
         match self {
             MissingToken | Unauthorized { .. } => StatusCode::UNAUTHORIZED,
             BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
+            BadBody(_) => StatusCode::BAD_REQUEST,
             MalformedJson(_) | BadIdempotencyKey | BadPath(_) => StatusCode::BAD_REQUEST,
             NoRoute(_) => StatusCode::NOT_FOUND,
             TooManyLogins(_) => StatusCode::TOO_MANY_REQUESTS,
@@ -67,6 +73,8 @@ impl GatewayError {
             MissingToken => "missing_token",
             Unauthorized { code, .. } => code,
             BodyTooLarge(_) => "body_too_large",
+            BodyTimeout(_) => "body_timeout",
+            BadBody(_) => "bad_body",
             MalformedJson(_) => "malformed_json",
             BadPath(_) => "bad_path",
             BadIdempotencyKey => "bad_header",

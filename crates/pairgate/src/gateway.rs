@@ -403,7 +403,7 @@ pub fn anti_entropy_every(health_interval: Duration) -> Duration {
     health_interval * 20
 }
 
-/// Drop journal entries both chassis applied (and enforce `max_entries`).
+/// Drop journal entries both chassis applied (and enforce `max_entries` and `max_bytes`).
 async fn trim_journal(gw: Arc<Gateway>) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {

@@ -32,9 +32,11 @@
 //! (a chassis answers a replayed create with `id_in_use`). Client idempotency records
 //! not yet journaled are lost on purpose (see `client_keys.rs`).
 //!
-//! # The `max_entries` rule
-//! Entries are kept for the slower chassis up to `max_entries`; past that the oldest
-//! are deleted anyway so a chassis that is down for long cannot fill the disk. That
+//! # The `max_entries` rule (and `max_bytes`)
+//! Entries are kept for the slower chassis up to `max_entries`, and up to `max_bytes`
+//! of stored entries ([`Entry::stored_bytes`]: method, path, headers, body, account,
+//! client key); past either the oldest are deleted anyway so a chassis that is down
+//! for long cannot fill the disk (the newest entry is always kept). That
 //! chassis then has `applied + 1 < oldest_available()`, [`Journal::needs_full_resync`]
 //! says so, and its follower fails with [`JournalError::Truncated`]; after the full
 //! resync the caller records the resync's seq with `mark_applied`.
@@ -90,7 +92,8 @@ pub struct Journal {
 /// What a truncation did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TruncateReport {
-    /// Entries deleted by this commit (applied by every chassis, or over `max_entries`).
+    /// Entries deleted by this commit (applied by every chassis, or over `max_entries`
+    /// or `max_bytes`).
     pub removed: u64,
     pub oldest_available: u64,
 }
@@ -280,7 +283,7 @@ impl Journal {
     }
 
     /// True when `chassis` missed entries the journal no longer keeps (dropped by the
-    /// `max_entries` rule): it can only be brought back by a full resync.
+    /// `max_entries` or `max_bytes` rule): it can only be brought back by a full resync.
     pub fn needs_full_resync(&self, chassis: &str) -> Result<bool, JournalError> {
         let shared = self.shared();
         let idx = shared.chassis_index(chassis).ok_or_else(|| JournalError::UnknownChassis(chassis.to_owned()))?;
@@ -288,7 +291,8 @@ impl Journal {
         Ok(st.applied[idx] + 1 < st.oldest)
     }
 
-    /// Deletes now what every chassis has applied (and what exceeds `max_entries`), and
+    /// Deletes now what every chassis has applied (and what exceeds `max_entries` or
+    /// `max_bytes`), and
     /// writes the applied positions. The writer also does this with every commit, so
     /// calling it is only needed to force it (before a shutdown, in tests).
     pub async fn truncate(&self) -> Result<TruncateReport, JournalError> {

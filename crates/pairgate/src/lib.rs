@@ -19,6 +19,7 @@ pub mod front;
 pub mod gateway;
 pub mod health;
 pub mod journal;
+pub mod limits;
 pub mod pair;
 pub mod path;
 pub mod proxy;

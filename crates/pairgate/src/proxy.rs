@@ -57,7 +57,7 @@ pub async fn handle(State(gw): State<Gw>, req: Request) -> Response {
         return crate::status::status(&gw, &parts.headers).into_response();
     }
     if crate::path::is_gateway_own(&path) {
-        let body = match read_body(&gw, body).await {
+        let body = match read_body(body, unauthenticated_limit(&gw)).await {
             Ok(b) => b,
             Err(e) => return e.into_response(),
         };
@@ -90,14 +90,14 @@ pub async fn handle(State(gw): State<Gw>, req: Request) -> Response {
             let response = match kind {
                 RouteKind::Logout => logout(&gw, &principal),
                 RouteKind::Read => {
-                    let body = match read_body(&gw, body).await {
+                    let body = match read_body(body, gw.cfg.listen.max_body_bytes).await {
                         Ok(b) => b,
                         Err(e) => return e.into_response(),
                     };
                     forward_read(&gw, Some(&principal), &parts.method, &path_and_query, &parts.headers, body).await
                 }
                 _ => {
-                    let body = match read_body(&gw, body).await {
+                    let body = match read_body(body, gw.cfg.listen.max_body_bytes).await {
                         Ok(b) => b,
                         Err(e) => return e.into_response(),
                     };
@@ -192,19 +192,29 @@ fn auth_error(e: AuthError) -> GatewayError {
     GatewayError::Unauthorized { code: e.code(), message: e.message() }
 }
 
-/// Read a body up to the configured limit (413 beyond it).
+/// Read a body up to `limit` bytes (413 beyond it; 408 if it does not arrive
+/// within `listen.body_timeout_ms`, see `limits.rs`). `limit` is
+/// `listen.max_body_bytes`, or less for a request no session vouches for.
 ///
 /// An oversized body is still read to its end (discarded, up to a bound) so
 /// the client receives the 413 instead of a connection reset mid-upload.
-async fn read_body(gw: &Gateway, body: Body) -> Result<Bytes, GatewayError> {
+async fn read_body(body: Body, limit: u64) -> Result<Bytes, GatewayError> {
+    use crate::limits::{BodyError, DRAIN_AT_MOST};
     use http_body_util::BodyExt;
-    const DRAIN_AT_MOST: u64 = 64 << 20;
-    let limit = gw.cfg.listen.max_body_bytes;
     let mut body = body;
     let mut buf = bytes::BytesMut::new();
     let mut seen = 0u64;
     while let Some(frame) = body.frame().await {
-        let Ok(frame) = frame else { break };
+        let frame = match frame {
+            Ok(f) => f,
+            Err(e) => {
+                return Err(match BodyError::of(&e) {
+                    Some(BodyError::Timeout(t)) => GatewayError::BodyTimeout(t.as_millis()),
+                    Some(BodyError::TooLarge(max)) => GatewayError::BodyTooLarge(max.min(limit)),
+                    None => GatewayError::BadBody(e.to_string()),
+                })
+            }
+        };
         if let Ok(data) = frame.into_data() {
             seen += data.len() as u64;
             if seen > DRAIN_AT_MOST {
@@ -219,6 +229,11 @@ async fn read_body(gw: &Gateway, body: Body) -> Result<Bytes, GatewayError> {
         return Err(GatewayError::BodyTooLarge(limit));
     }
     Ok(buf.freeze())
+}
+
+/// What a request no session vouches for may send (a login, `/_pairgate`).
+fn unauthenticated_limit(gw: &Gateway) -> u64 {
+    crate::limits::UNAUTHENTICATED_MAX_BODY_BYTES.min(gw.cfg.listen.max_body_bytes)
 }
 
 /// The answer of a chassis, passed to the client as it came.
@@ -583,7 +598,7 @@ async fn login(gw: &Gateway, client: Option<SocketAddr>, body: Body) -> Response
         #[allow(dead_code)]
         force: bool,
     }
-    let bytes = match read_body(gw, body).await {
+    let bytes = match read_body(body, unauthenticated_limit(gw)).await {
         Ok(b) => b,
         Err(e) => return e.into_response(),
     };

@@ -31,6 +31,7 @@
 //! Cancelling an `append` (dropping its future, e.g. the client went away) does not
 //! withdraw it: once sent it is committed and applied like any other.
 
+use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{self, RecvTimeoutError, TryRecvError};
 use std::sync::Arc;
@@ -160,7 +161,11 @@ pub(crate) fn start(conn: Connection, lock: DirLock, shared: Arc<Shared>) -> Res
         let st = shared.state.lock();
         (st.last_seq, st.oldest, st.next_id)
     };
+    let sizes: VecDeque<(u64, u64)> = store::entry_sizes(&conn).map_err(JournalError::storage)?.into();
+    let stored_bytes = sizes.iter().map(|(_, b)| b).sum();
     let writer = Writer {
+        sizes,
+        stored_bytes,
         conn,
         rx,
         shared: shared.clone(),
@@ -187,6 +192,10 @@ struct Writer {
     last_seq: u64,
     oldest: u64,
     next_id: Option<u64>,
+    /// `(seq, Entry::stored_bytes)` of every stored entry, oldest first, and their sum:
+    /// what the `max_bytes` rule counts.
+    sizes: VecDeque<(u64, u64)>,
+    stored_bytes: u64,
     /// When set, applied positions are waiting to be written by then.
     flush_due: Option<Instant>,
     next_housekeeping: Instant,
@@ -379,11 +388,13 @@ impl Writer {
             }
         }
 
-        // Truncation: what every chassis applied, then the max_entries rule.
+        // Truncation: what every chassis applied, then the max_entries rule, then the
+        // max_bytes rule.
         let min_applied = applied.iter().copied().min().unwrap_or(0);
         let applied_floor = (min_applied + 1).max(self.oldest);
         let max = self.shared.config.max_entries;
         let keep_from = if plan.last_seq + 1 > applied_floor.saturating_add(max) { plan.last_seq + 1 - max } else { applied_floor };
+        let keep_from = byte_floor(&self.sizes, self.stored_bytes, self.shared.config.max_bytes, plan, keep_from);
         let removed = if keep_from > self.oldest { store::delete_before(&tx, keep_from)? } else { 0 };
 
         let now = Instant::now();
@@ -407,6 +418,17 @@ impl Writer {
         self.last_seq = plan.last_seq;
         self.next_id = plan.next_id;
         self.oldest = written.oldest;
+        for entry in plan.appends.iter().filter_map(|j| j.result.as_ref().ok()) {
+            self.sizes.push_back((entry.seq, entry.stored_bytes()));
+            self.stored_bytes += entry.stored_bytes();
+        }
+        while let Some(&(seq, bytes)) = self.sizes.front() {
+            if seq >= self.oldest {
+                break;
+            }
+            self.stored_bytes -= bytes;
+            self.sizes.pop_front();
+        }
 
         let dirty = {
             let mut st = shared.state.lock();
@@ -459,7 +481,8 @@ impl Writer {
                 dropped = written.dropped_unapplied,
                 oldest_kept = written.oldest,
                 max_entries = shared.config.max_entries,
-                "journal over max_entries: dropped entries a lagging chassis has not applied; it needs a full resync"
+                max_bytes = shared.config.max_bytes,
+                "journal over max_entries or max_bytes: dropped entries a lagging chassis has not applied; it needs a full resync"
             );
         }
 
@@ -497,6 +520,26 @@ impl Writer {
             (true, false) => Some(self.flush_due.unwrap_or(fresh)),
         };
     }
+}
+
+/// The lowest seq to keep so that what is stored after this batch, from `keep_from`
+/// on, is at most `max_bytes` (never past the newest entry, which is always kept).
+/// Amortised cost: the entries it decides to drop.
+fn byte_floor(sizes: &VecDeque<(u64, u64)>, stored_bytes: u64, max_bytes: u64, plan: &Plan, keep_from: u64) -> u64 {
+    let new = plan.appends.iter().filter_map(|j| j.result.as_ref().ok()).map(|e| (e.seq, e.stored_bytes()));
+    let mut total = stored_bytes + new.clone().map(|(_, b)| b).sum::<u64>();
+    let mut keep_from = keep_from;
+    for (seq, bytes) in sizes.iter().copied().chain(new) {
+        if seq < keep_from {
+            total = total.saturating_sub(bytes);
+        } else if total > max_bytes && seq < plan.last_seq {
+            total = total.saturating_sub(bytes);
+            keep_from = seq + 1;
+        } else {
+            break;
+        }
+    }
+    keep_from
 }
 
 /// A request of a batch and its staged answer (`Ok` = to be written).
@@ -553,7 +596,8 @@ struct Plan {
 struct Written {
     oldest: u64,
     removed: u64,
-    /// Entries deleted by the max_entries rule that some chassis had not applied.
+    /// Entries deleted by the max_entries or max_bytes rule that some chassis had not
+    /// applied.
     dropped_unapplied: u64,
 }
 

@@ -22,7 +22,8 @@ pub async fn run(cfg: Config) -> Result<Arc<Gateway>, StartError> {
 /// the caller can cancel its shutdown token).
 pub async fn run_with(cfg: Config, started: impl FnOnce(Arc<Gateway>)) -> Result<Arc<Gateway>, StartError> {
     let addr = cfg.listen.addr;
-    let header_timeout = cfg.listen.header_timeout;
+    let limits = crate::front::FrontLimits::from_listen(&cfg.listen, Duration::from_secs(10));
+    raise_fd_limit(cfg.listen.max_connections);
     let gw = Gateway::start(cfg).await?;
     let tls = gw.tls()?;
     let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| StartError::Bind(addr, e))?;
@@ -30,8 +31,32 @@ pub async fn run_with(cfg: Config, started: impl FnOnce(Arc<Gateway>)) -> Result
     let shutdown = gw.shutdown.clone();
     started(gw.clone());
     let app = app(gw.clone());
-    crate::front::serve(listener, tls, app, header_timeout, Duration::from_secs(10), shutdown).await;
+    crate::front::serve(listener, tls, app, limits, shutdown).await;
     Ok(gw)
+}
+
+/// Raise the soft limit on open files to the hard one: each client connection is a
+/// descriptor, and `max_connections` of them should fit beside the gateway's own
+/// (journal, sessions, chassis connections). Says so when they cannot.
+fn raise_fd_limit(max_connections: u32) {
+    use rustix::process::{getrlimit, setrlimit, Resource};
+    let mut lim = getrlimit(Resource::Nofile);
+    if lim.current < lim.maximum {
+        lim.current = lim.maximum;
+        if let Err(e) = setrlimit(Resource::Nofile, lim) {
+            tracing::warn!("raising the open-file limit to {:?}: {e}", lim.maximum);
+        }
+    }
+    let now = getrlimit(Resource::Nofile).current;
+    let wanted = u64::from(max_connections) + 256;
+    if now.is_some_and(|n| n < wanted) {
+        tracing::warn!(
+            open_file_limit = ?now,
+            max_connections,
+            "the open-file limit is below listen.max_connections + 256: connections will be refused (EMFILE) before the cap; \
+             raise it (ulimit -n, LimitNOFILE=) or lower max_connections"
+        );
+    }
 }
 
 /// Resolves on SIGTERM or Ctrl-C.

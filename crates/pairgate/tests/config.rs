@@ -102,6 +102,11 @@ fn base_config_is_valid_and_defaults_apply() {
     assert_eq!(c.timeouts.health_interval, Duration::from_millis(500));
     assert_eq!(c.timeouts.down_after, Duration::from_millis(1500));
     assert_eq!(c.journal.max_entries, 100_000);
+    assert_eq!(c.journal.max_bytes, 256 * 1024 * 1024);
+    assert_eq!(c.listen.body_timeout, Duration::from_millis(30_000));
+    assert_eq!(c.listen.idle_timeout, Duration::from_millis(60_000));
+    assert_eq!(c.listen.max_connections, 4096);
+    assert_eq!(c.listen.max_requests_in_flight, 1024);
     assert_eq!(c.sessions.idle_timeout, Duration::from_secs(1800));
     assert_eq!(c.sessions.login_attempts_per_minute, 10);
     assert_eq!(c.routes.default_mutate_id_block(), 16);
@@ -401,6 +406,10 @@ fn semantic_errors_name_their_line() {
         (format!("{BASE}\n[timeouts]\nper_try_ms = 5\n"), "per_try_ms", |p| matches!(p, Problem::OutOfRange { min: 10, max: 60_000, value: 5, .. })),
         (format!("{BASE}\n[timeouts]\nsecondary_grace_ms = 3000\n"), "secondary_grace_ms", |p| matches!(p, Problem::GraceLongerThanTry { grace: 3000, per_try: 2000 })),
         (format!("{BASE}\n[journal]\nmax_entries = 0\n"), "max_entries", |p| matches!(p, Problem::OutOfRange { .. })),
+        (format!("{BASE}\n[journal]\nmax_bytes = 1000\n"), "max_bytes", |p| matches!(p, Problem::OutOfRange { min: 1_048_576, value: 1000, .. })),
+        (edit(BASE, "tls_key = \"gw.key\"", "tls_key = \"gw.key\"\nmax_connections = 0"), "max_connections", |p| matches!(p, Problem::OutOfRange { min: 1, value: 0, .. })),
+        (edit(BASE, "tls_key = \"gw.key\"", "tls_key = \"gw.key\"\nmax_requests_in_flight = 0"), "max_requests_in_flight", |p| matches!(p, Problem::OutOfRange { min: 1, value: 0, .. })),
+        (edit(BASE, "tls_key = \"gw.key\"", "tls_key = \"gw.key\"\nbody_timeout_ms = 5"), "body_timeout_ms", |p| matches!(p, Problem::OutOfRange { min: 100, value: 5, .. })),
         (route("method = \"get\"\npath = \"/x\"\nkind = \"read\""), "method = \"get\"", |p| matches!(p, Problem::BadMethod { .. })),
         (route("method = \"GET\"\npath = \"/x\"\nkind = \"write\""), "kind = \"write\"", |p| matches!(p, Problem::BadKind { .. })),
         (route("method = \"GET\"\npath = \"/a/*\"\nkind = \"read\""), "path = \"/a/*\"", |p| matches!(p, Problem::BadPattern { .. })),

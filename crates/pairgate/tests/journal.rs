@@ -262,6 +262,91 @@ async fn applied_truncate_depth_and_the_max_entries_rule() {
     assert!(!journal.needs_full_resync("b").unwrap());
 }
 
+/// The bytes `max_bytes` counts for one entry: method, path and query, header names
+/// and values, body, account and client key, as the journal stores them.
+fn counted_bytes(e: &Entry) -> u64 {
+    let headers: usize = e.headers.iter().map(|(k, v)| k.len() + v.len()).sum();
+    (e.method.len() + e.path_and_query.len() + headers + e.body.len() + e.account.len() + e.client_key.as_ref().map_or(0, String::len))
+        as u64
+}
+
+/// A draft with a body of `body` bytes.
+fn big_draft(i: usize, body: usize) -> Draft {
+    Draft { body: Bytes::from(vec![b'x'; body]), ..draft(i, 0) }
+}
+
+/// The longest run of newest entries whose counted bytes fit in `max` (at least one).
+fn expected_oldest(entries: &[Arc<Entry>], max: u64) -> u64 {
+    let mut total = 0;
+    let mut oldest = entries.last().map_or(1, |e| e.seq);
+    for e in entries.iter().rev() {
+        total += counted_bytes(e);
+        if total > max && e.seq != oldest {
+            break;
+        }
+        oldest = e.seq;
+    }
+    oldest
+}
+
+#[tokio::test]
+async fn the_max_bytes_rule_drops_the_oldest_entries_and_survives_a_reopen() {
+    let dir = tempdir();
+    let max_bytes = 10_000;
+    let config = JournalConfig { max_bytes, ..JournalConfig::default() };
+    let (journal, seq) = journal::open(dir.path(), config.clone()).unwrap();
+    // b goes away; a keeps up. 30 entries of about 1 KiB: about three times max_bytes.
+    let mut appended = Vec::new();
+    for i in 0..30 {
+        let e = seq.append(big_draft(i, 1000)).await.unwrap();
+        journal.mark_applied("a", e.seq).unwrap();
+        appended.push(e);
+    }
+    journal.truncate().await.unwrap();
+    let kept = journal.entries_after(0, 1000).unwrap();
+    let kept_bytes: u64 = kept.iter().map(|e| counted_bytes(e)).sum();
+    assert!(kept_bytes <= max_bytes, "kept {kept_bytes} bytes in {} entries, over max_bytes {max_bytes}", kept.len());
+    let want_oldest = expected_oldest(&appended, max_bytes);
+    assert!(want_oldest > 1 && want_oldest < 30, "the test itself: {want_oldest}");
+    assert_eq!(journal.oldest_available(), want_oldest, "as many of the newest entries as fit are kept");
+    assert_eq!(kept.first().map(|e| e.seq), Some(want_oldest));
+    assert_eq!(kept.last().map(|e| e.seq), Some(30));
+    // b missed dropped entries: a full resync, as with max_entries.
+    assert!(journal.needs_full_resync("b").unwrap());
+    assert!(!journal.needs_full_resync("a").unwrap());
+    assert_eq!(journal.stats().dropped_for_max_entries, want_oldest - 1);
+    let mut follower = journal.follow(journal.applied("b").unwrap());
+    assert!(matches!(follower.next().await, Err(JournalError::Truncated { wanted: 1, oldest }) if oldest == want_oldest));
+    drop(follower);
+
+    // Reopened, the journal knows the bytes it holds: ten more entries still keep it
+    // under the bound, and the same suffix rule holds.
+    drop((journal, seq));
+    let (journal, seq) = journal::open(dir.path(), config.clone()).unwrap();
+    for i in 0..10 {
+        let e = seq.append(big_draft(i, 1000)).await.unwrap();
+        journal.mark_applied("a", e.seq).unwrap();
+        appended.push(e);
+    }
+    journal.truncate().await.unwrap();
+    let kept = journal.entries_after(0, 1000).unwrap();
+    let kept_bytes: u64 = kept.iter().map(|e| counted_bytes(e)).sum();
+    assert!(kept_bytes <= max_bytes, "after a reopen: kept {kept_bytes} bytes, over {max_bytes}");
+    assert_eq!(journal.oldest_available(), expected_oldest(&appended, max_bytes));
+
+    // An entry larger than max_bytes on its own is still kept (the newest always is):
+    // a chassis must be able to receive it.
+    let huge = seq.append(big_draft(99, 20_000)).await.unwrap();
+    journal.truncate().await.unwrap();
+    let kept = journal.entries_after(0, 1000).unwrap();
+    assert_eq!(kept.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![huge.seq], "only the newest, oversized entry");
+    // Once both chassis applied it, nothing is left.
+    journal.mark_applied("a", huge.seq).unwrap();
+    journal.mark_applied("b", huge.seq).unwrap();
+    journal.truncate().await.unwrap();
+    assert!(journal.entries_after(0, 1000).unwrap().is_empty());
+}
+
 #[tokio::test]
 async fn applied_positions_are_written_lazily_but_written() {
     let dir = tempdir();

@@ -42,6 +42,9 @@ pub(crate) struct RawListen {
     pub max_body_bytes: Option<S<u64>>,
     pub header_timeout_ms: Option<S<u64>>,
     pub idle_timeout_ms: Option<S<u64>>,
+    pub body_timeout_ms: Option<S<u64>>,
+    pub max_connections: Option<S<u64>>,
+    pub max_requests_in_flight: Option<S<u64>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -76,6 +79,7 @@ pub(crate) struct RawTimeouts {
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawJournal {
     pub max_entries: Option<S<u64>>,
+    pub max_bytes: Option<S<u64>>,
     pub commit_max_batch: Option<S<u64>>,
     pub commit_max_delay_us: Option<S<u64>>,
 }

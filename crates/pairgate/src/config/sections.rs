@@ -20,6 +20,15 @@ pub const DEFAULT_HEADER_TIMEOUT_MS: u64 = 10_000;
 /// `[listen].idle_timeout_ms` default: an idle keep-alive connection is closed after
 /// 60 s (event WebSockets are not idle connections and are not affected).
 pub const DEFAULT_IDLE_TIMEOUT_MS: u64 = 60_000;
+/// `[listen].body_timeout_ms` default: a client has 30 s from the end of its headers
+/// to send the whole request body (408 after it).
+pub const DEFAULT_BODY_TIMEOUT_MS: u64 = 30_000;
+/// `[listen].max_connections` default: open client connections at once. At the cap
+/// the oldest idle connection is closed to make room; with none idle, the new one is.
+pub const DEFAULT_MAX_CONNECTIONS: u64 = 4_096;
+/// `[listen].max_requests_in_flight` default: requests handled at once, over all
+/// connections; more wait for a slot.
+pub const DEFAULT_MAX_REQUESTS_IN_FLIGHT: u64 = 1_024;
 /// `[timeouts].secondary_grace_ms` default (DESIGN.md, "Answer to the client").
 pub const DEFAULT_SECONDARY_GRACE_MS: u64 = 200;
 /// `[timeouts].per_try_ms` default: the longest one attempt at a chassis may take.
@@ -31,6 +40,9 @@ pub const DEFAULT_DOWN_AFTER_MS: u64 = 1_500;
 /// `[journal].max_entries` default: a chassis further behind than this many
 /// mutations goes through full resync instead of replay.
 pub const DEFAULT_JOURNAL_MAX_ENTRIES: u64 = 100_000;
+/// `[journal].max_bytes` default: 256 MiB. Like `max_entries`, a bound on what is
+/// kept for a lagging chassis; past it the oldest entries go.
+pub const DEFAULT_JOURNAL_MAX_BYTES: u64 = 256 * 1024 * 1024;
 /// `[journal].commit_max_batch` default: most entries made durable by one commit.
 pub const DEFAULT_COMMIT_MAX_BATCH: u32 = 1_024;
 /// `[journal].commit_max_delay_us` default: 0, i.e. no added wait. A batch is what
@@ -54,8 +66,14 @@ pub struct Listen {
     pub max_body_bytes: u64,
     /// Time a client has to send a request's headers.
     pub header_timeout: Duration,
-    /// Idle keep-alive connections are closed after this.
+    /// Idle keep-alive connections (HTTP/1 and HTTP/2) are closed after this.
     pub idle_timeout: Duration,
+    /// Time a client has, once its headers are in, to send the whole body (408).
+    pub body_timeout: Duration,
+    /// Open client connections at once (see [`DEFAULT_MAX_CONNECTIONS`]).
+    pub max_connections: u32,
+    /// Requests handled at once over all connections; more wait for a slot.
+    pub max_requests_in_flight: u32,
 }
 
 /// HTTPS, or plain HTTP when the file says `insecure_http = true` explicitly.
@@ -123,6 +141,8 @@ impl Default for Timeouts {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Journal {
     pub max_entries: u64,
+    /// Bytes of stored entries kept at most (method, path, headers and body of each).
+    pub max_bytes: u64,
     pub commit_max_batch: u32,
     pub commit_max_delay: Duration,
 }
@@ -131,6 +151,7 @@ impl Default for Journal {
     fn default() -> Self {
         Journal {
             max_entries: DEFAULT_JOURNAL_MAX_ENTRIES,
+            max_bytes: DEFAULT_JOURNAL_MAX_BYTES,
             commit_max_batch: DEFAULT_COMMIT_MAX_BATCH,
             commit_max_delay: Duration::from_micros(DEFAULT_COMMIT_MAX_DELAY_US),
         }

@@ -160,6 +160,21 @@ impl Validator<'_, '_> {
                 300_000,
             )?,
             idle_timeout: self.millis("listen.idle_timeout_ms", l.idle_timeout_ms.as_ref(), DEFAULT_IDLE_TIMEOUT_MS, 1_000, 3_600_000)?,
+            body_timeout: self.millis("listen.body_timeout_ms", l.body_timeout_ms.as_ref(), DEFAULT_BODY_TIMEOUT_MS, 100, 3_600_000)?,
+            max_connections: to_u32(self.number(
+                "listen.max_connections",
+                l.max_connections.as_ref(),
+                DEFAULT_MAX_CONNECTIONS,
+                1,
+                1_000_000,
+            )?),
+            max_requests_in_flight: to_u32(self.number(
+                "listen.max_requests_in_flight",
+                l.max_requests_in_flight.as_ref(),
+                DEFAULT_MAX_REQUESTS_IN_FLIGHT,
+                1,
+                1_000_000,
+            )?),
         })
     }
 
@@ -261,6 +276,7 @@ impl Validator<'_, '_> {
     fn journal(&self, j: &RawJournal) -> Result<Journal> {
         Ok(Journal {
             max_entries: self.number("journal.max_entries", j.max_entries.as_ref(), DEFAULT_JOURNAL_MAX_ENTRIES, 1, 100_000_000)?,
+            max_bytes: self.number("journal.max_bytes", j.max_bytes.as_ref(), DEFAULT_JOURNAL_MAX_BYTES, 1 << 20, 1 << 40)?,
             commit_max_batch: to_u32(self.number(
                 "journal.commit_max_batch",
                 j.commit_max_batch.as_ref(),

@@ -15,6 +15,10 @@ pub struct JournalConfig {
     /// Entries kept for a lagging chassis; past that the oldest are dropped anyway and
     /// the lagging chassis needs a full resync.
     pub max_entries: u64,
+    /// Bytes of stored entries kept at most (see [`super::Entry::stored_bytes`]); past
+    /// that the oldest are dropped as with `max_entries`. The newest entry is always
+    /// kept, whatever its size.
+    pub max_bytes: u64,
     /// At most this many appends are made durable by one commit.
     pub commit_max_batch: usize,
     /// How long the writer may wait for more appends after the first one of a batch.
@@ -40,6 +44,7 @@ impl Default for JournalConfig {
         JournalConfig {
             chassis: vec!["a".to_owned(), "b".to_owned()],
             max_entries: 100_000,
+            max_bytes: crate::config::sections::DEFAULT_JOURNAL_MAX_BYTES,
             commit_max_batch: 1024,
             commit_max_delay: Duration::ZERO,
             applied_flush_interval: Duration::from_millis(200),
@@ -58,6 +63,7 @@ impl JournalConfig {
         JournalConfig {
             chassis,
             max_entries: section.max_entries,
+            max_bytes: section.max_bytes,
             commit_max_batch: usize::try_from(section.commit_max_batch).unwrap_or(usize::MAX),
             commit_max_delay: section.commit_max_delay,
             ..JournalConfig::default()
@@ -78,6 +84,9 @@ impl JournalConfig {
         }
         if self.max_entries == 0 {
             return Err(JournalError::Config("max_entries must be at least 1"));
+        }
+        if self.max_bytes == 0 {
+            return Err(JournalError::Config("max_bytes must be at least 1"));
         }
         if self.commit_max_batch == 0 {
             return Err(JournalError::Config("commit_max_batch must be at least 1"));

@@ -106,6 +106,15 @@ impl Entry {
         self.id_block.map(|b| b.header_value())
     }
 
+    /// The bytes this entry counts for under `max_bytes`: method, path and query,
+    /// header names and values, body, account and client key (what the journal
+    /// stores of it, without SQLite's own overhead).
+    pub fn stored_bytes(&self) -> u64 {
+        let headers: usize = self.headers.iter().map(|(k, v)| k.len() + v.len()).sum();
+        let client_key = self.client_key.as_ref().map_or(0, String::len);
+        (self.method.len() + self.path_and_query.len() + headers + self.body.len() + self.account.len() + client_key) as u64
+    }
+
     /// The `Idempotency-Key` sent to a chassis with this entry: `<gateway id>/<seq>`.
     /// The same on every replay and on both chassis, so a chassis that remembers keys
     /// applies a replayed entry once.

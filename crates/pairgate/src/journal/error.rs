@@ -102,7 +102,7 @@ pub enum JournalError {
     Unseal { seq: u64 },
 
     /// A follower needs an entry the journal no longer keeps (dropped by the
-    /// `max_entries` rule): the chassis needs a full resync.
+    /// `max_entries` or `max_bytes` rule): the chassis needs a full resync.
     #[error("entry {wanted} is gone (oldest kept: {oldest}): full resync needed")]
     Truncated { wanted: u64, oldest: u64 },
 }

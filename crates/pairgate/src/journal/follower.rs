@@ -11,7 +11,7 @@
 //!
 //! Entries at or below its position are discarded, so the two sources never yield an
 //! entry twice; void entries (`drop_entry`) are skipped. When the entries it needs
-//! were dropped by the `max_entries` rule it fails with
+//! were dropped by the `max_entries` or `max_bytes` rule it fails with
 //! [`JournalError::Truncated`]: the chassis needs a full resync, after which a new
 //! follower starts from the resync's seq.
 

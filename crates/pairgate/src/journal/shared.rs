@@ -114,7 +114,7 @@ pub struct JournalStats {
     pub entries: u64,
     /// The most appends made durable by one commit.
     pub largest_batch: u64,
-    /// Entries deleted unapplied because the journal exceeded `max_entries`.
+    /// Entries deleted unapplied because the journal exceeded `max_entries` or `max_bytes`.
     pub dropped_for_max_entries: u64,
     pub last_seq: u64,
     pub oldest_available: u64,

@@ -68,6 +68,23 @@ pub(crate) fn insert_entry(conn: &Connection, e: &Entry) -> rusqlite::Result<()>
     Ok(())
 }
 
+/// `(seq, Entry::stored_bytes)` of every stored entry (void ones too), in seq order:
+/// what the writer needs at start to apply `max_bytes`.
+pub(crate) fn entry_sizes(conn: &Connection) -> rusqlite::Result<Vec<(u64, u64)>> {
+    let mut stmt = conn.prepare(
+        "SELECT seq, length(CAST(method AS BLOB)) + length(CAST(path_and_query AS BLOB)) + length(body)
+                + length(CAST(account AS BLOB)) + coalesce(length(CAST(client_key AS BLOB)), 0), headers
+         FROM entries ORDER BY seq",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        let seq: U64 = r.get(0)?;
+        let fixed: i64 = r.get(1)?;
+        let headers: usize = decode_headers(r, 2)?.iter().map(|(k, v)| k.len() + v.len()).sum();
+        Ok((seq.0, u64::try_from(fixed).unwrap_or(0) + headers as u64))
+    })?;
+    rows.collect()
+}
+
 /// Live (not void) entries after `after`, in seq order, at most `limit`.
 pub(crate) fn entries_after(conn: &Connection, after: u64, limit: usize) -> rusqlite::Result<Vec<Arc<Entry>>> {
     let mut stmt =
