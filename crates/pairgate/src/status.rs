@@ -47,6 +47,7 @@ pub fn status(gw: &Gateway, headers: &HeaderMap) -> Response {
                 "lag": last.saturating_sub(applied),
                 "last_error": m.last_error.lock().ok().and_then(|e| e.clone()),
                 "resyncs": m.resyncs_done.load(Ordering::SeqCst),
+                "verified": gw.journal.verified(&m.upstream.name).ok().flatten(),
             })
         })
         .collect();
