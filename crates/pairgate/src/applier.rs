@@ -174,6 +174,10 @@ impl Applier {
     /// Neither chassis can be shown to hold what the journal says: mutations
     /// are refused (503 `not_paired`) and status says what to run.
     fn block(&self, verdict: &crate::resync::Verdict) {
+        if self.source_pick.lock().map(|p| p.is_some()).unwrap_or(false) {
+            // An operator picked meanwhile (this verify started before): theirs stands.
+            return;
+        }
         let short = |d: &str| d.chars().take(12).collect::<String>();
         let names = [self.pair.members[0].upstream.name.as_str(), self.pair.members[1].upstream.name.as_str()];
         let seen: Vec<String> = (0..2)
