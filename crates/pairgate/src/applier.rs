@@ -46,6 +46,15 @@ pub struct Applier {
     pub progress: Arc<std::sync::Mutex<Option<Progress>>>,
     /// Set once initial pairing is decided; no chassis joins before.
     pub paired: Arc<std::sync::atomic::AtomicBool>,
+    /// Whether mutations are accepted ([`crate::gateway::Gateway::ids_ready`]):
+    /// cleared, with `pairing_blocked` set, when no chassis can be the reference.
+    pub ids_ready: Arc<std::sync::atomic::AtomicBool>,
+    /// Why the pair is blocked until an operator picks a source; no chassis
+    /// joins meanwhile.
+    pub pairing_blocked: Arc<std::sync::Mutex<Option<String>>>,
+    /// The source an operator picked to settle a blocked pair (`pairgate resync
+    /// <target>`): it is made in sync on their word, the target is rebuilt.
+    pub source_pick: Arc<std::sync::Mutex<Option<usize>>>,
     pub stats: Arc<crate::gateway::Stats>,
     /// Entries on the wire, voided, accepted (shared with the request path).
     pub attempts: Arc<crate::attempts::Attempts>,
@@ -123,22 +132,41 @@ impl Applier {
         let me = self.index;
         let other = Pair::other(me);
         let member = &self.pair.members[me];
+        // A blocked pair settled by an operator: their pick is the source.
+        match self.source_pick.lock().map(|p| *p).unwrap_or(None) {
+            Some(source) if source == me => {
+                if let Ok(mut p) = self.source_pick.lock() {
+                    *p = None;
+                }
+                tracing::warn!(chassis = %self.name(), "in sync as the operator's pick; {} is rebuilt from it", self.peer_name());
+                member.detector.signal(Signal::CaughtUp);
+                return;
+            }
+            // The target: its resync is requested and waits for the source.
+            Some(_) => return,
+            None => {}
+        }
         match self.pair.state(other) {
             ChassisState::InSync | ChassisState::CatchingUp => {
-                match self.resyncer().verify(Some(me)).await {
-                    Ok(true) => member.detector.signal(Signal::CaughtUp),
-                    Ok(false) if self.pair.state(other) == ChassisState::InSync => {
-                        self.stats.divergences.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        tracing::warn!(chassis = %self.name(), "digest differs from the in-sync peer: full resync");
-                        member.resync.request(Reason::DigestMismatch);
+                let resyncer = self.resyncer();
+                let verdict = match resyncer.verify(Some(me)).await {
+                    Ok(v) => v,
+                    Err(e) => {
+                        tracing::debug!(chassis = %self.name(), "verify: {e}");
+                        return;
                     }
-                    // Both coming back, and they disagree: the last primary is the reference.
-                    Ok(false) if self.pair.last_primary() == me => {
-                        tracing::warn!(chassis = %self.name(), "both chassis came back different; this one (last primary) is the reference");
-                        member.detector.signal(Signal::CaughtUp);
-                    }
-                    Ok(false) => {}
-                    Err(e) => tracing::debug!(chassis = %self.name(), "verify: {e}"),
+                };
+                if verdict.equal() {
+                    member.detector.signal(Signal::CaughtUp);
+                } else if self.pair.state(other) == ChassisState::InSync {
+                    self.stats.divergences.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    tracing::warn!(chassis = %self.name(), "digest differs from the in-sync peer: full resync");
+                    member.resync.request(Reason::DigestMismatch);
+                } else {
+                    // Both coming back, and they disagree: only a chassis whose
+                    // state is what the journal says it must be is a reference.
+                    let refs = resyncer.references(&verdict);
+                    self.settle(&verdict, refs[me], refs[other]);
                 }
             }
             ChassisState::Down | ChassisState::FullResync => {
@@ -147,6 +175,68 @@ impl Applier {
                 member.detector.signal(Signal::CaughtUp);
             }
         }
+    }
+
+    /// Both chassis back and different: the one that matches its last
+    /// verified point is in sync and the other is rebuilt from it; if neither
+    /// does (or both claim to), refuse to guess until an operator picks.
+    fn settle(&self, verdict: &crate::resync::Verdict, me_ok: bool, other_ok: bool) {
+        let (me, other) = (self.index, Pair::other(self.index));
+        let (reference, stale) = match (me_ok, other_ok) {
+            (true, false) => (me, other),
+            (false, true) => (other, me),
+            _ => return self.block(verdict),
+        };
+        self.stats.divergences.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        tracing::warn!(
+            reference = %self.pair.members[reference].upstream.name,
+            rebuilt = %self.pair.members[stale].upstream.name,
+            seq = verdict.seq,
+            "both chassis came back different; only the reference holds its last verified state: the other is rebuilt from it"
+        );
+        self.pair.members[reference].detector.signal(Signal::CaughtUp);
+        self.pair.members[stale].resync.request(Reason::DigestMismatch);
+    }
+
+    /// Neither chassis can be shown to hold what the journal says: mutations
+    /// are refused (503 `not_paired`) and status says what to run.
+    fn block(&self, verdict: &crate::resync::Verdict) {
+        if self.source_pick.lock().map(|p| p.is_some()).unwrap_or(false) {
+            // An operator picked meanwhile (this verify started before): theirs stands.
+            return;
+        }
+        let short = |d: &str| d.chars().take(12).collect::<String>();
+        let names = [self.pair.members[0].upstream.name.as_str(), self.pair.members[1].upstream.name.as_str()];
+        let seen: Vec<String> = (0..2)
+            .map(|i| {
+                let last = match self.journal.verified(names[i]) {
+                    Ok(Some(p)) => format!("last verified at seq {} with digest {}", p.seq, short(&p.digest)),
+                    Ok(None) => "never verified".to_string(),
+                    Err(e) => format!("last verified point unreadable: {e}"),
+                };
+                format!("{} shows digest {} ({last})", names[i], short(&verdict.digests[i]))
+            })
+            .collect();
+        let msg = format!(
+            "chassis {a} and {b} hold different data at seq {seq} and neither holds the state this gateway last verified \
+             ({}; {}); the gateway will not guess which to keep and refuses mutations. \
+             Run `pairgate resync {b} --config <gateway.toml>` to keep {a} and rebuild {b} from it, \
+             or `pairgate resync {a} --config <gateway.toml>` to keep {b}",
+            seen[0],
+            seen[1],
+            a = names[0],
+            b = names[1],
+            seq = verdict.seq,
+        );
+        tracing::error!("{msg}");
+        if let Ok(mut b) = self.pairing_blocked.lock() {
+            *b = Some(msg);
+        }
+        self.ids_ready.store(false, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    fn peer_name(&self) -> &str {
+        &self.pair.members[Pair::other(self.index)].upstream.name
     }
 
     /// Rebuild this chassis from its peer; the follower to continue with.
@@ -253,9 +343,10 @@ impl Applier {
         Resyncer { gate: &self.gate, journal: &self.journal, broker: &self.broker, pair: &self.pair, per_try: self.per_try }
     }
 
-    /// Whether joining is allowed yet (initial pairing decided).
+    /// Whether joining is allowed yet: initial pairing decided, and the pair
+    /// not blocked waiting for an operator.
     fn ready(&self) -> bool {
-        self.paired.load(std::sync::atomic::Ordering::SeqCst)
+        self.paired.load(std::sync::atomic::Ordering::SeqCst) && self.pairing_blocked.lock().map(|b| b.is_none()).unwrap_or(false)
     }
 
     /// A client that sent an `Idempotency-Key` and got `outcome_unknown` (or

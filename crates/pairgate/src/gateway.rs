@@ -11,8 +11,11 @@
 //! 4. start a detector, a health prober and an applier per chassis (chassis
 //!    start `down`; the first good probe begins their catch-up);
 //! 5. establish the id floor (above every id either chassis holds) before the
-//!    first mutation is accepted;
-//! 6. serve the front.
+//!    first mutation is accepted; on later starts, let the chassis join only
+//!    once both answer (or [`start_grace`] passed), so two chassis that came
+//!    back different are judged against their last verified points;
+//! 6. serve the front; at a graceful shutdown, verify both chassis once more
+//!    ([`Gateway::verify_before_exit`]) so the next start knows what each holds.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -90,13 +93,20 @@ pub struct Gateway {
     pub reports: broadcast::Sender<Report>,
     pub admin_token: Secret,
     pub stats: Arc<Stats>,
-    /// Set once the id counter is above every id either chassis holds.
-    pub ids_ready: AtomicBool,
+    /// Set once the id counter is above every id either chassis holds, and
+    /// while the pair is not blocked: mutations are accepted.
+    pub ids_ready: Arc<AtomicBool>,
     /// Set once initial pairing is decided (appliers may then declare a
     /// chassis in sync).
     pub paired: Arc<AtomicBool>,
-    /// Why mutations are refused while pairing cannot decide alone.
-    pub pairing_blocked: std::sync::Mutex<Option<String>>,
+    /// Why mutations are refused while pairing cannot decide alone (first
+    /// start, or both chassis back with different data and neither matching
+    /// its last verified point).
+    pub pairing_blocked: Arc<std::sync::Mutex<Option<String>>>,
+    /// The source an operator picked to settle a blocked pair.
+    pub source_pick: Arc<std::sync::Mutex<Option<usize>>>,
+    /// Woken when an operator picks a source for a blocked pair.
+    picked: tokio::sync::Notify,
     /// Mutations append under a shared hold; verify and export hold it alone.
     pub gate: WriteGate,
     /// The running (or last) full resync.
@@ -167,9 +177,11 @@ impl Gateway {
             reports,
             admin_token,
             stats: Arc::new(Stats::default()),
-            ids_ready: AtomicBool::new(false),
+            ids_ready: Arc::new(AtomicBool::new(false)),
             paired: Arc::new(AtomicBool::new(false)),
-            pairing_blocked: std::sync::Mutex::new(None),
+            pairing_blocked: Arc::new(std::sync::Mutex::new(None)),
+            source_pick: Arc::new(std::sync::Mutex::new(None)),
+            picked: tokio::sync::Notify::new(),
             gate: Arc::new(tokio::sync::RwLock::new(())),
             progress: Arc::new(std::sync::Mutex::new(None)),
             attempts: Default::default(),
@@ -195,12 +207,16 @@ impl Gateway {
                 gate: gw.gate.clone(),
                 progress: gw.progress.clone(),
                 paired: gw.paired.clone(),
+                ids_ready: gw.ids_ready.clone(),
+                pairing_blocked: gw.pairing_blocked.clone(),
+                source_pick: gw.source_pick.clone(),
                 stats: gw.stats.clone(),
                 attempts: gw.attempts.clone(),
             };
             tokio::spawn(applier.run());
         }
         tokio::spawn(pair_up(gw.clone()));
+        tokio::spawn(settle_picks(gw.clone()));
         tokio::spawn(anti_entropy(gw.clone()));
         tokio::spawn(flush_sessions(gw.clone()));
         tokio::spawn(trim_journal(gw.clone()));
@@ -272,11 +288,24 @@ const STATE_FILES: [&str; 8] = [
 /// mutations. Raise the id counter above every id either holds; if their
 /// states differ, the one with data is the source and the other is rebuilt
 /// from it; if both hold different data, refuse to guess and say what to run.
-/// On later starts the persisted counter is already above both.
+///
+/// On later starts the persisted counter is already above both. Joining waits
+/// (at most [`start_grace`]) until both chassis answer, so that when both are
+/// back with different data the appliers decide between them (only one that
+/// matches its last verified point is a reference; see `Applier::join`)
+/// instead of the first to answer being taken in sync alone.
 async fn pair_up(gw: Arc<Gateway>) {
     let marker = gw.cfg.state.dir.join(FLOOR_FILE);
     if marker.exists() {
         gw.ids_ready.store(true, Ordering::SeqCst);
+        let grace = start_grace(gw.cfg.timeouts.down_after);
+        let both = tokio::select! {
+            _ = gw.shutdown.cancelled() => return,
+            both = both_reachable(&gw.pair, grace) => both,
+        };
+        if !both {
+            tracing::warn!(?grace, "a chassis did not answer at start; the other serves on the journal without a peer to compare with");
+        }
         gw.paired.store(true, Ordering::SeqCst);
         return;
     }
@@ -326,6 +355,59 @@ async fn pair_up(gw: Arc<Gateway>) {
     tracing::info!(floor, "paired: id counter above every id on both chassis");
 }
 
+/// Unblocks a blocked pair once an operator picked its source: raises the id
+/// counter above every id the source holds now (it may have been written to
+/// directly; the target is rebuilt from it), then accepts mutations again and
+/// lets the source join (as the operator's pick) and the target be rebuilt.
+async fn settle_picks(gw: Arc<Gateway>) {
+    loop {
+        tokio::select! {
+            _ = gw.shutdown.cancelled() => return,
+            _ = gw.picked.notified() => {}
+        }
+        let mut delay = Duration::from_millis(100);
+        loop {
+            let blocked = gw.pairing_blocked.lock().map(|b| b.is_some()).unwrap_or(false);
+            let source = gw.source_pick.lock().map(|p| *p).unwrap_or(None);
+            let Some(source) = source.filter(|_| blocked) else { break };
+            match inspect(&gw, source).await {
+                Some(seen) => match gw.sequencer.ensure_id_floor(seen.highest + 1).await {
+                    Ok(floor) => {
+                        complete_pairing(&gw);
+                        tracing::info!(floor, source = %gw.pair.members[source].upstream.name, "pairing settled: mutations accepted again");
+                        break;
+                    }
+                    Err(e) => tracing::error!("raising the id counter after the operator's pick: {e}"),
+                },
+                None => {
+                    tracing::warn!(chassis = %gw.pair.members[source].upstream.name, "cannot read the picked source's export yet; retrying")
+                }
+            }
+            tokio::select! {
+                _ = gw.shutdown.cancelled() => return,
+                _ = tokio::time::sleep(delay) => {}
+            }
+            delay = (delay * 2).min(Duration::from_secs(2));
+        }
+    }
+}
+
+/// How long a later start waits for both chassis to answer before letting
+/// one join alone: two `down_after`s, at least 2 s.
+pub fn start_grace(down_after: Duration) -> Duration {
+    (down_after * 2).max(Duration::from_secs(2))
+}
+
+/// Whether both chassis left `down` within `limit`.
+async fn both_reachable(pair: &Pair, limit: Duration) -> bool {
+    let wait = |i: usize| {
+        let mut w = pair.members[i].detector.watch();
+        async move { w.wait_for(|s| *s != ChassisState::Down).await.is_ok() }
+    };
+    let both = async { tokio::join!(wait(0), wait(1)) };
+    matches!(tokio::time::timeout(limit, both).await, Ok((true, true)))
+}
+
 fn complete_pairing(gw: &Gateway) {
     let marker = gw.cfg.state.dir.join(FLOOR_FILE);
     if let Err(e) = write_private(&marker, b"paired\n") {
@@ -333,11 +415,11 @@ fn complete_pairing(gw: &Gateway) {
         // pairs again (inspects both chassis), which is safe, only slower.
         tracing::error!(path = %marker.display(), "recording that pairing is done: {e}");
     }
+    gw.ids_ready.store(true, Ordering::SeqCst);
+    gw.paired.store(true, Ordering::SeqCst);
     if let Ok(mut b) = gw.pairing_blocked.lock() {
         *b = None;
     }
-    gw.ids_ready.store(true, Ordering::SeqCst);
-    gw.paired.store(true, Ordering::SeqCst);
 }
 
 /// Writes `contents` to `path`, created 0600.
@@ -351,15 +433,54 @@ fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
 
 impl Gateway {
     /// Admin action: rebuild chassis `i` from the other one. Also settles a
-    /// pairing that could not decide alone.
+    /// pair that could not decide alone (`pairing_blocked`): the other chassis
+    /// is the operator's pick, made in sync on their word when it joins, and
+    /// `i` is rebuilt from it.
     pub fn request_resync(&self, i: usize) {
-        self.pair.members[i].resync.request(Reason::Requested);
         let blocked = self.pairing_blocked.lock().map(|b| b.is_some()).unwrap_or(false);
-        if blocked && self.sequencer.id_counter().is_some() {
-            complete_pairing(self);
+        if blocked {
+            if let Ok(mut p) = self.source_pick.lock() {
+                *p = Some(Pair::other(i));
+            }
+            tracing::warn!(
+                source = %self.pair.members[Pair::other(i)].upstream.name,
+                target = %self.pair.members[i].upstream.name,
+                "pairing settled by the operator"
+            );
+        }
+        self.pair.members[i].resync.request(Reason::Requested);
+        if blocked {
+            self.picked.notify_one();
+        }
+    }
+
+    /// At a graceful shutdown: if both chassis are in sync, compare their
+    /// digests once more, which records both chassis' verified point at the
+    /// last seq, so the next start knows what each must hold. Bounded; a
+    /// failure is only logged.
+    pub async fn verify_before_exit(&self) {
+        let both = (0..2).all(|i| self.pair.state(i).serves());
+        if !both || !self.paired.load(Ordering::SeqCst) {
+            return;
+        }
+        let resyncer = crate::resync::Resyncer {
+            gate: &self.gate,
+            journal: &self.journal,
+            broker: &self.broker,
+            pair: &self.pair,
+            per_try: self.cfg.timeouts.per_try,
+        };
+        match tokio::time::timeout(EXIT_VERIFY_LIMIT, resyncer.verify(None)).await {
+            Ok(Ok(v)) if v.equal() => tracing::info!(seq = v.seq, "both chassis verified at exit"),
+            Ok(Ok(v)) => tracing::warn!(seq = v.seq, "the chassis' digests differ at exit; the next start decides"),
+            Ok(Err(e)) => tracing::warn!("no verify at exit: {e}"),
+            Err(_) => tracing::warn!("no verify at exit: took longer than {EXIT_VERIFY_LIMIT:?}"),
         }
     }
 }
+
+/// The longest a graceful shutdown spends on its last verify.
+const EXIT_VERIFY_LIMIT: Duration = Duration::from_secs(5);
 
 /// While both chassis are in sync, compare their digests now and then; a
 /// difference (a change behind the gateway's back) rebuilds the secondary.
@@ -384,8 +505,8 @@ async fn anti_entropy(gw: Arc<Gateway>) {
             per_try: gw.cfg.timeouts.per_try,
         };
         match resyncer.verify(None).await {
-            Ok(true) => {}
-            Ok(false) => {
+            Ok(v) if v.equal() => {}
+            Ok(_) => {
                 gw.stats.divergences.fetch_add(1, Ordering::Relaxed);
                 let secondary = Pair::other(primary);
                 tracing::error!(chassis = %gw.pair.members[secondary].upstream.name, "anti-entropy: digests differ; rebuilding the secondary");

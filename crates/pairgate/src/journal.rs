@@ -61,6 +61,7 @@ pub(crate) mod schema;
 pub(crate) mod shared;
 pub(crate) mod sql_u64;
 pub(crate) mod store;
+pub(crate) mod verified;
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -77,6 +78,7 @@ pub use error::JournalError;
 pub use follower::Follower;
 pub use keys::JOURNAL_KEY_FILE;
 pub use shared::JournalStats;
+pub use verified::VerifiedPoint;
 
 use crate::sequencer::{Command, Sequencer, WriterHandle};
 use shared::{Counters, Shared, State};
@@ -113,6 +115,7 @@ pub fn open(dir: impl AsRef<Path>, config: JournalConfig) -> Result<(Journal, Se
     let path = dir.join(schema::DB_FILE);
     let mut conn = schema::open_writer(&path, config.busy_timeout)?;
     let rec = schema::init_and_recover(&mut conn, &config.chassis)?;
+    let verified = verified::read_all(&conn, &config.chassis)?;
     tracing::info!(
         path = %path.display(),
         gateway_id = %rec.gateway_id,
@@ -120,6 +123,7 @@ pub fn open(dir: impl AsRef<Path>, config: JournalConfig) -> Result<(Journal, Se
         oldest = rec.oldest,
         next_id = ?rec.next_id,
         applied = ?rec.applied,
+        ?verified,
         "journal opened"
     );
 
@@ -135,6 +139,7 @@ pub fn open(dir: impl AsRef<Path>, config: JournalConfig) -> Result<(Journal, Se
             next_id: rec.next_id,
             applied: rec.applied,
             applied_dirty: false,
+            verified,
             void: rec.void,
             pending: HashMap::new(),
             next_token: 0,
@@ -269,6 +274,30 @@ impl Journal {
         let shared = self.shared();
         let idx = shared.chassis_index(chassis).ok_or_else(|| JournalError::UnknownChassis(chassis.to_owned()))?;
         Ok(shared.state.lock().applied[idx])
+    }
+
+    /// The last verified point recorded for `chassis` (see [`VerifiedPoint`]), if any.
+    pub fn verified(&self, chassis: &str) -> Result<Option<VerifiedPoint>, JournalError> {
+        let shared = self.shared();
+        let idx = shared.chassis_index(chassis).ok_or_else(|| JournalError::UnknownChassis(chassis.to_owned()))?;
+        Ok(shared.state.lock().verified[idx].clone())
+    }
+
+    /// Records, durably and atomically (one transaction, through the writer), the
+    /// verified point of each named chassis: returns once it is committed. A seq past
+    /// the last committed one or an unknown chassis is refused and nothing is written.
+    pub async fn record_verified(&self, points: &[(&str, VerifiedPoint)]) -> Result<(), JournalError> {
+        let shared = self.shared();
+        let last = shared.state.lock().last_seq;
+        let mut rows = Vec::with_capacity(points.len());
+        for (name, point) in points {
+            let idx = shared.chassis_index(name).ok_or_else(|| JournalError::UnknownChassis((*name).to_owned()))?;
+            if point.seq > last {
+                return Err(JournalError::SeqOutOfRange { seq: point.seq, last });
+            }
+            rows.push((idx, point.clone()));
+        }
+        self.handle.request(|reply| Command::SetVerified(rows, reply)).await
     }
 
     /// Entries the slowest chassis has not applied yet (`last_seq - min(applied)`).

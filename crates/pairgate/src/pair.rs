@@ -69,12 +69,6 @@ impl Pair {
         next
     }
 
-    /// The chassis that was primary last (or the preferred one): the reference
-    /// when both come back and disagree.
-    pub fn last_primary(&self) -> usize {
-        self.primary.lock().unwrap_or_else(|e| e.into_inner()).unwrap_or(self.preferred)
-    }
-
     /// Make `i` primary (admin action, or after a failover decided by a request).
     pub fn set_primary(&self, i: usize) {
         *self.primary.lock().unwrap_or_else(|e| e.into_inner()) = Some(i.min(1));

@@ -3,10 +3,20 @@
 //! - **Verify** (every transition to `in_sync`, and periodically while both
 //!   are in sync — anti-entropy): with new mutations held at the write gate
 //!   for a moment, wait until both chassis applied the journal's last entry,
-//!   then compare their `GET /system/digest`. Equal: in sync. Different: the
-//!   joining (or secondary) chassis is rebuilt. That catches a chassis that
-//!   came back wiped, restored from an old backup, or changed behind the
-//!   gateway's back.
+//!   then compare their `GET /system/digest`. Equal: in sync, and that seq S
+//!   and digest D are recorded in the journal as both chassis' **last
+//!   verified point** (durably, one transaction; a failed write is logged at
+//!   error level). Different: the joining (or secondary) chassis is rebuilt.
+//!   That catches a chassis that came back wiped, restored from an old backup,
+//!   or changed behind the gateway's back.
+//! - **The reference** when both chassis come back different (after a
+//!   gateway restart, or both were down): a chassis is one only if its applied
+//!   seq equals its recorded verified seq and its digest now equals the
+//!   recorded digest ([`Resyncer::references`]). Exactly one matches: it is in
+//!   sync and the other is rebuilt from it. Neither: the applier blocks the
+//!   pair (`pairing_blocked`, mutations 503 `not_paired`) until an operator
+//!   picks the source with `pairgate resync <target>`. Being the preferred or
+//!   the last primary chassis counts for nothing.
 //! - **Full resync** (a new chassis, a diverged one, one that missed more than
 //!   the journal keeps): hold new mutations, wait for the source to apply the
 //!   last entry (seq S), export it, let mutations flow again, import the
@@ -24,7 +34,7 @@ use serde::Serialize;
 use tokio::sync::{Notify, RwLock};
 
 use crate::broker::{Broker, Runs};
-use crate::journal::Journal;
+use crate::journal::{Journal, VerifiedPoint};
 use crate::pair::Pair;
 use crate::upstream::{Outcome, UpRequest};
 
@@ -133,12 +143,10 @@ pub async fn digest(broker: &Broker, pair: &Pair, i: usize, timeout: Duration) -
     let body = service_call(broker, pair, i, Method::GET, "/api/v1/system/digest", None, timeout).await?;
     let v: serde_json::Value =
         serde_json::from_slice(&body).map_err(|e| ResyncError::Chassis(pair.members[i].upstream.name.clone(), e.to_string()))?;
-    v["digest"].as_str().map(str::to_string).ok_or_else(|| {
-        ResyncError::Chassis(
-            pair.members[i].upstream.name.clone(),
-            format!("a digest answer without a digest: {}", String::from_utf8_lossy(&body)),
-        )
-    })
+    match v["digest"].as_str() {
+        Some(d) if !d.is_empty() => Ok(d.to_string()),
+        _ => Err(ResyncError::Chassis(pair.members[i].upstream.name.clone(), "no digest in its answer".into())),
+    }
 }
 
 /// Wait (bounded) until every chassis in `who` applied the journal's last entry.
@@ -152,6 +160,19 @@ pub async fn wait_applied(journal: &Journal, pair: &Pair, who: &[usize], limit: 
             Some(&i) if start.elapsed() > limit => return Err(ResyncError::NotCaughtUp(pair.members[i].upstream.name.clone())),
             Some(_) => tokio::time::sleep(Duration::from_millis(5)).await,
         }
+    }
+}
+
+/// Both chassis' digests at one seq (both had applied it).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Verdict {
+    pub seq: u64,
+    pub digests: [String; 2],
+}
+
+impl Verdict {
+    pub fn equal(&self) -> bool {
+        self.digests[0] == self.digests[1]
     }
 }
 
@@ -172,25 +193,54 @@ impl Resyncer<'_> {
     /// behind once new mutations are held, the check fails at once and the
     /// applier retries after applying). `None`: an outside check (anti-entropy)
     /// that waits for both.
-    pub async fn verify(&self, caller: Option<usize>) -> Result<bool, ResyncError> {
+    ///
+    /// Equal digests are recorded as both chassis' last verified point (seq and
+    /// digest, durably in the journal) before this returns; a failed write is
+    /// logged at error level (the next verify records again).
+    pub async fn verify(&self, caller: Option<usize>) -> Result<Verdict, ResyncError> {
         let others: Vec<usize> = (0..2).filter(|&i| Some(i) != caller).collect();
         // Catch up without holding anyone, then hold new mutations only for
         // the last few entries and the two digests.
         wait_applied(self.journal, self.pair, &others, Duration::from_secs(2)).await?;
-        let _hold = self.gate.write().await;
-        if let Some(me) = caller {
-            let name = &self.pair.members[me].upstream.name;
-            if self.journal.applied(name).unwrap_or(0) < self.journal.last_seq() {
-                return Err(ResyncError::NotCaughtUp(name.clone()));
+        let verdict = {
+            let _hold = self.gate.write().await;
+            if let Some(me) = caller {
+                let name = &self.pair.members[me].upstream.name;
+                if self.journal.applied(name).unwrap_or(0) < self.journal.last_seq() {
+                    return Err(ResyncError::NotCaughtUp(name.clone()));
+                }
+            }
+            // Nothing is appended while the gate is held: both chassis are at `seq`.
+            let seq = wait_applied(self.journal, self.pair, &others, GATE_WAIT).await?;
+            let (a, b) = tokio::join!(digest(self.broker, self.pair, 0, self.per_try), digest(self.broker, self.pair, 1, self.per_try));
+            Verdict { seq, digests: [a?, b?] }
+        };
+        if verdict.equal() {
+            let point = VerifiedPoint { seq: verdict.seq, digest: verdict.digests[0].clone() };
+            let points = [(self.name(0), point.clone()), (self.name(1), point)];
+            if let Err(e) = self.journal.record_verified(&points).await {
+                tracing::error!(seq = verdict.seq, "recording the verified point of both chassis: {e}");
             }
         }
-        wait_applied(self.journal, self.pair, &others, GATE_WAIT).await?;
-        let (a, b) = tokio::join!(digest(self.broker, self.pair, 0, self.per_try), digest(self.broker, self.pair, 1, self.per_try));
-        let (a, b) = (a?, b?);
-        if a != b {
-            tracing::warn!(seq = self.journal.last_seq(), a = %a, b = %b, "the chassis' digests differ");
-        }
-        Ok(a == b)
+        Ok(verdict)
+    }
+
+    fn name(&self, i: usize) -> &str {
+        &self.pair.members[i].upstream.name
+    }
+
+    /// Which chassis hold what the journal says they must: a chassis does when
+    /// its recorded verified point is exactly the verdict's seq (its applied
+    /// seq: a verify waits until both applied it) and its digest now.
+    pub fn references(&self, verdict: &Verdict) -> [bool; 2] {
+        [0, 1].map(|i| match self.journal.verified(self.name(i)) {
+            Ok(Some(point)) => point.is(verdict.seq, &verdict.digests[i]),
+            Ok(None) => false,
+            Err(e) => {
+                tracing::error!(chassis = %self.name(i), "reading the verified point: {e}");
+                false
+            }
+        })
     }
 
     /// Rebuild chassis `target` from `source`: returns the seq the import is at.

@@ -47,7 +47,10 @@ use crate::journal::schema::meta_put;
 use crate::journal::shared::{Counters, Pending, Shared, State};
 use crate::journal::sql_u64::U64;
 use crate::journal::store;
-use crate::journal::{BodyFormat, ClientResponse, Draft, Entry, IdBlock, JournalError, JournalStats, TruncateReport, MAX_ID};
+use crate::journal::verified;
+use crate::journal::{
+    BodyFormat, ClientResponse, Draft, Entry, IdBlock, JournalError, JournalStats, TruncateReport, VerifiedPoint, MAX_ID,
+};
 
 /// Client idempotency records are expired at most this often.
 const HOUSEKEEPING_EVERY: Duration = Duration::from_secs(1);
@@ -102,6 +105,9 @@ impl Sequencer {
 
 type Reply<T> = oneshot::Sender<Result<T, JournalError>>;
 
+/// Verified points to record: (chassis index, point).
+pub(crate) type VerifiedRows = Vec<(usize, VerifiedPoint)>;
+
 /// What handles ask the writer thread to do.
 pub(crate) enum Command {
     Append(Draft, Reply<Arc<Entry>>),
@@ -114,6 +120,8 @@ pub(crate) enum Command {
         response: ClientResponse,
         reply: Reply<()>,
     },
+    /// Record these chassis' verified points (chassis index, point).
+    SetVerified(VerifiedRows, Reply<()>),
     /// Applied positions changed: write them within `applied_flush_interval` (or with
     /// the next commit, whichever comes first).
     AppliedChanged,
@@ -338,6 +346,7 @@ impl Writer {
                     plan.drops.push((seq, Job { reply, result }));
                 }
                 Command::Truncate(reply) => plan.truncates.push(reply),
+                Command::SetVerified(points, reply) => plan.verified.push((points, reply)),
                 Command::FinishClientKey { account, key, response, reply } => {
                     let pending = st.pending.get(&(account.clone(), key.clone())).cloned();
                     plan.finishes.push(Finish { account, key, response, pending, job: Job { reply, result: Ok(()) } });
@@ -385,6 +394,13 @@ impl Writer {
         if applied_dirty {
             for (name, seq) in self.shared.config.chassis.iter().zip(applied) {
                 store::put_applied(&tx, name, *seq)?;
+            }
+        }
+        for (points, _) in &plan.verified {
+            for (idx, point) in points {
+                if let Some(name) = self.shared.config.chassis.get(*idx) {
+                    meta_put(&tx, &verified::meta_key(name), verified::encode(point))?;
+                }
             }
         }
 
@@ -443,6 +459,13 @@ impl Writer {
                         // mark_applied raced the drop (see Journal::drop_entry): the entry was
                         // applied somewhere after all. The digest comparison will catch it.
                         tracing::error!(seq, "journal entry dropped as unapplied, but a chassis reported applying it meanwhile");
+                    }
+                }
+            }
+            for (points, _) in &plan.verified {
+                for (idx, point) in points {
+                    if let Some(slot) = st.verified.get_mut(*idx) {
+                        *slot = Some(point.clone());
                     }
                 }
             }
@@ -590,6 +613,8 @@ struct Plan {
     drops: Vec<(u64, Job<()>)>,
     truncates: Vec<Reply<TruncateReport>>,
     finishes: Vec<Finish>,
+    /// Verified points to record (chassis index, point), and who waits for them.
+    verified: Vec<(VerifiedRows, Reply<()>)>,
 }
 
 /// What the transaction did besides the batch.
@@ -612,6 +637,7 @@ impl Plan {
             drops: Vec::new(),
             truncates: Vec::new(),
             finishes: Vec::new(),
+            verified: Vec::new(),
         }
     }
 
@@ -682,6 +708,9 @@ impl Plan {
         }
         for f in self.finishes {
             f.job.reply(&status);
+        }
+        for (_, reply) in self.verified {
+            let _ = reply.send(status.clone().map_err(JournalError::CommitFailed));
         }
         for reply in self.truncates {
             let _ = reply.send(commit.clone().map_err(JournalError::CommitFailed));

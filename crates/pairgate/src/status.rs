@@ -51,6 +51,7 @@ pub fn status(gw: &Gateway, headers: &HeaderMap) -> Response {
                     Some(why) => json!({"code": "service_login_failed", "message": why}),
                     None => json!({"code": "ok"}),
                 },
+                "verified": gw.journal.verified(&m.upstream.name).ok().flatten(),
             })
         })
         .collect();

@@ -11,7 +11,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use pairgate::journal::{self, BodyFormat, ClientKeyState, ClientResponse, Draft, Entry, Journal, JournalConfig, JournalError, MAX_ID};
+use pairgate::journal::{
+    self, BodyFormat, ClientKeyState, ClientResponse, Draft, Entry, Journal, JournalConfig, JournalError, VerifiedPoint, MAX_ID,
+};
 use pairgate::sequencer::Sequencer;
 use tempfile::TempDir;
 use tokio::sync::Barrier;
@@ -195,6 +197,37 @@ async fn id_floor_raises_never_lowers_and_survives_reopen() {
     assert_eq!(e.seq, 3, "the exhausted append consumed no seq");
     assert_eq!(e.id_block.unwrap().end(), MAX_ID);
     assert!(matches!(seq.append(draft(4, 1)).await, Err(JournalError::IdsExhausted { .. })));
+}
+
+#[tokio::test]
+async fn verified_points_are_recorded_atomically_and_survive_reopen() {
+    let dir = tempdir();
+    let (journal, seq) = open(&dir);
+    assert_eq!(journal.verified("a").unwrap(), None, "nothing recorded on a new journal");
+    for i in 0..3 {
+        seq.append(draft(i, 0)).await.unwrap();
+    }
+    let p = |seq: u64, digest: &str| VerifiedPoint { seq, digest: digest.to_owned() };
+    journal.record_verified(&[("a", p(2, "d2")), ("b", p(2, "d2"))]).await.unwrap();
+    journal.record_verified(&[("a", p(3, "d3"))]).await.unwrap();
+    // Refused whole, nothing written: a seq past the last one, an unknown chassis.
+    assert!(matches!(
+        journal.record_verified(&[("b", p(3, "d3")), ("a", p(4, "x"))]).await,
+        Err(JournalError::SeqOutOfRange { seq: 4, last: 3 })
+    ));
+    assert!(matches!(journal.record_verified(&[("b", p(3, "d3")), ("c", p(1, "x"))]).await, Err(JournalError::UnknownChassis(_))));
+    assert!(matches!(journal.verified("c"), Err(JournalError::UnknownChassis(_))));
+    assert_eq!(journal.verified("a").unwrap(), Some(p(3, "d3")));
+    assert_eq!(journal.verified("b").unwrap(), Some(p(2, "d2")));
+    // Truncating every entry keeps them.
+    journal.mark_applied("a", 3).unwrap();
+    journal.mark_applied("b", 3).unwrap();
+    journal.truncate().await.unwrap();
+
+    drop((journal, seq));
+    let (journal, _seq) = open(&dir);
+    assert_eq!(journal.verified("a").unwrap(), Some(p(3, "d3")), "kept across a reopen");
+    assert_eq!(journal.verified("b").unwrap(), Some(p(2, "d2")));
 }
 
 #[tokio::test]

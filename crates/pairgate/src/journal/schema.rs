@@ -18,7 +18,9 @@
 //! - `applied`: per chassis name, the highest seq it is known to have applied.
 //! - `meta`: `schema_version`, `gateway_id` (random, generated once, never changed),
 //!   `last_seq` (the last seq ever committed, kept even when every entry has been
-//!   truncated), `next_id` (the id counter; absent until the floor is first set).
+//!   truncated), `next_id` (the id counter; absent until the floor is first set),
+//!   `verified/<chassis>` (that chassis' last verified seq and digest, see
+//!   `verified.rs`; absent until its state was first verified).
 //! - `client_keys`: client `Idempotency-Key` records (see `client_keys.rs`).
 
 use std::collections::BTreeSet;

@@ -51,6 +51,8 @@ pub(crate) struct State {
     pub(crate) applied: Vec<u64>,
     /// `applied` changed since the writer last persisted it.
     pub(crate) applied_dirty: bool,
+    /// Per configured chassis, its last verified point (written at once, not lazily).
+    pub(crate) verified: Vec<Option<super::VerifiedPoint>>,
     /// Stored entries dropped by `drop_entry`.
     pub(crate) void: BTreeSet<u64>,
     /// Client idempotency keys whose request is in progress in this process.
