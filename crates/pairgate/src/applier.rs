@@ -304,13 +304,14 @@ impl Applier {
                 continue;
             }
             // Caught up with the journal while catching up: try to join (after
-            // pairing is decided), and keep trying every 200 ms while idle.
+            // pairing is decided), at most every 50 ms (under writes the end of
+            // the journal moves: each try is a chance to catch it).
             let joining = follower.position() >= self.journal.last_seq() && member.detector.state() == ChassisState::CatchingUp;
             if joining && tokio::time::Instant::now() >= next_join {
                 if self.ready() {
                     self.join().await;
                 }
-                next_join = tokio::time::Instant::now() + Duration::from_millis(200);
+                next_join = tokio::time::Instant::now() + Duration::from_millis(50);
             }
             state.mark_unchanged();
             // `Follower::next` is cancel-safe: a state change, a resync request
