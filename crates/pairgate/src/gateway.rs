@@ -454,6 +454,17 @@ impl Gateway {
         }
     }
 
+    /// What verifying and resyncing work with, from this gateway's parts.
+    fn resyncer(&self) -> crate::resync::Resyncer<'_> {
+        crate::resync::Resyncer {
+            gate: &self.gate,
+            journal: &self.journal,
+            broker: &self.broker,
+            pair: &self.pair,
+            per_try: self.cfg.timeouts.per_try,
+        }
+    }
+
     /// At a graceful shutdown: if both chassis are in sync, compare their
     /// digests once more, which records both chassis' verified point at the
     /// last seq, so the next start knows what each must hold. Bounded; a
@@ -463,14 +474,7 @@ impl Gateway {
         if !both || !self.paired.load(Ordering::SeqCst) {
             return;
         }
-        let resyncer = crate::resync::Resyncer {
-            gate: &self.gate,
-            journal: &self.journal,
-            broker: &self.broker,
-            pair: &self.pair,
-            per_try: self.cfg.timeouts.per_try,
-        };
-        match tokio::time::timeout(EXIT_VERIFY_LIMIT, resyncer.verify(None)).await {
+        match tokio::time::timeout(EXIT_VERIFY_LIMIT, self.resyncer().verify(None)).await {
             Ok(Ok(v)) if v.equal() => tracing::info!(seq = v.seq, "both chassis verified at exit"),
             Ok(Ok(v)) => tracing::warn!(seq = v.seq, "the chassis' digests differ at exit; the next start decides"),
             Ok(Err(e)) => tracing::warn!("no verify at exit: {e}"),
@@ -497,14 +501,7 @@ async fn anti_entropy(gw: Arc<Gateway>) {
         if !both || !gw.paired.load(Ordering::SeqCst) {
             continue;
         }
-        let resyncer = crate::resync::Resyncer {
-            gate: &gw.gate,
-            journal: &gw.journal,
-            broker: &gw.broker,
-            pair: &gw.pair,
-            per_try: gw.cfg.timeouts.per_try,
-        };
-        match resyncer.verify(None).await {
+        match gw.resyncer().verify(None).await {
             Ok(v) if v.equal() => {}
             Ok(_) => {
                 gw.stats.divergences.fetch_add(1, Ordering::Relaxed);
