@@ -99,21 +99,26 @@ fn utf8_len(first: u8) -> usize {
     }
 }
 
-/// Whether a canonical path is under a prefix no request may reach through the
-/// gateway in any case spelling: `/_sim` (the simulator's test hooks).
-pub fn is_forbidden(canonical: &str) -> bool {
-    first_segment(canonical).eq_ignore_ascii_case("_sim")
+/// What a canonical path's first segment reserves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reserved {
+    /// `/_pairgate/…`, exactly: the gateway's own endpoints.
+    Gateway,
+    /// `/_sim` in any case (the simulator's test hooks), or `/_pairgate` in
+    /// another case: never forwarded, no such endpoint.
+    Refused,
 }
 
-/// Whether a canonical path is the gateway's own `/_pairgate/…` (exact case;
-/// any other case spelling is simply no such endpoint).
-pub fn is_gateway_own(canonical: &str) -> bool {
-    first_segment(canonical) == "_pairgate"
-}
-
-/// `/_PairGate/…` and the like: refused, never forwarded.
-pub fn is_reserved_spelling(canonical: &str) -> bool {
-    first_segment(canonical).eq_ignore_ascii_case("_pairgate")
+/// Whether `canonical` is under a reserved prefix, and which.
+pub fn reserved(canonical: &str) -> Option<Reserved> {
+    let first = first_segment(canonical);
+    if first == "_pairgate" {
+        Some(Reserved::Gateway)
+    } else if first.eq_ignore_ascii_case("_sim") || first.eq_ignore_ascii_case("_pairgate") {
+        Some(Reserved::Refused)
+    } else {
+        None
+    }
 }
 
 fn first_segment(canonical: &str) -> &str {
@@ -165,13 +170,11 @@ mod tests {
 
     #[test]
     fn reserved_prefixes_in_any_case() {
-        for p in ["/_sim", "/_sim/faults", "/_SIM/faults", "/_Sim"] {
-            assert!(is_forbidden(&canonical(p).unwrap()), "{p}");
+        for p in ["/_sim", "/_sim/faults", "/_SIM/faults", "/_Sim", "/_PAIRGATE/status"] {
+            assert_eq!(reserved(&canonical(p).unwrap()), Some(Reserved::Refused), "{p}");
         }
-        assert!(is_forbidden(&canonical("/%5fsim/faults").unwrap()));
-        assert!(!is_forbidden("/api/_sim"));
-        assert!(is_gateway_own("/_pairgate/status"));
-        assert!(!is_gateway_own("/_PAIRGATE/status"));
-        assert!(is_reserved_spelling("/_PAIRGATE/status"));
+        assert_eq!(reserved(&canonical("/%5fsim/faults").unwrap()), Some(Reserved::Refused));
+        assert_eq!(reserved("/api/_sim"), None);
+        assert_eq!(reserved("/_pairgate/status"), Some(Reserved::Gateway));
     }
 }

@@ -31,6 +31,7 @@ use crate::front::ClientAddr;
 use crate::gateway::Gateway;
 use crate::journal::{ClientKeyState, ClientResponse, Draft};
 use crate::pair::Pair;
+use crate::path::Reserved;
 use crate::session::{bearer_token, AuthError, Principal};
 use crate::upstream::{forwardable, Answered, Outcome, UpRequest};
 
@@ -49,19 +50,21 @@ pub async fn handle(State(gw): State<Gw>, req: Request) -> Response {
         Some(q) => format!("{path}?{q}"),
         None => path.clone(),
     };
-    // Reserved for the simulator's fault hooks: never forwarded anywhere.
-    if crate::path::is_forbidden(&path) || (crate::path::is_reserved_spelling(&path) && !crate::path::is_gateway_own(&path)) {
-        return GatewayError::NoRoute(path).into_response();
-    }
-    if path == "/_pairgate/status" {
-        return crate::status::status(&gw, &parts.headers).into_response();
-    }
-    if crate::path::is_gateway_own(&path) {
-        let body = match read_body(body, unauthenticated_limit(&gw)).await {
-            Ok(b) => b,
-            Err(e) => return e.into_response(),
-        };
-        return crate::admin::handle(&gw, &parts.method, &path, &parts.headers, &body);
+    // `/_sim` (the simulator's fault hooks) is never forwarded anywhere;
+    // `/_pairgate` is the gateway's own.
+    match crate::path::reserved(&path) {
+        Some(Reserved::Refused) => return GatewayError::NoRoute(path).into_response(),
+        Some(Reserved::Gateway) if path == "/_pairgate/status" => {
+            return crate::status::status(&gw, &parts.headers).into_response();
+        }
+        Some(Reserved::Gateway) => {
+            let body = match read_body(body, unauthenticated_limit(&gw)).await {
+                Ok(b) => b,
+                Err(e) => return e.into_response(),
+            };
+            return crate::admin::handle(&gw, &parts.method, &path, &parts.headers, &body);
+        }
+        None => {}
     }
     // Phase 1, classify: the route rules of `gateway.toml` say what kind of
     // request this is; a mutating method with no rule is a mutation (never
