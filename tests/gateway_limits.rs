@@ -4,12 +4,10 @@
 
 mod common;
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::pair::Pair;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::pki_types::ServerName;
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -24,19 +22,6 @@ fn limits(text: &mut String) {
         "header_timeout_ms = 2000\nbody_timeout_ms = 2000\nidle_timeout_ms = 1500\nmax_connections = 500\n[state]\n",
         1,
     );
-}
-
-/// A TLS connector trusting exactly the gateway's certificate, offering `alpn`.
-fn connector(cert: &std::path::Path, alpn: &[&[u8]]) -> TlsConnector {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let mut roots = rustls::RootCertStore::empty();
-    let pem = std::fs::read(cert).expect("read the gateway certificate");
-    for c in CertificateDer::pem_slice_iter(&pem) {
-        roots.add(c.expect("pem")).expect("add root");
-    }
-    let mut cfg = rustls::ClientConfig::builder().with_root_certificates(roots).with_no_client_auth();
-    cfg.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
-    TlsConnector::from(Arc::new(cfg))
 }
 
 async fn tls_connect(connector: &TlsConnector, port: u16) -> std::io::Result<TlsStream<TcpStream>> {
@@ -98,7 +83,7 @@ fn slow_loris(connector: TlsConnector, port: u16, head: String, trickle: Vec<u8>
 async fn slow_loris_clients_and_a_thousand_idle_connections_do_not_stop_a_normal_client() {
     let pair = Pair::start_with(limits).await;
     let port = pair.gw.port;
-    let h1 = connector(&pair.gw.cert, &[b"http/1.1"]);
+    let h1 = common::tls_connector(&pair.gw.cert, &[b"http/1.1"]);
 
     // 1,000 idle TLS connections (handshake done, no request), twice the cap.
     let mut idle = Vec::new();
@@ -167,7 +152,7 @@ async fn idle_connections_are_closed_after_idle_timeout_http1_and_http2() {
     let port = pair.gw.port;
 
     // HTTP/2: the preface and an empty SETTINGS frame, then nothing.
-    let h2 = connector(&pair.gw.cert, &[b"h2"]);
+    let h2 = common::tls_connector(&pair.gw.cert, &[b"h2"]);
     let mut s = tls_connect(&h2, port).await.expect("h2 connect");
     assert_eq!(s.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
     s.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00").await.expect("h2 preface");
@@ -177,7 +162,7 @@ async fn idle_connections_are_closed_after_idle_timeout_http1_and_http2() {
     assert!(t.elapsed() >= Duration::from_millis(1000), "closed after {:?}, before the idle timeout", t.elapsed());
 
     // HTTP/1.1: one request, then idle keep-alive.
-    let h1 = connector(&pair.gw.cert, &[b"http/1.1"]);
+    let h1 = common::tls_connector(&pair.gw.cert, &[b"http/1.1"]);
     let mut s = tls_connect(&h1, port).await.expect("h1 connect");
     s.write_all(b"GET /api/v1/system/info HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n").await.expect("h1 request");
     let mut buf = [0u8; 1024];

@@ -9,24 +9,9 @@ mod common;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::pair::Pair;
+use common::pair::{wait_for, Pair};
 use common::{bin_path, Api};
-use serde_json::{json, Value};
-
-async fn wait_for(pair: &Pair, what: &str, limit: Duration, pred: impl Fn(&Value) -> bool) -> Value {
-    let start = Instant::now();
-    let mut last = Value::Null;
-    while start.elapsed() < limit {
-        if let Some(s) = pair.gw.status().await {
-            if pred(&s) {
-                return s;
-            }
-            last = s;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("{what} did not happen within {limit:?}: {last}");
-}
+use serde_json::json;
 
 async fn assert_identical(pair: &Pair) {
     pair.gw.wait_in_sync(Duration::from_secs(30)).await;

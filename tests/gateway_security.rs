@@ -6,10 +6,9 @@
 
 mod common;
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::pair::Pair;
+use common::pair::{wait_for, Pair};
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -70,17 +69,9 @@ async fn a_deleted_or_changed_user_loses_her_session_and_never_gets_the_service_
 /// One raw HTTP/1.1 request over TLS to the gateway, the target sent exactly as
 /// written (reqwest would normalise it). The status and the body.
 async fn raw_request(pair: &Pair, method: &str, target: &str, token: &str, body: &str) -> (u16, String) {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let mut roots = rustls::RootCertStore::empty();
-    let pem = std::fs::read(&pair.gw.cert).unwrap();
-    for c in <rustls::pki_types::CertificateDer as rustls::pki_types::pem::PemObject>::pem_slice_iter(&pem) {
-        roots.add(c.unwrap()).unwrap();
-    }
-    let mut cfg = rustls::ClientConfig::builder().with_root_certificates(roots).with_no_client_auth();
-    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
     let tcp = tokio::net::TcpStream::connect(("127.0.0.1", pair.gw.port)).await.unwrap();
     let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
-    let mut tls = tokio_rustls::TlsConnector::from(Arc::new(cfg)).connect(name, tcp).await.unwrap();
+    let mut tls = common::tls_connector(&pair.gw.cert, &[b"http/1.1"]).connect(name, tcp).await.unwrap();
     let req = format!(
         "{method} {target} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
@@ -145,14 +136,8 @@ async fn no_spelling_of_a_path_reaches_the_simulators_hooks_or_is_classified_as_
 #[tokio::test]
 async fn parallel_wrong_passwords_over_http2_get_no_more_than_the_allowance() {
     let pair = Pair::start_with(|t| *t = t.replace("login_attempts_per_minute = 1000", "login_attempts_per_minute = 10")).await;
-    let _ = rustls::crypto::ring::default_provider().install_default();
     // One client, one HTTP/2 connection, 200 logins at once.
-    let mut roots = rustls::RootCertStore::empty();
-    let pem = std::fs::read(&pair.gw.cert).unwrap();
-    for c in <rustls::pki_types::CertificateDer as rustls::pki_types::pem::PemObject>::pem_slice_iter(&pem) {
-        roots.add(c.unwrap()).unwrap();
-    }
-    let mut tls = rustls::ClientConfig::builder().with_root_certificates(roots).with_no_client_auth();
+    let mut tls = rustls::ClientConfig::builder().with_root_certificates(common::roots_trusting(&pair.gw.cert)).with_no_client_auth();
     tls.alpn_protocols = vec![b"h2".to_vec()];
     let http = reqwest::Client::builder().tls_backend_preconfigured(tls).http2_prior_knowledge().build().unwrap();
     let url = format!("{}/api/v1/login", pair.gw.base);
@@ -215,11 +200,7 @@ async fn an_entry_answered_not_applied_is_never_sent_later() {
     let admin = pair.gw.login("admin", "admin").await;
     // b is down: its applier waits for it with the entries it has not sent.
     pair.b.kill9();
-    let start = Instant::now();
-    while pair.gw.status().await.unwrap()["chassis"][1]["state"] != "down" {
-        assert!(start.elapsed() < Duration::from_secs(10), "b never seen down");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_for(&pair, "b seen down", Duration::from_secs(10), |s| s["chassis"][1]["state"] == "down").await;
     let mut voided = None;
     for attempt in 0..4 {
         let before = pair.gw.status().await.unwrap()["last_seq"].as_u64().unwrap();
@@ -267,17 +248,10 @@ async fn a_lost_service_login_is_shown_in_status() {
         users.as_array().unwrap().iter().find(|u| u["username"] == common::pair::SERVICE_USER).expect("the service account").clone();
     assert_ne!(common::pair::SERVICE_USER, "admin", "the gateway has its own account");
     admin.put(&format!("/users/{}", service["id"]), json!({"password": "locked-out-now"})).await.ok();
-    let start = Instant::now();
-    let mut last = Value::Null;
-    while start.elapsed() < Duration::from_secs(20) {
-        last = pair.gw.status().await.unwrap();
-        let shown = last["chassis"].as_array().unwrap().iter().any(|c| c["service_login"]["code"] == "service_login_failed");
-        if shown {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    panic!("status never said service_login_failed: {last}");
+    wait_for(&pair, "status saying service_login_failed", Duration::from_secs(20), |s| {
+        s["chassis"].as_array().is_some_and(|c| c.iter().any(|c| c["service_login"]["code"] == "service_login_failed"))
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -291,15 +265,7 @@ async fn a_chassis_being_rebuilt_does_not_slow_every_mutation_by_the_grace() {
     let http = common::client_trusting(Some(&pair.gw.cert));
     let r = http.post(format!("{}/_pairgate/resync/b", pair.gw.base)).bearer_auth(&pair.gw.admin_token).send().await.unwrap();
     assert_eq!(r.status(), 202);
-    let start = Instant::now();
-    loop {
-        let s = pair.gw.status().await.unwrap();
-        if s["chassis"][1]["state"] == "full_resync" {
-            break;
-        }
-        assert!(start.elapsed() < Duration::from_secs(10), "b never entered full_resync: {s}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_for(&pair, "b in full_resync", Duration::from_secs(10), |s| s["chassis"][1]["state"] == "full_resync").await;
     let mut slowest = Duration::ZERO;
     for k in 0..3 {
         let t = Instant::now();

@@ -6,8 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::pair::Pair;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::pki_types::ServerName;
 use rustls::{CipherSuite, SupportedCipherSuite};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
@@ -31,11 +30,7 @@ async fn tls12_uses_the_servers_cipher_suite_order_not_the_clients() {
     assert_ne!(reversed[0].suite(), servers_first, "the test itself: the orders differ");
 
     let provider = rustls::crypto::CryptoProvider { cipher_suites: reversed, ..rustls::crypto::ring::default_provider() };
-    let mut roots = rustls::RootCertStore::empty();
-    let pem = std::fs::read(&pair.gw.cert).expect("read the gateway certificate");
-    for c in CertificateDer::pem_slice_iter(&pem) {
-        roots.add(c.expect("pem")).expect("add root");
-    }
+    let roots = common::roots_trusting(&pair.gw.cert);
     let cfg = rustls::ClientConfig::builder_with_provider(Arc::new(provider))
         .with_protocol_versions(&[&rustls::version::TLS12])
         .expect("TLS 1.2 with these suites")

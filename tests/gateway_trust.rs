@@ -12,24 +12,9 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::pair::{GatewayProcess, Pair};
+use common::pair::{wait_for, GatewayProcess, Pair};
 use common::Api;
 use serde_json::{json, Value};
-
-async fn wait_for(pair: &Pair, what: &str, limit: Duration, pred: impl Fn(&Value) -> bool) -> Value {
-    let start = Instant::now();
-    let mut last = Value::Null;
-    while start.elapsed() < limit {
-        if let Some(s) = pair.gw.status().await {
-            if pred(&s) {
-                return s;
-            }
-            last = s;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("{what} did not happen within {limit:?}: {last}");
-}
 
 /// SIGTERM the gateway and wait (bounded) for its clean exit.
 async fn terminate(gw: &mut GatewayProcess) {

@@ -196,16 +196,30 @@ impl Reply {
     }
 }
 
+/// The certificates of a PEM file as the only rustls trust anchors (ring
+/// installed as the crypto provider first).
+pub fn roots_trusting(ca_pem: &Path) -> rustls::RootCertStore {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let mut roots = rustls::RootCertStore::empty();
+    let pem = std::fs::read(ca_pem).expect("read CA pem");
+    for cert in rustls::pki_types::CertificateDer::pem_slice_iter(&pem) {
+        roots.add(cert.expect("pem cert")).expect("add root");
+    }
+    roots
+}
+
+/// A raw TLS connector trusting exactly the certificate in `ca_pem`, offering
+/// the `alpn` protocols (none: no ALPN).
+pub fn tls_connector(ca_pem: &Path, alpn: &[&[u8]]) -> tokio_rustls::TlsConnector {
+    let mut cfg = rustls::ClientConfig::builder().with_root_certificates(roots_trusting(ca_pem)).with_no_client_auth();
+    cfg.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    tokio_rustls::TlsConnector::from(std::sync::Arc::new(cfg))
+}
+
 /// A rustls client config trusting exactly one certificate, with ring.
 pub fn client_trusting(ca_pem: Option<&Path>) -> reqwest::Client {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let mut roots = rustls::RootCertStore::empty();
-    if let Some(path) = ca_pem {
-        let pem = std::fs::read(path).expect("read CA pem");
-        for cert in rustls::pki_types::CertificateDer::pem_slice_iter(&pem) {
-            roots.add(cert.expect("pem cert")).expect("add root");
-        }
-    }
+    let roots = ca_pem.map(roots_trusting).unwrap_or_else(rustls::RootCertStore::empty);
     let tls = rustls::ClientConfig::builder().with_root_certificates(roots).with_no_client_auth();
     reqwest::Client::builder().tls_backend_preconfigured(tls).timeout(Duration::from_secs(30)).build().expect("reqwest client")
 }

@@ -275,6 +275,23 @@ impl Pair {
     }
 }
 
+/// Poll `/_pairgate/status` (bounded) until `pred` holds; the status then.
+/// Panics with `what` and the last status seen if it never does.
+pub async fn wait_for(pair: &Pair, what: &str, limit: Duration, pred: impl Fn(&Value) -> bool) -> Value {
+    let start = Instant::now();
+    let mut last = Value::Null;
+    while start.elapsed() < limit {
+        if let Some(s) = pair.gw.status().await {
+            if pred(&s) {
+                return s;
+            }
+            last = s;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{what} did not happen within {limit:?}: {last}");
+}
+
 fn toml_str(s: &str) -> String {
     format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
 }
@@ -285,16 +302,9 @@ pub async fn events_socket(
     cert: &Path,
     token: &str,
 ) -> tokio_tungstenite::WebSocketStream<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let mut roots = rustls::RootCertStore::empty();
-    let pem = std::fs::read(cert).expect("cert");
-    for c in <rustls::pki_types::CertificateDer as rustls::pki_types::pem::PemObject>::pem_slice_iter(&pem) {
-        roots.add(c.expect("pem")).expect("root");
-    }
-    let cfg = rustls::ClientConfig::builder().with_root_certificates(roots).with_no_client_auth();
     let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.expect("connect");
     let name = rustls::pki_types::ServerName::try_from("127.0.0.1").expect("name");
-    let tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(cfg)).connect(name, tcp).await.expect("tls");
+    let tls = super::tls_connector(cert, &[]).connect(name, tcp).await.expect("tls");
     let url = format!("wss://127.0.0.1:{port}/api/v1/events?token={token}");
     tokio_tungstenite::client_async(url, tls).await.expect("websocket").0
 }

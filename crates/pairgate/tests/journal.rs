@@ -309,6 +309,15 @@ fn big_draft(i: usize, body: usize) -> Draft {
 }
 
 /// The longest run of newest entries whose counted bytes fit in `max` (at least one).
+/// Appends `n` entries of about 1 KiB that chassis `a` applies at once.
+async fn append_applied_by_a(journal: &Journal, seq: &pairgate::sequencer::Sequencer, n: usize, appended: &mut Vec<Arc<Entry>>) {
+    for i in 0..n {
+        let e = seq.append(big_draft(i, 1000)).await.unwrap();
+        journal.mark_applied("a", e.seq).unwrap();
+        appended.push(e);
+    }
+}
+
 fn expected_oldest(entries: &[Arc<Entry>], max: u64) -> u64 {
     let mut total = 0;
     let mut oldest = entries.last().map_or(1, |e| e.seq);
@@ -330,11 +339,7 @@ async fn the_max_bytes_rule_drops_the_oldest_entries_and_survives_a_reopen() {
     let (journal, seq) = journal::open(dir.path(), config.clone()).unwrap();
     // b goes away; a keeps up. 30 entries of about 1 KiB: about three times max_bytes.
     let mut appended = Vec::new();
-    for i in 0..30 {
-        let e = seq.append(big_draft(i, 1000)).await.unwrap();
-        journal.mark_applied("a", e.seq).unwrap();
-        appended.push(e);
-    }
+    append_applied_by_a(&journal, &seq, 30, &mut appended).await;
     journal.truncate().await.unwrap();
     let kept = journal.entries_after(0, 1000).unwrap();
     let kept_bytes: u64 = kept.iter().map(|e| counted_bytes(e)).sum();
@@ -356,11 +361,7 @@ async fn the_max_bytes_rule_drops_the_oldest_entries_and_survives_a_reopen() {
     // under the bound, and the same suffix rule holds.
     drop((journal, seq));
     let (journal, seq) = journal::open(dir.path(), config.clone()).unwrap();
-    for i in 0..10 {
-        let e = seq.append(big_draft(i, 1000)).await.unwrap();
-        journal.mark_applied("a", e.seq).unwrap();
-        appended.push(e);
-    }
+    append_applied_by_a(&journal, &seq, 10, &mut appended).await;
     journal.truncate().await.unwrap();
     let kept = journal.entries_after(0, 1000).unwrap();
     let kept_bytes: u64 = kept.iter().map(|e| counted_bytes(e)).sum();
