@@ -13,8 +13,10 @@ use super::{bin_path, client_trusting, free_port, Api, SimOpts, SimProcess};
 /// The gateway's own account on both chassis of a test pair (never the human
 /// `admin`: the two would pre-empt each other's backend sessions).
 pub const SERVICE_USER: &str = "gateway";
-/// Its password (written to the gateway's password files).
-pub const SERVICE_PASSWORD: &str = "gateway-service-secret";
+/// Its password on chassis a and on chassis b (written to the gateway's
+/// password files): different, as a site's must be (the source document's
+/// defect 8 was two chassis that had to share their passwords).
+pub const SERVICE_PASSWORDS: [&str; 2] = ["gateway-service-secret-a", "gateway-service-secret-b"];
 
 /// Create the gateway's service account on a chassis, as its admin, directly.
 ///
@@ -22,20 +24,46 @@ pub const SERVICE_PASSWORD: &str = "gateway-service-secret";
 /// `admin` for a test's client (a replay after a restart) may end this direct
 /// session between its login and its create: then it logs in again, at most
 /// five times.
-pub async fn create_service_account(base: &str, cert: &Path) {
+pub async fn create_service_account(base: &str, cert: &Path, password: &str) {
     let mut api = Api::new(base);
     api.http = client_trusting(Some(cert));
     for attempt in 1..=5 {
         let r = api.post("/login", serde_json::json!({"username": "admin", "password": "admin", "force": true})).await;
         assert_eq!(r.status, 200, "admin login on {base}: {r:?}");
         api.token = r.body["token"].as_str().map(str::to_string);
-        let r = api.post("/users", serde_json::json!({"username": SERVICE_USER, "password": SERVICE_PASSWORD, "role": "admin"})).await;
+        let r = api.post("/users", serde_json::json!({"username": SERVICE_USER, "password": password, "role": "admin"})).await;
         if r.code() == "session_preempted" && attempt < 5 {
             continue;
         }
         assert!(r.status == 201 || r.code() == "username_taken", "service account on {base}: {r:?}");
         return;
     }
+}
+
+/// Add `n` IP sources to a chassis directly (its own export, grown,
+/// imported back: its users keep their own password hashes). Two chassis
+/// given the same `n` from the same state hold the same rows with the same
+/// IDs. Returns the size of the imported document in bytes.
+pub async fn load_rows(base: &str, cert: &Path, n: u64) -> usize {
+    let mut d = Api::new(base);
+    d.http = client_trusting(Some(cert));
+    let r = d.post("/login", serde_json::json!({"username": "admin", "password": "admin", "force": true})).await;
+    assert_eq!(r.status, 200, "direct login: {r:?}");
+    d.token = r.body["token"].as_str().map(str::to_string);
+    let mut doc = d.get("/system/export").await.ok().body;
+    let sources = &mut doc["tables"]["sources"];
+    let first = sources["next_id"].as_u64().expect("sources.next_id");
+    let rows = sources["rows"].as_array_mut().expect("sources.rows");
+    for id in first..first + n {
+        let url = format!("rtsp://192.0.2.{}/stream/{id}", id % 250);
+        rows.push(serde_json::json!({"id": id, "name": format!("Camera {id:06} north corridor"), "kind": "ip", "url": url}));
+    }
+    sources["next_id"] = serde_json::json!(first + n);
+    let text = doc.to_string();
+    let size = text.len();
+    let r = d.raw("PUT", "/system/import", text.into_bytes(), "application/json").await;
+    assert_eq!(r.status, 200, "import of {n} rows into {base}: {r:?}");
+    size
 }
 
 /// A self-signed certificate for 127.0.0.1 written to `dir/name.{pem,key}`.
@@ -183,17 +211,24 @@ impl Pair {
 
     /// As `start_with`; `wait` says whether to wait for both chassis in sync.
     pub async fn start_with_wait(edit: impl FnOnce(&mut String), wait: bool) -> Pair {
-        Pair::start_full(edit, wait, None).await
+        Pair::start_full(edit, wait, None, 0).await
+    }
+
+    /// A pair whose chassis both hold `rows` extra IP sources (the same on
+    /// each, loaded directly before the gateway starts: see [`load_rows`]),
+    /// with a hook to edit the gateway configuration text first.
+    pub async fn start_with_rows(rows: u64, edit: impl FnOnce(&mut String)) -> Pair {
+        Pair::start_full(edit, true, None, rows).await
     }
 
     /// As `start_with`, the gateway logging with `filter` (a `RUST_LOG`
     /// value) to the file `gateway.log` in the pair's directory
     /// (`pair.gw.log`). Waits for both chassis in sync.
     pub async fn start_logged(edit: impl FnOnce(&mut String), filter: &str) -> Pair {
-        Pair::start_full(edit, true, Some(filter.to_string())).await
+        Pair::start_full(edit, true, Some(filter.to_string()), 0).await
     }
 
-    async fn start_full(edit: impl FnOnce(&mut String), wait: bool, log_filter: Option<String>) -> Pair {
+    async fn start_full(edit: impl FnOnce(&mut String), wait: bool, log_filter: Option<String>, rows: u64) -> Pair {
         let dir = tempfile::tempdir().expect("tempdir");
         let d = dir.path();
         let (ca, ka) = make_cert(d, "chassis-a");
@@ -204,13 +239,17 @@ impl Pair {
         for (name, v) in [
             ("admin.token", "test-admin-token-0123456789abcdef"),
             ("jwt.secret", "test-jwt-secret-0123456789abcdef0123456789"),
-            ("a.pw", SERVICE_PASSWORD),
-            ("b.pw", SERVICE_PASSWORD),
+            ("a.pw", SERVICE_PASSWORDS[0]),
+            ("b.pw", SERVICE_PASSWORDS[1]),
         ] {
             std::fs::write(d.join(name), v).expect("write secret");
         }
-        create_service_account(&a.base, &ca).await;
-        create_service_account(&b.base, &cb).await;
+        create_service_account(&a.base, &ca, SERVICE_PASSWORDS[0]).await;
+        create_service_account(&b.base, &cb, SERVICE_PASSWORDS[1]).await;
+        if rows > 0 {
+            load_rows(&a.base, &ca, rows).await;
+            load_rows(&b.base, &cb, rows).await;
+        }
         let port = free_port();
         let shipped = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("gateway.toml")).expect("shipped gateway.toml");
         let routes = &shipped[shipped.find("# ----").expect("route section")..];
@@ -248,7 +287,8 @@ impl Pair {
         };
         gw.spawn();
         if wait {
-            gw.wait_in_sync(Duration::from_secs(20)).await;
+            // Pairing reads both exports and digests: longer for large states.
+            gw.wait_in_sync(Duration::from_secs(20 + rows / 2_000)).await;
         }
         Pair { a, b, gw, dir, certs: [ca, cb] }
     }
@@ -269,7 +309,7 @@ impl Pair {
     /// was wiped: a replaced main board gets it from the installer).
     pub async fn provision_service_account(&self, i: usize) {
         let sim = if i == 0 { &self.a } else { &self.b };
-        create_service_account(&sim.base, &self.certs[i]).await;
+        create_service_account(&sim.base, &self.certs[i], SERVICE_PASSWORDS[i]).await;
     }
 
     /// Set the simulator's fault hooks on chassis `i` (`PUT /_sim/faults`).

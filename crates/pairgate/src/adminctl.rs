@@ -115,8 +115,15 @@ pub async fn resync(cfg: &Config, name: &str, limit: Duration) -> Result<(), Ctl
             _ => 0,
         };
         bar.set_position(step);
-        let rows = s["resync"]["rows"].as_u64().unwrap_or(0);
-        bar.set_message(format!("{phase} ({rows} rows); {state}, lag {lag}"));
+        let r = &s["resync"];
+        let moved = match (r["bytes"].as_u64(), r["bytes_total"].as_u64()) {
+            (Some(b), Some(t)) if mine && t > 0 => format!(", {:.1} of {:.1} MB", b as f64 / 1e6, t as f64 / 1e6),
+            (Some(b), None) if mine && b > 0 => format!(", {:.1} MB", b as f64 / 1e6),
+            _ => String::new(),
+        };
+        let rows = r["rows"].as_u64().unwrap_or(0);
+        let attempt = r["attempt"].as_u64().filter(|&a| mine && a > 1).map(|a| format!(", attempt {a}")).unwrap_or_default();
+        bar.set_message(format!("{phase} ({rows} rows{moved}{attempt}); {state}, lag {lag}"));
         if mine && phase.starts_with("failed") {
             bar.abandon_with_message(phase.clone());
         }

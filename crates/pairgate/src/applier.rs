@@ -23,7 +23,7 @@ use crate::broker::{Broker, Runs};
 use crate::detector::{ChassisState, Signal};
 use crate::journal::{ClientKeyState, ClientResponse, Entry, Follower, Journal, JournalError};
 use crate::pair::Pair;
-use crate::resync::{Progress, Reason, Resyncer, WriteGate};
+use crate::resync::{Progress, Reason, Resyncer, Step, WriteGate};
 use crate::upstream::{Outcome, UpRequest};
 
 /// One attempt of one entry on one chassis.
@@ -246,15 +246,19 @@ impl Applier {
         let member = &self.pair.members[me];
         let started = std::time::Instant::now();
         let names = (self.name().to_string(), self.pair.members[source].upstream.name.clone());
-        let report = |phase: &str, seq: u64, rows: u64| {
+        let attempt = member.resync_attempt.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+        let report = |step: Step| {
             if let Ok(mut p) = self.progress.lock() {
                 *p = Some(Progress {
                     chassis: names.0.clone(),
                     source: names.1.clone(),
                     reason,
-                    phase: phase.to_string(),
-                    at_seq: seq,
-                    rows,
+                    phase: step.phase.to_string(),
+                    at_seq: step.seq,
+                    rows: step.rows,
+                    bytes: step.bytes,
+                    bytes_total: step.bytes_total,
+                    attempt,
                     elapsed_ms: started.elapsed().as_millis() as u64,
                 });
             }
@@ -262,18 +266,29 @@ impl Applier {
         tracing::warn!(chassis = %self.name(), ?reason, "full resync from {}", names.1);
         member.detector.signal(Signal::Resync);
         match self.resyncer().full_resync(me, source, &report).await {
-            Ok(seq) => {
+            Ok(imported) => {
+                let seq = imported.seq;
                 if let Err(e) = self.journal.mark_applied(self.name(), seq) {
                     tracing::error!(chassis = %self.name(), "recording the resync's seq: {e}");
                 }
-                report("done", seq, 0);
+                report(Step { phase: "done", seq, rows: imported.rows, bytes: imported.bytes, bytes_total: imported.bytes_total });
                 member.resyncs_done.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                tracing::info!(chassis = %self.name(), seq, ms = started.elapsed().as_millis() as u64, "full resync imported; replaying");
+                member.resync_attempt.store(0, std::sync::atomic::Ordering::SeqCst);
+                tracing::info!(
+                    chassis = %self.name(),
+                    seq,
+                    rows = imported.rows,
+                    bytes = imported.bytes,
+                    attempt,
+                    ms = started.elapsed().as_millis() as u64,
+                    "full resync imported; replaying"
+                );
                 member.detector.signal(Signal::ResyncDone);
                 Some(self.journal.follow(seq))
             }
             Err(e) => {
-                report(&format!("failed: {e}"), 0, 0);
+                report(Step::new(&format!("failed: {e}"), 0));
+                member.resyncs_failed.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 tracing::error!(chassis = %self.name(), "full resync failed: {e}; retrying");
                 tokio::time::sleep(Duration::from_secs(1)).await;
                 member.resync.request(reason);

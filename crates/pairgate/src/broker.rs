@@ -26,7 +26,13 @@ use reqwest::Method;
 use serde_json::json;
 
 use crate::session::{AccountInfo, BackendSessions, BackendToken, LoginLimiter, Secret, SessionStore};
-use crate::upstream::{Outcome, UpRequest, Upstream};
+use crate::upstream::{Answered, Outcome, UpRequest, Upstream};
+
+/// An outcome after which the session must be looked at: a 401, or a body
+/// the chassis stopped reading (it may have refused the session early).
+fn needs_session_check(o: &Outcome) -> bool {
+    matches!(o, Outcome::Answered(a) if a.status == 401) || matches!(o, Outcome::Cut(_))
+}
 
 /// The gateway's own account on one chassis.
 pub struct ServiceAccount {
@@ -217,27 +223,90 @@ impl Broker {
     /// Never as another account: a user whose own login fails gets
     /// [`Outcome::AccountRefused`].
     pub async fn send<'a>(&self, i: usize, up: &Upstream, runs: &Runs, req: impl Fn() -> UpRequest<'a>) -> Outcome {
+        let sent = self
+            .with_session(i, up, runs, |token| {
+                let req = UpRequest { token: Some(token), ..req() };
+                async move {
+                    match up.send(req).await {
+                        o if needs_session_check(&o) => Err(o),
+                        o => Ok(o),
+                    }
+                }
+            })
+            .await;
+        sent.unwrap_or_else(|o| o)
+    }
+
+    /// Run `call` with `runs`' token on chassis `i` (logging in if there is
+    /// none). A 401 — or a body cut off by a chassis whose session check then
+    /// answers 401: it refused the stale session before reading the body, and
+    /// the answer was lost with the connection — means one re-login (shared
+    /// with concurrent callers) and another try, at most three in all. `call`
+    /// returns `Err` with the outcome for those two cases, `Ok` otherwise.
+    pub async fn with_session<T, F, Fut>(&self, i: usize, up: &Upstream, runs: &Runs, call: F) -> Result<T, Outcome>
+    where
+        F: Fn(String) -> Fut,
+        Fut: std::future::Future<Output = Result<T, Outcome>>,
+    {
         let refused = |e: BrokerError| match e {
             BrokerError::Unreachable(e) => Outcome::Refused(e),
             other => Outcome::AccountRefused(other.to_string()),
         };
         for _ in 0..3 {
-            let token = match self.token(i, up, runs).await {
-                Ok(t) => t,
-                Err(e) => return refused(e),
+            let token = self.token(i, up, runs).await.map_err(refused)?;
+            let outcome = match call(token.token.expose().to_string()).await {
+                Ok(t) => return Ok(t),
+                Err(o) => o,
             };
-            let outcome = up.send(UpRequest { token: Some(token.token.expose().to_string()), ..req() }).await;
-            match &outcome {
+            match outcome {
                 Outcome::Answered(a) if a.status == 401 => {
                     tracing::info!(chassis = %up.name, code = ?a.error_code(), "backend session refused; re-logging in");
-                    if let Err(e) = self.relogin(i, up, runs, token.generation).await {
-                        return refused(e);
-                    }
                 }
-                _ => return outcome,
+                Outcome::Cut(mut cut) => match self.session_check(up, token.token.expose()).await {
+                    Some(a) if a.status == 401 => {
+                        tracing::warn!(
+                            chassis = %up.name,
+                            code = ?a.error_code(),
+                            "{cut}; its session check then answered 401: the chassis refused a stale session before \
+                             reading the body; logging in again and sending once more"
+                        );
+                    }
+                    seen => {
+                        cut.cause.push_str(&match seen {
+                            Some(a) => format!("; the session is valid (GET /system/info answered {})", a.status),
+                            None => "; the session check got no answer either".to_string(),
+                        });
+                        return Err(Outcome::Cut(cut));
+                    }
+                },
+                other => return Err(other),
             }
+            self.relogin(i, up, runs, token.generation).await.map_err(refused)?;
         }
-        Outcome::NoAnswer("the chassis kept refusing fresh sessions".into())
+        Err(Outcome::NoAnswer("the chassis kept refusing fresh sessions".into()))
+    }
+
+    /// Is `token` still a session on `up`? `GET /system/info` (small, needs a
+    /// session): its answer, or `None` if none came.
+    async fn session_check(&self, up: &Upstream, token: &str) -> Option<Answered> {
+        match up.json(Method::GET, "/api/v1/system/info", None, Some(token), self.per_try).await {
+            Outcome::Answered(a) => Some(a),
+            _ => None,
+        }
+    }
+
+    /// Make sure `runs` holds a live session on chassis `i` before a call
+    /// that cannot be repeated (a streamed body): a stale one is replaced.
+    pub async fn fresh_session(&self, i: usize, up: &Upstream, runs: &Runs) -> Result<String, Outcome> {
+        self.with_session(i, up, runs, |token| async move {
+            match self.session_check(up, &token).await {
+                Some(a) if a.status == 401 => Err(Outcome::Answered(a)),
+                Some(a) if a.is_success() => Ok(token),
+                Some(a) => Err(Outcome::Answered(a)),
+                None => Err(Outcome::NoAnswer("GET /system/info: no answer".into())),
+            }
+        })
+        .await
     }
 
     /// Why the service account cannot log in to chassis `i`, if it cannot.

@@ -151,6 +151,8 @@ impl Gateway {
                 last_error: Default::default(),
                 resync: Default::default(),
                 resyncs_done: Default::default(),
+                resyncs_failed: Default::default(),
+                resync_attempt: Default::default(),
             });
             service.push(ServiceAccount { username: c.username.clone(), password: password(&c.password)? });
         }

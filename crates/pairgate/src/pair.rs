@@ -21,6 +21,10 @@ pub struct Member {
     pub resync: Arc<crate::resync::ResyncFlag>,
     /// Full resyncs completed (imported) since the gateway started.
     pub resyncs_done: Arc<std::sync::atomic::AtomicU64>,
+    /// Attempts of full resyncs that failed (and were retried) since start.
+    pub resyncs_failed: Arc<std::sync::atomic::AtomicU64>,
+    /// Attempts made of the resync under way (0 when none is).
+    pub resync_attempt: Arc<std::sync::atomic::AtomicU64>,
 }
 
 pub struct Pair {

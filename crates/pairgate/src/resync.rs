@@ -19,24 +19,31 @@
 //!   the last primary chassis counts for nothing.
 //! - **Full resync** (a new chassis, a diverged one, one that missed more than
 //!   the journal keeps): hold new mutations, wait for the source to apply the
-//!   last entry (seq S), export it, let mutations flow again, import the
-//!   export into the target, and replay the journal after S. Clients pause
-//!   only while the export is taken.
+//!   last entry (seq S), ask for its export, let mutations flow again as soon
+//!   as the export's answer starts (the chassis took it at S), stream it into
+//!   the target's import as it arrives (the gateway never holds the whole
+//!   document), and replay the journal after S. Clients pause only until the
+//!   export's answer starts. The import is made with a session checked just
+//!   before (a chassis refuses a stale session before reading a body, and that
+//!   answer is lost with the connection it closes); the imported users carry
+//!   the source's password for the gateway's own account, so the target's own
+//!   password is set back right after.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use futures_util::StreamExt;
 use reqwest::header::{HeaderMap, HeaderValue, CONTENT_TYPE};
 use reqwest::Method;
 use serde::Serialize;
 use tokio::sync::{Notify, RwLock};
 
-use crate::broker::{Broker, Runs};
+use crate::broker::{Broker, BrokerError, Runs};
 use crate::journal::{Journal, VerifiedPoint};
 use crate::pair::Pair;
-use crate::upstream::{Outcome, UpRequest};
+use crate::upstream::{bytes_text, Outcome, UpRequest};
 
 /// The longest new mutations are held while the chassis finish the entries
 /// in flight (the budget is a pause of at most 1 s).
@@ -93,14 +100,56 @@ pub struct Progress {
     /// `waiting_for_source`, `exporting`, `importing`, `replaying`, `done`, `failed: …`
     pub phase: String,
     pub at_seq: u64,
+    /// Rows imported (from the import's answer; 0 until it came).
     pub rows: u64,
+    /// Bytes of the export streamed into the import so far, and the
+    /// export's length when the source said it.
+    pub bytes: u64,
+    pub bytes_total: Option<u64>,
+    /// Which attempt of this resync this is (1: the first).
+    pub attempt: u64,
     pub elapsed_ms: u64,
+}
+
+/// What a full resync imported: the journal seq the source's export was
+/// taken at, its rows and bytes.
+#[derive(Clone, Copy, Debug)]
+pub struct Imported {
+    pub seq: u64,
+    pub rows: u64,
+    pub bytes: u64,
+    pub bytes_total: Option<u64>,
+}
+
+/// One report of a running full resync (see [`Progress`]).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Step<'a> {
+    pub phase: &'a str,
+    pub seq: u64,
+    pub rows: u64,
+    pub bytes: u64,
+    pub bytes_total: Option<u64>,
+}
+
+impl<'a> Step<'a> {
+    pub fn new(phase: &'a str, seq: u64) -> Step<'a> {
+        Step { phase, seq, ..Step::default() }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum ResyncError {
-    #[error("chassis {0} did not answer: {1}")]
-    Chassis(String, String),
+    /// A call to a chassis that did not succeed: which call, on which
+    /// chassis, and what happened (its answer, or who closed what when).
+    #[error("{call} on chassis {chassis}: {what}")]
+    Call { chassis: String, call: String, what: String },
+    /// The source's export broke off while it was streamed into the target.
+    #[error("the export from chassis {chassis} broke off after {at}: {why}")]
+    ExportBroke { chassis: String, at: String, why: String },
+    /// The import made the target's copy of the gateway's own account
+    /// unusable and it could not be given its own password back.
+    #[error("chassis {0}: the gateway's own account after the import: {1}")]
+    ServiceAccount(String, String),
     #[error("chassis {0} did not apply the journal's last entry in time")]
     NotCaughtUp(String),
     #[error("the source chassis {0} is not in sync")]
@@ -135,17 +184,22 @@ pub(crate) async fn service_call(
         .await;
     match outcome {
         Outcome::Answered(a) if a.is_success() => Ok(a.body),
-        other => Err(ResyncError::Chassis(up.name.clone(), other.describe())),
+        other => Err(call_failed(&up.name, &method, path, &other)),
     }
+}
+
+fn call_failed(chassis: &str, method: &Method, path: &str, what: &Outcome) -> ResyncError {
+    ResyncError::Call { chassis: chassis.to_string(), call: format!("{method} {path}"), what: what.describe() }
 }
 
 pub async fn digest(broker: &Broker, pair: &Pair, i: usize, timeout: Duration) -> Result<String, ResyncError> {
     let body = service_call(broker, pair, i, Method::GET, "/api/v1/system/digest", None, timeout).await?;
-    let v: serde_json::Value =
-        serde_json::from_slice(&body).map_err(|e| ResyncError::Chassis(pair.members[i].upstream.name.clone(), e.to_string()))?;
+    let bad =
+        |what: String| ResyncError::Call { chassis: pair.members[i].upstream.name.clone(), call: "GET /api/v1/system/digest".into(), what };
+    let v: serde_json::Value = serde_json::from_slice(&body).map_err(|e| bad(format!("answered 200 with no JSON: {e}")))?;
     match v["digest"].as_str() {
         Some(d) if !d.is_empty() => Ok(d.to_string()),
-        _ => Err(ResyncError::Chassis(pair.members[i].upstream.name.clone(), "no digest in its answer".into())),
+        _ => Err(bad("answered 200 without a digest".into())),
     }
 }
 
@@ -243,31 +297,138 @@ impl Resyncer<'_> {
         })
     }
 
-    /// Rebuild chassis `target` from `source`: returns the seq the import is at.
-    pub async fn full_resync(&self, target: usize, source: usize, progress: &(dyn Fn(&str, u64, u64) + Sync)) -> Result<u64, ResyncError> {
-        progress("waiting_for_source", 0, 0);
+    /// Rebuild chassis `target` from `source`: what was imported, at which seq.
+    pub async fn full_resync(&self, target: usize, source: usize, progress: &(dyn Fn(Step) + Sync)) -> Result<Imported, ResyncError> {
+        progress(Step::new("waiting_for_source", 0));
         let mut w = self.pair.members[source].detector.watch();
         let ready = tokio::time::timeout(Duration::from_secs(30), w.wait_for(|s| s.serves())).await.map(|r| r.is_ok()).unwrap_or(false);
         if !ready {
-            return Err(ResyncError::NoSource(self.pair.members[source].upstream.name.clone()));
+            return Err(ResyncError::NoSource(self.name(source).to_string()));
         }
         wait_applied(self.journal, self.pair, &[source], Duration::from_secs(5)).await?;
-        let (seq, doc) = {
+        let (src, dst) = (&self.pair.members[source].upstream, &self.pair.members[target].upstream);
+        // The import cannot be sent twice (its body is the export as it
+        // streams): its session is checked, and renewed if stale, first.
+        let token =
+            self.broker.fresh_session(target, dst, &Runs::Service).await.map_err(|o| call_failed(&dst.name, &Method::GET, INFO, &o))?;
+        let (seq, export) = {
             let _hold = self.gate.write().await;
             let seq = wait_applied(self.journal, self.pair, &[source], GATE_WAIT).await?;
-            progress("exporting", seq, 0);
-            let doc = service_call(self.broker, self.pair, source, Method::GET, "/api/v1/system/export", None, self.per_try * 30).await?;
-            (seq, doc)
+            progress(Step::new("exporting", seq));
+            let export = self
+                .broker
+                .with_session(source, src, &Runs::Service, |token| async move {
+                    src.open(UpRequest {
+                        method: Method::GET,
+                        path_and_query: EXPORT,
+                        headers: HeaderMap::new(),
+                        body: Bytes::new(),
+                        token: Some(token),
+                        timeout: self.per_try * 30,
+                    })
+                    .await
+                })
+                .await
+                .map_err(|o| call_failed(&src.name, &Method::GET, EXPORT, &o))?;
+            // Its answer started: the source took the export at `seq`.
+            (seq, export)
         };
-        let rows = count_rows(&doc);
-        progress("importing", seq, rows);
-        service_call(self.broker, self.pair, target, Method::PUT, "/api/v1/system/import", Some(doc), self.per_try * 30).await?;
-        progress("replaying", seq, rows);
-        Ok(seq)
+        let total = export.content_length();
+        let broke: Arc<std::sync::Mutex<Option<String>>> = Arc::default();
+        let broke_in = broke.clone();
+        let body = export.bytes_stream().map(move |chunk| {
+            chunk.map_err(|e| {
+                let why = crate::upstream::error_chain(&e);
+                if let Ok(mut b) = broke_in.lock() {
+                    *b = Some(why.clone());
+                }
+                std::io::Error::other(why)
+            })
+        });
+        let sent = Arc::new(AtomicU64::new(0));
+        let mut headers = HeaderMap::new();
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        let import = dst.send_stream(Method::PUT, IMPORT, headers, Some(&token), self.per_try * 30, body, total, &sent);
+        tokio::pin!(import);
+        let mut tick = tokio::time::interval(Duration::from_millis(200));
+        let step = |phase, rows| Step { phase, seq, rows, bytes: sent.load(Ordering::Relaxed), bytes_total: total };
+        let answer = loop {
+            tokio::select! {
+                r = &mut import => break r,
+                _ = tick.tick() => progress(step("importing", 0)),
+            }
+        };
+        if let Some(why) = broke.lock().ok().and_then(|b| b.clone()) {
+            return Err(ResyncError::ExportBroke { chassis: src.name.clone(), at: bytes_text(sent.load(Ordering::Relaxed)), why });
+        }
+        let answer = match answer {
+            Ok(resp) => crate::upstream::read_answer(resp).await,
+            Err(o) => o,
+        };
+        let rows = match &answer {
+            Outcome::Answered(a) if a.is_success() => imported_rows(&a.body),
+            Outcome::Cut(_) => {
+                // The chassis stopped reading: was it the session after all?
+                let again = self.broker.fresh_session(target, dst, &Runs::Service).await;
+                let seen = if again.is_ok() { "a session check then worked" } else { "a session check then failed too" };
+                return Err(ResyncError::Call {
+                    chassis: dst.name.clone(),
+                    call: format!("PUT {IMPORT}"),
+                    what: format!("{}; {seen}", answer.describe()),
+                });
+            }
+            other => return Err(call_failed(&dst.name, &Method::PUT, IMPORT, other)),
+        };
+        progress(step("importing", rows));
+        self.restore_service_password(target, source).await?;
+        progress(step("replaying", rows));
+        Ok(Imported { seq, rows, bytes: sent.load(Ordering::Relaxed), bytes_total: total })
+    }
+
+    /// The import gave the target the source's users, its copy of the
+    /// gateway's own account included — with the *source's* password (each
+    /// chassis has its own: the source document's defect 8). Set the
+    /// target's own back, logged in with the one the import carried.
+    async fn restore_service_password(&self, target: usize, source: usize) -> Result<(), ResyncError> {
+        let (mine, theirs) = (&self.broker.service[target], &self.broker.service[source]);
+        let up = &self.pair.members[target].upstream;
+        let fail = |why: String| ResyncError::ServiceAccount(up.name.clone(), why);
+        if mine.password.expose() == theirs.password.expose() && mine.username == theirs.username {
+            return Ok(());
+        }
+        if mine.username != theirs.username {
+            return Err(fail(format!(
+                "the gateway logs in as '{}' here and as '{}' on chassis {}: after an import a chassis holds the other's users, so give \
+                 the gateway's account the same username on both chassis (each with its own password) in gateway.toml",
+                mine.username,
+                theirs.username,
+                self.name(source)
+            )));
+        }
+        let (token, account) = match self.broker.chassis_login(up, &mine.username, theirs.password.expose()).await {
+            Ok(login) => login,
+            // The import did not carry the source's password (the target's is intact).
+            Err(BrokerError::BadCredentials(_)) => return Ok(()),
+            Err(e) => return Err(fail(format!("logging in with the password the import carried: {e}"))),
+        };
+        let path = format!("/api/v1/users/{}", account.user_id);
+        let body = serde_json::json!({"password": mine.password.expose()});
+        match up.json(Method::PUT, &path, Some(&body), Some(token.expose()), self.per_try).await {
+            Outcome::Answered(a) if a.is_success() => {
+                tracing::info!(chassis = %up.name, user = %mine.username, "the import carried chassis {}'s password for the gateway's account; set back to this chassis' own", self.name(source));
+                Ok(())
+            }
+            other => Err(fail(format!("PUT {path} (its own password back): {}", other.describe()))),
+        }
     }
 }
 
-fn count_rows(doc: &[u8]) -> u64 {
-    let v: serde_json::Value = serde_json::from_slice(doc).unwrap_or_default();
-    v["tables"].as_object().map(|t| t.values().map(|t| t["rows"].as_array().map_or(0, Vec::len) as u64).sum()).unwrap_or(0)
+const INFO: &str = "/api/v1/system/info";
+const EXPORT: &str = "/api/v1/system/export";
+const IMPORT: &str = "/api/v1/system/import";
+
+/// The rows an import answered it holds (`counts`, summed); 0 if it did not say.
+fn imported_rows(answer: &[u8]) -> u64 {
+    let v: serde_json::Value = serde_json::from_slice(answer).unwrap_or_default();
+    v["counts"].as_object().map(|c| c.values().filter_map(serde_json::Value::as_u64).sum()).unwrap_or(0)
 }

@@ -47,6 +47,7 @@ pub fn status(gw: &Gateway, headers: &HeaderMap) -> Response {
                 "lag": last.saturating_sub(applied),
                 "last_error": m.last_error.lock().ok().and_then(|e| e.clone()),
                 "resyncs": m.resyncs_done.load(Ordering::SeqCst),
+                "resyncs_failed": m.resyncs_failed.load(Ordering::SeqCst),
                 "service_login": match gw.broker.service_problem(m.index) {
                     Some(why) => json!({"code": "service_login_failed", "message": why}),
                     None => json!({"code": "ok"}),

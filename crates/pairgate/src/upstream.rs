@@ -7,10 +7,12 @@
 //! "the request certainly never reached it" and "it may or may not have".
 
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures_util::{Stream, StreamExt};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use reqwest::Method;
 use rustls::pki_types::pem::PemObject;
@@ -43,8 +45,13 @@ impl Answered {
     }
     /// The chassis' `error.code`, if the body is an error document.
     pub fn error_code(&self) -> Option<String> {
+        self.error().map(|(code, _)| code)
+    }
+    /// The chassis' `error.code` and `error.message` (cut at 200 characters).
+    pub fn error(&self) -> Option<(String, String)> {
         let v: serde_json::Value = serde_json::from_slice(&self.body).ok()?;
-        v["error"]["code"].as_str().map(str::to_string)
+        let code = v["error"]["code"].as_str()?.to_string();
+        Some((code, v["error"]["message"].as_str().unwrap_or("").chars().take(200).collect()))
     }
 }
 
@@ -63,6 +70,44 @@ pub enum Outcome {
     /// (its credentials were refused, or none are stored or readable). The
     /// gateway never substitutes another account (invariant 1).
     AccountRefused(String),
+    /// The chassis closed the connection before it took the whole request
+    /// body. It cannot have applied a request it did not read; most often it
+    /// answered early (a stale session's 401, a 413) and closed, and that
+    /// answer was lost with the connection. Treated like [`Outcome::NoAnswer`]
+    /// by the answer table; the broker checks the session when it sees one.
+    Cut(Cut),
+}
+
+/// How far a request body got before the connection closed under it.
+#[derive(Clone, Debug)]
+pub struct Cut {
+    /// Bytes of the body handed to the connection.
+    pub sent: u64,
+    /// The body's length, when known.
+    pub total: Option<u64>,
+    /// The transport's error, and what the gateway found out afterwards.
+    pub cause: String,
+}
+
+impl std::fmt::Display for Cut {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let of = self.total.map(|t| format!(" of {}", bytes_text(t))).unwrap_or_default();
+        write!(
+            f,
+            "the chassis closed the connection after {}{of} of the request body (no answer could be read): {}",
+            bytes_text(self.sent),
+            self.cause
+        )
+    }
+}
+
+/// `1234567` → "1.2 MB (1234567 bytes)".
+pub fn bytes_text(n: u64) -> String {
+    if n >= 100_000 {
+        format!("{:.1} MB ({n} bytes)", n as f64 / 1e6)
+    } else {
+        format!("{n} bytes")
+    }
 }
 
 impl Outcome {
@@ -77,10 +122,14 @@ impl Outcome {
 
     pub fn describe(&self) -> String {
         match self {
-            Outcome::Answered(a) => format!("answered {}", a.status),
+            Outcome::Answered(a) => match a.error() {
+                Some((code, message)) => format!("answered {} ({code}: {message})", a.status),
+                None => format!("answered {}", a.status),
+            },
             Outcome::Refused(e) => format!("refused: {e}"),
             Outcome::NoAnswer(e) => format!("no answer: {e}"),
             Outcome::AccountRefused(e) => format!("not sent: {e}"),
+            Outcome::Cut(c) => c.to_string(),
         }
     }
 }
@@ -147,25 +196,88 @@ impl Upstream {
         Ok(Upstream { name: name.to_string(), url, http, tls })
     }
 
-    /// Send one request and classify what happened.
+    /// Send one request and classify what happened. A body of
+    /// [`COUNTED_BODY`] bytes or more goes as a counted stream, so a
+    /// connection closed under it is told apart ([`Outcome::Cut`]).
     pub async fn send(&self, req: UpRequest<'_>) -> Outcome {
-        let url = format!("{}{}", self.url, req.path_and_query);
-        let mut r = self.http.request(req.method, url).headers(req.headers).timeout(req.timeout).body(req.body);
-        if let Some(t) = &req.token {
-            r = r.bearer_auth(t);
+        if req.body.len() < COUNTED_BODY {
+            let r = self.request(&req.method, req.path_and_query, req.headers, req.token.as_deref(), req.timeout).body(req.body);
+            return match r.send().await {
+                Ok(resp) => read_answer(resp).await,
+                Err(e) => classify(&e, None),
+            };
+        }
+        let total = req.body.len() as u64;
+        let body = req.body;
+        let chunks = futures_util::stream::iter(
+            (0..body.len())
+                .step_by(COUNTED_BODY)
+                .map(move |at| Ok::<_, std::io::Error>(body.slice(at..(at + COUNTED_BODY).min(body.len())))),
+        );
+        let sent = Arc::new(AtomicU64::new(0));
+        match self
+            .send_stream(req.method, req.path_and_query, req.headers, req.token.as_deref(), req.timeout, chunks, Some(total), &sent)
+            .await
+        {
+            Ok(resp) => read_answer(resp).await,
+            Err(o) => o,
+        }
+    }
+
+    /// Send a body from a stream (e.g. another chassis' export, never held
+    /// whole), counting the bytes handed over in `sent`. The answer's head on
+    /// success; what happened otherwise ([`Outcome::Cut`] if the connection
+    /// closed before the stream's end).
+    #[allow(clippy::too_many_arguments)]
+    pub async fn send_stream<S>(
+        &self,
+        method: Method,
+        path: &str,
+        headers: HeaderMap,
+        token: Option<&str>,
+        timeout: Duration,
+        body: S,
+        total: Option<u64>,
+        sent: &Arc<AtomicU64>,
+    ) -> Result<reqwest::Response, Outcome>
+    where
+        S: Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static,
+    {
+        let counter = sent.clone();
+        let counted = body.map(move |chunk| {
+            if let Ok(c) = &chunk {
+                counter.fetch_add(c.len() as u64, Ordering::Relaxed);
+            }
+            chunk
+        });
+        let mut r = self.request(&method, path, headers, token, timeout).body(reqwest::Body::wrap_stream(counted));
+        if let Some(n) = total {
+            r = r.header(reqwest::header::CONTENT_LENGTH, n);
         }
         match r.send().await {
-            Ok(resp) => {
-                let status = resp.status().as_u16();
-                let content_type = resp.headers().get(reqwest::header::CONTENT_TYPE).cloned();
-                match resp.bytes().await {
-                    Ok(body) => Outcome::Answered(Answered { status, content_type, body }),
-                    Err(e) => Outcome::NoAnswer(format!("reading the answer: {}", error_chain(&e))),
-                }
-            }
-            Err(e) if e.is_connect() => Outcome::Refused(error_chain(&e)),
-            Err(e) => Outcome::NoAnswer(error_chain(&e)),
+            Ok(resp) => Ok(resp),
+            Err(e) => Err(classify(&e, Some((sent.load(Ordering::Relaxed), total)))),
         }
+    }
+
+    /// The answer's head of a request whose answer body is to be streamed
+    /// (an export): `Ok` for a 2xx, what happened otherwise.
+    pub async fn open(&self, req: UpRequest<'_>) -> Result<reqwest::Response, Outcome> {
+        let r = self.request(&req.method, req.path_and_query, req.headers, req.token.as_deref(), req.timeout).body(req.body);
+        match r.send().await {
+            Ok(resp) if resp.status().is_success() => Ok(resp),
+            Ok(resp) => Err(read_answer(resp).await),
+            Err(e) => Err(classify(&e, None)),
+        }
+    }
+
+    fn request(&self, method: &Method, path: &str, headers: HeaderMap, token: Option<&str>, timeout: Duration) -> reqwest::RequestBuilder {
+        let url = format!("{}{}", self.url, path);
+        let mut r = self.http.request(method.clone(), url).headers(headers).timeout(timeout);
+        if let Some(t) = token {
+            r = r.bearer_auth(t);
+        }
+        r
     }
 
     /// A JSON call with no extra headers (health, login, digest).
@@ -189,9 +301,42 @@ impl Upstream {
     }
 }
 
+/// Bodies from this size on are sent as a counted stream of chunks this
+/// large (larger than a socket's buffers is where an early answer gets lost).
+pub const COUNTED_BODY: usize = 64 << 10;
+
+/// Read an answer's body.
+pub(crate) async fn read_answer(resp: reqwest::Response) -> Outcome {
+    let status = resp.status().as_u16();
+    let content_type = resp.headers().get(reqwest::header::CONTENT_TYPE).cloned();
+    match resp.bytes().await {
+        Ok(body) => Outcome::Answered(Answered { status, content_type, body }),
+        Err(e) => Outcome::NoAnswer(format!("answered {status}, then reading the answer failed: {}", error_chain(&e))),
+    }
+}
+
+/// What a transport error means. `progress`: the bytes of a counted body
+/// handed over, and its length — a body that did not get to its end is a
+/// [`Outcome::Cut`].
+fn classify(e: &reqwest::Error, progress: Option<(u64, Option<u64>)>) -> Outcome {
+    if e.is_connect() {
+        return Outcome::Refused(error_chain(e));
+    }
+    match progress {
+        Some((sent, total)) if total.is_some_and(|t| sent < t) && !e.is_timeout() => {
+            Outcome::Cut(Cut { sent, total, cause: error_chain(e) })
+        }
+        Some((sent, total)) => {
+            let of = total.map(|t| format!(" of {}", bytes_text(t))).unwrap_or_default();
+            Outcome::NoAnswer(format!("{} ({} of the request body{of} sent)", error_chain(e), bytes_text(sent)))
+        }
+        None => Outcome::NoAnswer(error_chain(e)),
+    }
+}
+
 /// The whole error chain in one line (reqwest's top error hides the cause,
 /// e.g. "invalid peer certificate: UnknownIssuer").
-fn error_chain(e: &dyn std::error::Error) -> String {
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut cur = e.source();
     while let Some(c) = cur {

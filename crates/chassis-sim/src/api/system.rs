@@ -29,9 +29,17 @@ pub async fn health() -> Reply {
     Reply::ok(json!({"status": "ok"}))
 }
 
-pub async fn digest(State(c): State<Arc<Chassis>>, _a: Auth) -> Reply {
-    let (digest, counts) = c.read(|db| db.digest());
-    Reply::ok(json!({"digest": digest, "counts": counts}))
+/// Run `f` on the blocking pool: a digest, export or import of a large state
+/// takes a CPU for a while, and must not hold up the runtime's workers (a
+/// health probe waiting behind two of them would find the chassis "down").
+async fn off_the_workers<R: Send + 'static>(c: &Arc<Chassis>, f: impl FnOnce(&Chassis) -> R + Send + 'static) -> ApiResult<R> {
+    let c = c.clone();
+    tokio::task::spawn_blocking(move || f(&c)).await.map_err(|e| ApiError::Storage(format!("a worker failed: {e}")))
+}
+
+pub async fn digest(State(c): State<Arc<Chassis>>, _a: Auth) -> ApiResult<Reply> {
+    let (digest, counts) = off_the_workers(&c, |c| c.read(|db| db.digest())).await?;
+    Ok(Reply::ok(json!({"digest": digest, "counts": counts})))
 }
 
 fn require_export(c: &Chassis) -> ApiResult<()> {
@@ -46,11 +54,11 @@ fn require_export(c: &Chassis) -> ApiResult<()> {
 pub async fn export(State(c): State<Arc<Chassis>>, a: Auth) -> ApiResult<Reply> {
     require_export(&c)?;
     a.require(Role::Admin, "export the chassis state")?;
-    Ok(Reply::ok(c.export()))
+    Ok(Reply::ok(off_the_workers(&c, |c| c.export()).await?))
 }
 
 pub async fn import(State(c): State<Arc<Chassis>>, m: Mutation, JsonBody(doc): JsonBody<Value>) -> ApiResult<Reply> {
     require_export(&c)?;
     m.require(Role::Admin, "import a chassis state")?;
-    c.import(&doc).map(Reply::ok)
+    off_the_workers(&c, move |c| c.import(&doc)).await?.map(Reply::ok)
 }
