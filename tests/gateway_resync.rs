@@ -8,9 +8,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::pair::{wait_for, Pair, SERVICE_PASSWORDS, SERVICE_USER};
+use common::pair::{chassis, wait_for, Pair, SERVICE_PASSWORDS, SERVICE_USER};
 use common::{client_trusting, Api};
-use serde_json::{json, Value};
+use serde_json::json;
 
 /// One large pair at a time in this test binary: two of them side by side
 /// on two cores would make timing, not resync, the thing under test.
@@ -21,46 +21,6 @@ static LARGE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 /// cores are slow, not down.
 fn shipped_timing(text: &mut String) {
     *text = text.replace("health_interval_ms = 200\ndown_after_ms = 600", "health_interval_ms = 500\ndown_after_ms = 1500");
-}
-
-/// The chassis named `name` in a status document.
-fn chassis<'a>(s: &'a Value, name: &str) -> &'a Value {
-    s["chassis"].as_array().and_then(|c| c.iter().find(|c| c["name"] == name)).unwrap_or(&Value::Null)
-}
-
-/// Ask for a full resync of `name` and follow it (bounded) until that
-/// chassis has one more completed resync and the pair is in sync again.
-/// Returns the phases seen (each distinct phase once, in order) and the
-/// status at the end.
-async fn resync_and_follow(pair: &Pair, name: &str, limit: Duration) -> (Vec<String>, Value) {
-    let admin = client_trusting(Some(&pair.gw.cert));
-    let before = pair.gw.status().await.map(|s| chassis(&s, name)["resyncs"].as_u64().unwrap_or(0)).unwrap_or(0);
-    let r = admin
-        .post(format!("{}/_pairgate/resync/{name}", pair.gw.base))
-        .bearer_auth(&pair.gw.admin_token)
-        .send()
-        .await
-        .expect("POST /_pairgate/resync");
-    assert_eq!(r.status().as_u16(), 202, "resync request");
-    let start = Instant::now();
-    let mut phases: Vec<String> = Vec::new();
-    while start.elapsed() < limit {
-        if let Some(s) = pair.gw.status().await {
-            if let Some(p) = s["resync"]["phase"].as_str() {
-                if s["resync"]["chassis"] == name && phases.last().map(String::as_str) != Some(p) {
-                    phases.push(p.to_string());
-                }
-            }
-            let c = chassis(&s, name);
-            let done = c["resyncs"].as_u64().unwrap_or(0) > before;
-            let all_in_sync = s["chassis"].as_array().is_some_and(|v| v.iter().all(|c| c["state"] == "in_sync" && c["lag"] == 0));
-            if done && all_in_sync {
-                return (phases, s);
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("chassis {name}: the resync did not finish within {limit:?}; phases seen {phases:?}; status {:?}", pair.gw.status().await);
 }
 
 /// The gateway's backend session of its service account on chassis b went
@@ -78,7 +38,7 @@ async fn a_resync_whose_service_session_went_stale_finishes_on_its_first_attempt
     direct.http = client_trusting(Some(&pair.certs[1]));
     let r = direct.post("/login", json!({"username": SERVICE_USER, "password": SERVICE_PASSWORDS[1], "force": true})).await;
     assert_eq!(r.status, 200, "{r:?}");
-    let (phases, s) = resync_and_follow(&pair, "b", Duration::from_secs(60)).await;
+    let (phases, s) = pair.resync("b", Duration::from_secs(60)).await;
     assert!(!phases.iter().any(|p| p.starts_with("failed")), "a failed attempt: {phases:?}");
     assert_eq!(s["resync"]["attempt"], 1, "{s}");
     assert!(s["resync"]["rows"].as_u64().unwrap_or(0) >= 75_000, "{s}");
@@ -167,7 +127,7 @@ async fn five_resyncs_of_75_000_rows_in_a_row_each_finish_on_the_first_attempt()
             tokio::time::sleep(Duration::from_millis(300)).await;
         }
         let t = Instant::now();
-        let (phases, s) = resync_and_follow(&pair, target, Duration::from_secs(60)).await;
+        let (phases, s) = pair.resync(target, Duration::from_secs(60)).await;
         let took = t.elapsed();
         stop.store(true, Ordering::SeqCst);
         let mut line = format!("resync {} of chassis {target} ({}): {took:.2?}", n + 1, if loaded { "under load" } else { "idle" });
@@ -202,7 +162,7 @@ async fn a_rebuilt_chassis_keeps_its_own_password_for_the_gateways_account() {
     let mut pair = Pair::start().await;
     let api = pair.gw.login("admin", "admin").await;
     api.post("/kvm/hosts", json!({"name": "before", "port": 3})).await.ok();
-    let (phases, _) = resync_and_follow(&pair, "b", Duration::from_secs(30)).await;
+    let (phases, _) = pair.resync("b", Duration::from_secs(30)).await;
     assert!(!phases.iter().any(|p| p.starts_with("failed")), "{phases:?}");
     pair.b.kill9();
     wait_for(&pair, "chassis b down", Duration::from_secs(10), |s| chassis(s, "b")["state"] == "down").await;

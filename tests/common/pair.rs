@@ -312,6 +312,42 @@ impl Pair {
         create_service_account(&sim.base, &self.certs[i], SERVICE_PASSWORDS[i]).await;
     }
 
+    /// Ask for a full resync of `name` and follow it (bounded) until that
+    /// chassis has one more completed resync and the pair is in sync again.
+    /// Returns the phases seen (each distinct phase once, in order) and the
+    /// status at the end.
+    pub async fn resync(&self, name: &str, limit: Duration) -> (Vec<String>, Value) {
+        let pair = self;
+        let admin = client_trusting(Some(&pair.gw.cert));
+        let before = pair.gw.status().await.map(|s| chassis(&s, name)["resyncs"].as_u64().unwrap_or(0)).unwrap_or(0);
+        let r = admin
+            .post(format!("{}/_pairgate/resync/{name}", pair.gw.base))
+            .bearer_auth(&pair.gw.admin_token)
+            .send()
+            .await
+            .expect("POST /_pairgate/resync");
+        assert_eq!(r.status().as_u16(), 202, "resync request");
+        let start = Instant::now();
+        let mut phases: Vec<String> = Vec::new();
+        while start.elapsed() < limit {
+            if let Some(s) = pair.gw.status().await {
+                if let Some(p) = s["resync"]["phase"].as_str() {
+                    if s["resync"]["chassis"] == name && phases.last().map(String::as_str) != Some(p) {
+                        phases.push(p.to_string());
+                    }
+                }
+                let c = chassis(&s, name);
+                let done = c["resyncs"].as_u64().unwrap_or(0) > before;
+                let all_in_sync = s["chassis"].as_array().is_some_and(|v| v.iter().all(|c| c["state"] == "in_sync" && c["lag"] == 0));
+                if done && all_in_sync {
+                    return (phases, s);
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("chassis {name}: the resync did not finish within {limit:?}; phases seen {phases:?}; status {:?}", pair.gw.status().await);
+    }
+
     /// Set the simulator's fault hooks on chassis `i` (`PUT /_sim/faults`).
     pub async fn sim_faults(&self, i: usize, spec: Value) {
         let d = self.direct(i).await;
@@ -324,6 +360,11 @@ impl Pair {
         let (a, b) = (self.direct(0).await, self.direct(1).await);
         [(a.digest().await, a.outputs().await), (b.digest().await, b.outputs().await)]
     }
+}
+
+/// The chassis named `name` in a status document.
+pub fn chassis<'a>(s: &'a Value, name: &str) -> &'a Value {
+    s["chassis"].as_array().and_then(|c| c.iter().find(|c| c["name"] == name)).unwrap_or(&Value::Null)
 }
 
 /// Poll `/_pairgate/status` (bounded) until `pred` holds; the status then.

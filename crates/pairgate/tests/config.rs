@@ -468,6 +468,14 @@ fn chassis_count_and_login_rule_are_required() {
     assert_eq!(lines.len(), 2);
     assert_at(&e, lines[1]);
     assert_eq!(e.problem(), Some(&Problem::TwoPreferredPrimaries { first_line: lines[0] }));
+
+    // A full resync copies one chassis' users onto the other: one username.
+    let two_names =
+        edit(BASE, "username = \"admin\"\npassword_file = \"b.password\"", "username = \"gw-b\"\npassword_file = \"b.password\"");
+    let e = error(&two_names);
+    assert_at(&e, line_of(&two_names, "username = \"gw-b\""));
+    let first_line = line_of(&two_names, "username = \"admin\"");
+    assert_eq!(e.problem(), Some(&Problem::DifferentServiceUsernames { first: "admin".into(), first_line }));
 }
 
 #[test]

@@ -186,6 +186,9 @@ pub enum Problem {
     #[error("chassis `{chassis}` has an empty `username`")]
     EmptyUsername { chassis: String },
 
+    #[error("the gateway's account on the other chassis (line {first_line}) is `{first}`: the two must have the same username")]
+    DifferentServiceUsernames { first: String, first_line: usize },
+
     #[error("`preferred_primary = true` is already set on the chassis at line {first_line}")]
     TwoPreferredPrimaries { first_line: usize },
 
@@ -270,6 +273,7 @@ impl Problem {
             CaCertWithHttp { .. } => "remove `ca_cert`, or reach the chassis over https:// (recommended)".into(),
             EmptyUsername { .. } => "write the chassis account the gateway logs in with, e.g. username = \"admin\"".into(),
             TwoPreferredPrimaries { .. } => "set `preferred_primary = true` on at most one chassis".into(),
+            DifferentServiceUsernames { first, .. } => format!("use username = \"{first}\" on both chassis, each with its own password_file: a full resync copies one chassis' users onto the other (the gateway then sets this chassis' own password back)"),
             BadMethod { .. } => "write one of \"GET\", \"POST\", \"PUT\", \"DELETE\", \"PATCH\" in upper case, or \"*\" for any method (a GET rule also covers HEAD)".into(),
             BadKind { .. } => "write kind = one of \"read\", \"mutate\", \"login\", \"logout\", \"events\", \"static\"".into(),
             BadPattern { .. } => "write a path like \"/api/v1/walls/{id}/windows/{wid}\": segments are literal text or a whole-segment {name}; the last may be {*rest} to match one or more remaining segments; no trailing '/', query or empty segment".into(),

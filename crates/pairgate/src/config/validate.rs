@@ -196,6 +196,10 @@ impl Validator<'_, '_> {
             let first_line = self.line(ra.url.span());
             return Err(self.err(rb.url.span(), Problem::DuplicateChassisUrl { url: b.url.to_string(), first_line }));
         }
+        if a.username != b.username {
+            let first_line = self.line(ra.username.span());
+            return Err(self.err(rb.username.span(), Problem::DifferentServiceUsernames { first: a.username, first_line }));
+        }
         if a.preferred_primary && b.preferred_primary {
             let span_of = |p: &Option<S<bool>>, fallback: &S<RawChassis>| p.as_ref().map_or(fallback.span(), |p| p.span());
             let first_line = self.line(span_of(&ra.preferred_primary, raw_a));
