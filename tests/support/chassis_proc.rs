@@ -135,6 +135,9 @@ impl ChassisProc {
     /// [`ChassisProc::save_state`]). Only while the process is stopped.
     pub fn restore_state(&mut self, from: &Path) -> Result<usize, String> {
         self.require_stopped("restore the state of")?;
+        if files_in(from)?.is_empty() {
+            return Err(format!("the copy of chassis {} in {} holds no files", self.name, from.display()));
+        }
         clear_files(&self.state_dir)?;
         copy_files(from, &self.state_dir)
     }
