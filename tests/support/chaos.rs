@@ -31,6 +31,10 @@ use crate::workload::{run_client, ClientSpec, World, RETRY_WINDOW};
 /// How long the pair may take to be in sync once everything is healed.
 pub const FINAL_SYNC_LIMIT: Duration = Duration::from_secs(60);
 
+/// Bulk rows loaded into both chassis at setup by default, so that each
+/// full resync moves tens of thousands of rows (see [`crate::bulk`]).
+pub const DEFAULT_BULK_ROWS: usize = 30_000;
+
 #[derive(Clone, Debug)]
 pub struct Options {
     pub seed: u64,
@@ -47,11 +51,14 @@ pub struct Options {
     pub bins: Bins,
     /// Print each fault as it happens.
     pub verbose: bool,
+    /// IP sources loaded into both chassis before the gateway starts.
+    pub bulk_rows: usize,
 }
 
 impl Options {
     /// The defaults for `seed`: 4 clients, 10 ms think time, logs under
-    /// `test-artifacts/chaos/seed-<seed>/`, gateway at `pairgate=debug`.
+    /// `test-artifacts/chaos/seed-<seed>/`, gateway at `pairgate=debug`,
+    /// [`DEFAULT_BULK_ROWS`] bulk rows.
     pub fn new(seed: u64, duration: Duration, bins: Bins) -> Options {
         Options {
             seed,
@@ -62,6 +69,7 @@ impl Options {
             log_filter: "pairgate=debug".into(),
             bins,
             verbose: false,
+            bulk_rows: DEFAULT_BULK_ROWS,
         }
     }
 }
@@ -94,6 +102,7 @@ pub struct Stats {
 
 pub struct Report {
     pub seed: u64,
+    pub bulk_rows: usize,
     pub opts_duration: Duration,
     pub ran_for: Duration,
     pub checks: Vec<Check>,
@@ -116,10 +125,11 @@ impl Report {
     /// The fault schedule, one line per fault, with how to replay it.
     pub fn schedule(&self) -> String {
         let mut s = format!(
-            "seed {} — replay: cargo run --release --bin chaos -- --seed {} --seconds {}\nfault schedule ({} faults; times on the campaign clock):",
+            "seed {} — replay: cargo run --release --bin chaos -- --seed {} --seconds {} --rows {}\nfault schedule ({} faults; times on the campaign clock):",
             self.seed,
             self.seed,
             self.opts_duration.as_secs(),
+            self.bulk_rows,
             self.faults.len()
         );
         for f in &self.faults {
@@ -136,7 +146,7 @@ impl Report {
         let opt = |v: Option<u64>| v.map(|v| v.to_string()).unwrap_or_else(|| "?".into());
         format!(
             "chaos summary: {} seed={} ran={:.1}s mutations={} acknowledged={} unknown={} not_applied={} refused={} retried={} reads={} failed_reads={} \
-             write_attempt_errors_outside_outages={} faults={} [{}] max_client_pause={} ({}) max_outage={} divergences={} resyncs={} failovers={} last_seq={}",
+             write_attempt_errors_outside_outages={} faults={} [{}] max_client_pause={} ({}) max_outage={} divergences={} resyncs={} failovers={} last_seq={} bulk_rows={}",
             if self.passed() { "PASS" } else { "FAIL" },
             self.seed,
             self.ran_for.as_secs_f64(),
@@ -158,6 +168,7 @@ impl Report {
             opt(st.gateway.map(|g| g.resyncs)),
             opt(st.gateway.map(|g| g.failovers)),
             opt(st.last_seq),
+            self.bulk_rows,
         )
     }
 
@@ -182,7 +193,7 @@ impl Report {
 /// Run one campaign. `Err` only when the site could not even be set up; a
 /// campaign that ran always yields a report (failed checks included).
 pub async fn run(opts: &Options) -> Result<Report, String> {
-    let mut site = Site::start(&opts.bins, &opts.logs, &opts.log_filter).await?;
+    let mut site = Site::start_with(&opts.bins, &opts.logs, &opts.log_filter, opts.bulk_rows).await?;
     let setup = setup(&site).await?;
     let clients = login_clients(&site, opts.clients).await?;
     let clock = Clock::start();
@@ -240,7 +251,17 @@ pub async fn run(opts: &Options) -> Result<Report, String> {
         harness,
     ];
     let stats = stats(&logs, &faults, evidence.in_sync.as_ref().ok());
-    Ok(Report { seed: opts.seed, opts_duration: opts.duration, ran_for, checks, faults, stats, logs: opts.logs.clone(), started_at })
+    Ok(Report {
+        seed: opts.seed,
+        bulk_rows: opts.bulk_rows,
+        opts_duration: opts.duration,
+        ran_for,
+        checks,
+        faults,
+        stats,
+        logs: opts.logs.clone(),
+        started_at,
+    })
 }
 
 /// The objects every client shares, created before the faults start.

@@ -45,6 +45,10 @@ struct Args {
     /// Print each fault as it happens.
     #[arg(long)]
     verbose: bool,
+    /// Bulk rows (IP sources) loaded into both chassis before the gateway
+    /// starts, so that each full resync moves real data.
+    #[arg(long, default_value_t = pairgate_suite::chaos::DEFAULT_BULK_ROWS)]
+    rows: usize,
 }
 
 fn main() -> ExitCode {
@@ -66,10 +70,16 @@ fn main() -> ExitCode {
     opts.think_max = Duration::from_millis(args.think_ms);
     opts.log_filter = args.log;
     opts.verbose = args.verbose;
+    opts.bulk_rows = args.rows;
     if let Some(l) = args.logs {
         opts.logs = l;
     }
-    println!("chaos: seed {seed}, {duration:?} of faults and traffic, {} clients, logs in {}", opts.clients, opts.logs.display());
+    println!(
+        "chaos: seed {seed}, {duration:?} of faults and traffic, {} clients, {} bulk rows, logs in {}",
+        opts.clients,
+        opts.bulk_rows,
+        opts.logs.display()
+    );
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {

@@ -4,7 +4,7 @@
 //! SQLite state, same certificate. Always stopped by its PID.
 
 use std::fs::OpenOptions;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -112,6 +112,74 @@ impl ChassisProc {
             let _ = child.wait();
         }
     }
+
+    /// Delete every file of the state folder (the SQLite database and its
+    /// WAL): the next start is a first start (admin/admin, seed rows). Only
+    /// while the process is stopped.
+    pub fn wipe_state(&mut self) -> Result<usize, String> {
+        self.require_stopped("wipe the state of")?;
+        clear_files(&self.state_dir)
+    }
+
+    /// Copy the state folder's files to `to` (emptied first). Only while the
+    /// process is stopped: a copy of a live SQLite WAL database may be torn,
+    /// a stopped one (even by `kill -9`) is consistent.
+    pub fn save_state(&mut self, to: &Path) -> Result<usize, String> {
+        self.require_stopped("copy the state of")?;
+        std::fs::create_dir_all(to).map_err(|e| format!("{}: {e}", to.display()))?;
+        clear_files(to)?;
+        copy_files(&self.state_dir, to)
+    }
+
+    /// Replace the state folder's files with those in `from` (a copy made by
+    /// [`ChassisProc::save_state`]). Only while the process is stopped.
+    pub fn restore_state(&mut self, from: &Path) -> Result<usize, String> {
+        self.require_stopped("restore the state of")?;
+        if files_in(from)?.is_empty() {
+            return Err(format!("the copy of chassis {} in {} holds no files", self.name, from.display()));
+        }
+        clear_files(&self.state_dir)?;
+        copy_files(from, &self.state_dir)
+    }
+
+    fn require_stopped(&mut self, what: &str) -> Result<(), String> {
+        if self.is_running() {
+            return Err(format!("cannot {what} chassis {} while it runs", self.name));
+        }
+        Ok(())
+    }
+}
+
+/// The plain files directly in `dir` (a chassis' state folder has no subfolders).
+fn files_in(dir: &Path) -> Result<Vec<PathBuf>, String> {
+    let mut out = Vec::new();
+    let entries = std::fs::read_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    for entry in entries.take(10_000) {
+        let entry = entry.map_err(|e| format!("{}: {e}", dir.display()))?;
+        if entry.file_type().map_err(|e| format!("{}: {e}", entry.path().display()))?.is_file() {
+            out.push(entry.path());
+        }
+    }
+    Ok(out)
+}
+
+/// Remove the files directly in `dir`; how many there were.
+fn clear_files(dir: &Path) -> Result<usize, String> {
+    let files = files_in(dir)?;
+    for f in &files {
+        std::fs::remove_file(f).map_err(|e| format!("removing {}: {e}", f.display()))?;
+    }
+    Ok(files.len())
+}
+
+/// Copy the files directly in `from` into `to`; how many.
+fn copy_files(from: &Path, to: &Path) -> Result<usize, String> {
+    let files = files_in(from)?;
+    for f in &files {
+        let name = f.file_name().ok_or_else(|| format!("{} has no file name", f.display()))?;
+        std::fs::copy(f, to.join(name)).map_err(|e| format!("copying {} to {}: {e}", f.display(), to.display()))?;
+    }
+    Ok(files.len())
 }
 
 impl Drop for ChassisProc {

@@ -11,9 +11,15 @@
 //! random. Every fault is recorded with its times (campaign clock) so that a
 //! failed check can print the schedule and a read failure can be compared
 //! with the windows in which no chassis could serve.
+//!
+//! Three kinds leave a chassis *diverged* and so force a full resync under
+//! load (with the bulk rows of the setup, each moves tens of thousands of
+//! rows): `wipe_chassis` (back with first-start data), `restore_old_copy`
+//! (back with an older copy of its own state) and `direct_write` (changed
+//! behind the gateway's back, found only by anti-entropy).
 
 use std::fmt;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
@@ -21,6 +27,7 @@ use rand::Rng;
 use serde_json::json;
 
 use crate::clock::{secs, Clock};
+use crate::gateway_config::ANTI_ENTROPY_EVERY;
 use crate::gateway_proc::{all_in_sync, serving, Counters};
 use crate::site::{Site, NAMES};
 
@@ -41,10 +48,21 @@ pub enum FaultKind {
     PowerOff,
     /// Both chassis killed at once, then restarted.
     BothDown,
+    /// `kill -9` of one chassis, its state folder's files deleted, restarted
+    /// on the same port: a first start (admin/admin, seed rows only).
+    WipeChassis,
+    /// `kill -9` of one chassis, its state folder replaced by the copy taken
+    /// while it was last stopped (at setup, or during a later `kill_chassis`),
+    /// restarted: an older state of its own.
+    RestoreOldCopy,
+    /// One bulk row renamed on one chassis directly (not through the
+    /// gateway): only the gateway's anti-entropy can find it. Healed when the
+    /// gateway shows a completed resync.
+    DirectWrite,
 }
 
 impl FaultKind {
-    pub const ALL: [FaultKind; 7] = [
+    pub const ALL: [FaultKind; 10] = [
         FaultKind::KillChassis,
         FaultKind::KillGateway,
         FaultKind::CutLink,
@@ -52,6 +70,9 @@ impl FaultKind {
         FaultKind::ChassisErrors,
         FaultKind::PowerOff,
         FaultKind::BothDown,
+        FaultKind::WipeChassis,
+        FaultKind::RestoreOldCopy,
+        FaultKind::DirectWrite,
     ];
 
     pub fn name(self) -> &'static str {
@@ -63,11 +84,27 @@ impl FaultKind {
             FaultKind::ChassisErrors => "chassis_5xx",
             FaultKind::PowerOff => "power_off",
             FaultKind::BothDown => "both_down",
+            FaultKind::WipeChassis => "wipe_chassis",
+            FaultKind::RestoreOldCopy => "restore_old_copy",
+            FaultKind::DirectWrite => "direct_write",
         }
     }
 
+    /// Does this fault leave a chassis diverged, so that the gateway must
+    /// rebuild one with a full resync?
+    pub fn forces_resync(self) -> bool {
+        matches!(self, FaultKind::WipeChassis | FaultKind::RestoreOldCopy | FaultKind::DirectWrite)
+    }
+
+    /// Does it destroy what the target chassis holds? Then it is only
+    /// injected while the other chassis is in sync (it holds everything).
+    pub fn destroys_state(self) -> bool {
+        matches!(self, FaultKind::WipeChassis | FaultKind::RestoreOldCopy)
+    }
+
     /// While this fault holds, may reads fail? Only when no chassis can
-    /// answer: both down, or the gateway itself gone.
+    /// answer: both down, or the gateway itself gone. (A wiped, restored or
+    /// directly changed chassis leaves the other one serving.)
     pub fn excuses_failed_reads(self) -> bool {
         matches!(self, FaultKind::BothDown | FaultKind::KillGateway)
     }
@@ -140,6 +177,8 @@ struct Plan {
     /// BothDown: kill b first; and the pause between the two kills/restarts.
     b_first: bool,
     stagger: Duration,
+    /// DirectWrite: which bulk row (modulo their number).
+    row: u64,
 }
 
 fn ms(rng: &mut StdRng, lo: u64, hi: u64) -> Duration {
@@ -154,6 +193,11 @@ fn plan(kind: FaultKind, rng: &mut StdRng) -> Plan {
         FaultKind::CutLink => ms(rng, 300, 2500),
         FaultKind::SlowLink | FaultKind::ChassisErrors => ms(rng, 1000, 3000),
         FaultKind::BothDown => ms(rng, 300, 2000),
+        // Longer than `down_after` (600 ms): a box being wiped or restored is
+        // gone a while, and the gateway sees it down even between requests.
+        FaultKind::WipeChassis | FaultKind::RestoreOldCopy => ms(rng, 700, 2000),
+        // Nothing to hold: the change is made, then found by the gateway.
+        FaultKind::DirectWrite => Duration::ZERO,
     };
     // Mostly slow; sometimes slower than the gateway's per-try timeout (a
     // silently hung chassis, as far as the gateway can tell).
@@ -164,7 +208,7 @@ fn plan(kind: FaultKind, rng: &mut StdRng) -> Plan {
         1 => json!({"fail_next": rng.random_range(1..=6)}),
         _ => json!({"fail_after_apply_next": rng.random_range(1..=4)}),
     };
-    Plan { kind, target, hold, latency, errors, b_first: rng.random_bool(0.5), stagger: ms(rng, 0, 300) }
+    Plan { kind, target, hold, latency, errors, b_first: rng.random_bool(0.5), stagger: ms(rng, 0, 300), row: rng.random() }
 }
 
 /// Run faults until `until` has passed on the campaign clock *and* every
@@ -200,19 +244,100 @@ pub async fn run_scheduler(
 
 /// Apply one planned fault, hold it, undo it, wait for recovery.
 async fn inject(site: &mut Site, p: &Plan, n: usize, clock: Clock) -> FaultRecord {
-    let t = p.target;
+    let mut t = p.target;
     let limit = Duration::from_secs(10);
     let mut harness_error = None;
     let mut detail = String::new();
     let mut counters_before = None;
+    let status_before = site.gateway.status().await;
+    // Full resyncs per chassis before the fault (None: status unreadable).
+    let resyncs_before = status_before.as_ref().map(resyncs_by_chassis);
+    // Never wipe or roll back the only chassis holding everything (when the
+    // previous fault did not recover): that would lose acknowledged writes
+    // by the harness' hand, not the gateway's. Target the other one, or skip.
+    let in_sync = |i: usize| status_before.as_ref().is_some_and(|s| chassis_state(s, i) == "in_sync");
+    let mut no_survivor = false;
+    if p.kind.destroys_state() && !in_sync(1 - t) {
+        if in_sync(t) {
+            detail = format!("{} was the only chassis in sync: target {} instead; ", NAMES[t], NAMES[1 - t]);
+            t = 1 - t;
+        } else {
+            no_survivor = true;
+        }
+    }
+    // DirectWrite: whether the gateway completed a resync in time.
+    let mut resynced = None;
     let start_us;
     match p.kind {
+        FaultKind::WipeChassis | FaultKind::RestoreOldCopy if no_survivor => {
+            start_us = clock.now_us();
+            harness_error = Some("skipped: neither chassis in sync (the previous fault did not recover)".into());
+        }
         FaultKind::KillChassis => {
             site.chassis[t].kill9();
             start_us = clock.now_us();
-            tokio::time::sleep(p.hold).await;
+            let until = Instant::now() + p.hold;
+            // Stopped, its state on disk is consistent: the copy a later
+            // restore_old_copy puts back.
+            if let Err(e) = site.save_copy(t, format!("during #{n} kill_chassis at {}", secs(start_us))) {
+                harness_error = Some(e);
+            }
+            tokio::time::sleep_until(until.into()).await;
             if let Err(e) = site.chassis[t].start().await {
                 harness_error = Some(e);
+            }
+        }
+        FaultKind::WipeChassis => {
+            site.chassis[t].kill9();
+            start_us = clock.now_us();
+            let until = Instant::now() + p.hold;
+            match site.chassis[t].wipe_state() {
+                Ok(files) => detail.push_str(&format!("{files} state files deleted")),
+                Err(e) => harness_error = Some(e),
+            }
+            tokio::time::sleep_until(until.into()).await;
+            if let Err(e) = site.chassis[t].start().await {
+                harness_error = Some(e);
+            }
+        }
+        FaultKind::RestoreOldCopy => {
+            site.chassis[t].kill9();
+            start_us = clock.now_us();
+            let until = Instant::now() + p.hold;
+            match site.restore_copy(t) {
+                Ok(taken) => detail.push_str(&format!("copy taken {taken}")),
+                Err(e) => harness_error = Some(e),
+            }
+            tokio::time::sleep_until(until.into()).await;
+            if let Err(e) = site.chassis[t].start().await {
+                harness_error = Some(e);
+            }
+        }
+        FaultKind::DirectWrite => {
+            // A bulk row if the setup loaded some, else a physical input no
+            // client owns (clients rename 13..16 only).
+            let id = if site.bulk.is_empty() { 9 + p.row % 4 } else { site.bulk.start + p.row % (site.bulk.end - site.bulk.start) };
+            let name = format!("direct-{n}-{id}");
+            let path = format!("/api/v1/sources/{id}");
+            let before = clock.now_us();
+            match site.direct_call(t, "PUT", &path, Some(&json!({ "name": name })), limit).await {
+                Ok(_) => detail = format!("source {id} renamed {name:?}"),
+                Err(e) => harness_error = Some(e),
+            }
+            start_us = before;
+            if resyncs_before.is_none() {
+                harness_error = Some("the status page was unreadable before the direct write: cannot tell a resync".into());
+            }
+            // Healed once the gateway's anti-entropy found the difference
+            // and rebuilt a chassis: one interval to notice, then the time
+            // any recovery gets.
+            if let (None, Some(before)) = (&harness_error, resyncs_before) {
+                let limit = ANTI_ENTROPY_EVERY + RECOVERY_LIMIT;
+                let seen = wait_resync(site, before, limit).await;
+                if !seen {
+                    detail.push_str(&format!("; no completed resync within {limit:?}"));
+                }
+                resynced = Some(seen);
             }
         }
         FaultKind::KillGateway => {
@@ -288,8 +413,57 @@ async fn inject(site: &mut Site, p: &Plan, n: usize, clock: Clock) -> FaultRecor
         FaultKind::KillGateway | FaultKind::BothDown => None,
         _ => Some(t),
     };
-    let (serving_us, in_sync_us) = wait_recovery(site, clock, RECOVERY_LIMIT).await;
+    let (serving_us, in_sync_us) = match resynced {
+        // The gateway never noticed: its "in sync" would be on trust, and
+        // the two chassis still differ. Not back in sync.
+        Some(false) => (site.gateway.status().await.filter(serving).map(|_| clock.now_us()), None),
+        _ => wait_recovery(site, clock, RECOVERY_LIMIT).await,
+    };
+    if p.kind.forces_resync() {
+        // Which chassis the gateway rebuilt (the counters survive: no
+        // gateway restart happens during a single-chassis fault).
+        let after = site.gateway.status().await.map(|s| resyncs_by_chassis(&s));
+        if let (Some(b), Some(a)) = (resyncs_before, after) {
+            let rebuilt: Vec<String> = (0..2).filter(|&i| a[i] > b[i]).map(|i| format!("{} +{}", NAMES[i], a[i] - b[i])).collect();
+            let rebuilt = if rebuilt.is_empty() { "none".to_string() } else { rebuilt.join(", ") };
+            detail = if detail.is_empty() { format!("resynced: {rebuilt}") } else { format!("{detail}; resynced: {rebuilt}") };
+        }
+    }
     FaultRecord { n, kind: p.kind, target, detail, start_us, healed_us, serving_us, in_sync_us, harness_error, counters_before }
+}
+
+/// Chassis `i`'s entry on a status page (Null if absent).
+fn chassis_entry(status: &serde_json::Value, i: usize) -> &serde_json::Value {
+    status["chassis"].as_array().and_then(|c| c.iter().find(|c| c["name"] == NAMES[i])).unwrap_or(&serde_json::Value::Null)
+}
+
+/// Chassis `i`'s state on a status page ("" if absent).
+fn chassis_state(status: &serde_json::Value, i: usize) -> &str {
+    chassis_entry(status, i)["state"].as_str().unwrap_or("")
+}
+
+/// Full resyncs completed per chassis (a, b), from a status page.
+fn resyncs_by_chassis(status: &serde_json::Value) -> [u64; 2] {
+    [0, 1].map(|i| chassis_entry(status, i)["resyncs"].as_u64().unwrap_or(0))
+}
+
+/// Poll the status page (bounded) until some chassis completed a full
+/// resync since `before`; true if one did within `limit`.
+async fn wait_resync(site: &Site, before: [u64; 2], limit: Duration) -> bool {
+    let start = Instant::now();
+    for _ in 0..100_000 {
+        if let Some(s) = site.gateway.status().await {
+            let now = resyncs_by_chassis(&s);
+            if (0..2).any(|i| now[i] > before[i]) {
+                return true;
+            }
+        }
+        if start.elapsed() > limit {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
 }
 
 /// Poll the status page (bounded) until both chassis are in sync; note when

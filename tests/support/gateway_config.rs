@@ -4,6 +4,7 @@
 //! `gateway.toml` (so the campaign tests the rules users run).
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use crate::bins::repo_root;
 
@@ -17,6 +18,10 @@ pub const SECONDARY_GRACE_MS: u64 = 200;
 pub const PER_TRY_MS: u64 = 1000;
 pub const HEALTH_INTERVAL_MS: u64 = 200;
 pub const DOWN_AFTER_MS: u64 = 600;
+/// How often the gateway compares both chassis' digests while they are in
+/// sync (anti-entropy): 20 health intervals (`anti_entropy_every` in
+/// crates/pairgate/src/gateway.rs), 4 s with the campaign's 200 ms.
+pub const ANTI_ENTROPY_EVERY: Duration = Duration::from_millis(HEALTH_INTERVAL_MS * 20);
 
 /// What the configuration needs to know.
 pub struct GatewayConfig<'a> {

@@ -13,6 +13,7 @@
 //! tests/ and `tests/*/main.rs` are), so nothing here runs twice.
 
 pub mod bins;
+pub mod bulk;
 pub mod certs;
 pub mod chaos;
 pub mod chassis_proc;

@@ -8,8 +8,14 @@
 //!                             └─▶ proxy b ──▶ chassis b
 //! fault scheduler ── kill/restart processes, cut/slow proxies, /_sim hooks (direct)
 //! ```
+//!
+//! Before the gateway starts, the site can load bulk rows into both chassis
+//! ([`crate::bulk`]), and it keeps a copy of each chassis' state folder,
+//! taken while that chassis was stopped (at setup, and again whenever a
+//! fault stops it), for `restore_old_copy` to put back later.
 
 use std::net::TcpListener;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -31,9 +37,25 @@ pub struct Site {
     pub gateway: GatewayProc,
     pub chassis_certs: [PathBuf; 2],
     pub logs: PathBuf,
+    /// Ids of the bulk sources loaded at setup (empty if none).
+    pub bulk: Range<u64>,
+    /// Per chassis: the last copy of its state folder.
+    pub copies: [StateCopy; 2],
     // Last: removed after every process above is stopped (fields drop in order).
     _dir: tempfile::TempDir,
 }
+
+/// A copy of one chassis' state folder, taken while it was stopped.
+#[derive(Clone, Debug)]
+pub struct StateCopy {
+    pub dir: PathBuf,
+    /// When it was taken, for the fault record ("at setup", "during #4 kill_chassis at 9.1s").
+    pub taken: String,
+}
+
+/// How long one direct request to a chassis may take: exports of a state
+/// with tens of thousands of rows take a second or more on a debug build.
+const DIRECT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A port that was free a moment ago on 127.0.0.1.
 pub fn free_port() -> Result<u16, String> {
@@ -45,6 +67,14 @@ impl Site {
     /// Start everything and wait (bounded) until both chassis are in sync.
     /// Logs go to `logs/` (gateway with `log_filter`, chassis at info).
     pub async fn start(bins: &Bins, logs: &Path, log_filter: &str) -> Result<Site, String> {
+        Site::start_with(bins, logs, log_filter, 0).await
+    }
+
+    /// [`Site::start`] with `bulk_rows` IP sources loaded into both chassis
+    /// before the gateway starts (see [`crate::bulk`]); then each chassis is
+    /// stopped (`kill -9`), its state folder copied aside, and started again,
+    /// still before the gateway starts.
+    pub async fn start_with(bins: &Bins, logs: &Path, log_filter: &str, bulk_rows: usize) -> Result<Site, String> {
         std::fs::create_dir_all(logs).map_err(|e| format!("{}: {e}", logs.display()))?;
         for name in ["gateway.log", "chassis-a.log", "chassis-b.log"] {
             // Fresh logs for this run (they are appended to across restarts).
@@ -69,8 +99,18 @@ impl Site {
             chassis.push(c);
             certs.push(cert);
         }
-        let chassis: [ChassisProc; 2] = chassis.try_into().map_err(|_| "two chassis")?;
+        let mut chassis: [ChassisProc; 2] = chassis.try_into().map_err(|_| "two chassis")?;
         let chassis_certs: [PathBuf; 2] = certs.try_into().map_err(|_| "two certificates")?;
+        let bulk = if bulk_rows > 0 { crate::bulk::load(&chassis, &chassis_certs, bulk_rows).await? } else { 0..0 };
+        let mut copies = Vec::new();
+        for (c, name) in chassis.iter_mut().zip(NAMES) {
+            let copy = StateCopy { dir: d.join(format!("chassis-{name}-copy")), taken: "at setup".into() };
+            c.kill9();
+            c.save_state(&copy.dir)?;
+            c.start().await?;
+            copies.push(copy);
+        }
+        let copies: [StateCopy; 2] = copies.try_into().map_err(|_| "two copies")?;
         let proxies = [FaultProxy::start(chassis[0].port).await?, FaultProxy::start(chassis[1].port).await?];
         let (gcert, gkey) = make_cert(d, "gateway")?;
         let port = free_port()?;
@@ -84,7 +124,7 @@ impl Site {
         .write()?;
         let mut gateway = GatewayProc::new(bins.pairgate.clone(), port, config, gcert, logs.join("gateway.log"), log_filter)?;
         gateway.start()?;
-        let site = Site { chassis, proxies, gateway, chassis_certs, logs: logs.to_path_buf(), _dir: dir };
+        let site = Site { chassis, proxies, gateway, chassis_certs, logs: logs.to_path_buf(), bulk, copies, _dir: dir };
         site.wait_in_sync(Duration::from_secs(30)).await?;
         Ok(site)
     }
@@ -119,7 +159,12 @@ impl Site {
     /// session there and will log in again by itself). Retried, bounded,
     /// because a chassis answering 5xx on purpose fails logins too.
     pub async fn direct(&self, i: usize, limit: Duration) -> Result<Http, String> {
-        let mut http = Http::trusting(&self.chassis[i].base(), &self.chassis_certs[i], Duration::from_secs(5))?;
+        self.direct_with_timeout(i, limit, Duration::from_secs(5)).await
+    }
+
+    /// [`Site::direct`] whose requests may each take up to `timeout`.
+    pub async fn direct_with_timeout(&self, i: usize, limit: Duration, timeout: Duration) -> Result<Http, String> {
+        let mut http = Http::trusting(&self.chassis[i].base(), &self.chassis_certs[i], timeout)?;
         let start = Instant::now();
         let mut last = String::new();
         for _ in 0..200 {
@@ -135,50 +180,55 @@ impl Site {
         Err(format!("direct login to chassis {}: {last}", NAMES[i]))
     }
 
-    /// `PUT /_sim/faults` (`Some(body)`) or `DELETE /_sim/faults` (`None`) on
-    /// chassis `i`, logging in again when the gateway's own re-login
-    /// preempted our session in between (bounded).
-    pub async fn sim_faults(&self, i: usize, body: Option<&Value>, limit: Duration) -> Result<(), String> {
+    /// One request straight to chassis `i` as admin, until it succeeds
+    /// (bounded): logs in again each time, because the gateway's own re-login
+    /// may preempt our session in between. Only for requests that may be
+    /// repeated (hooks, a rename). The successful answer's body.
+    pub async fn direct_call(&self, i: usize, method: &str, path: &str, body: Option<&Value>, limit: Duration) -> Result<Value, String> {
         let start = Instant::now();
         let mut last = String::new();
         for _ in 0..50 {
             let http = self.direct(i, limit).await?;
-            let r = match body {
-                Some(b) => http.call("PUT", "/_sim/faults", Some(b), &[]).await,
-                None => http.call("DELETE", "/_sim/faults", None, &[]).await,
-            };
-            if r.is_success() {
-                return Ok(());
+            match http.call(method, path, body, &[]).await {
+                Sent::Answer { status: 200..=299, body } => return Ok(body),
+                r => last = r.describe(),
             }
-            last = r.describe();
             if start.elapsed() > limit {
                 break;
             }
         }
-        Err(format!("/_sim/faults on chassis {}: {last}", NAMES[i]))
+        Err(format!("{method} {path} on chassis {}: {last}", NAMES[i]))
+    }
+
+    /// `PUT /_sim/faults` (`Some(body)`) or `DELETE /_sim/faults` (`None`) on
+    /// chassis `i` (retried, bounded: see [`Site::direct_call`]).
+    pub async fn sim_faults(&self, i: usize, body: Option<&Value>, limit: Duration) -> Result<(), String> {
+        let method = if body.is_some() { "PUT" } else { "DELETE" };
+        self.direct_call(i, method, "/_sim/faults", body, limit).await.map(|_| ())
     }
 
     /// `POST /_sim/power_off` on chassis `i` (retried like `sim_faults`).
     pub async fn power_off(&self, i: usize, limit: Duration) -> Result<(), String> {
-        let start = Instant::now();
-        let mut last = String::new();
-        for _ in 0..50 {
-            let http = self.direct(i, limit).await?;
-            let r = http.call("POST", "/_sim/power_off", None, &[]).await;
-            if r.is_success() {
-                return Ok(());
-            }
-            last = r.describe();
-            if start.elapsed() > limit {
-                break;
-            }
-        }
-        Err(format!("power off chassis {}: {last}", NAMES[i]))
+        self.direct_call(i, "POST", "/_sim/power_off", None, limit).await.map(|_| ())
+    }
+
+    /// Copy chassis `i`'s state folder aside (it must be stopped), replacing
+    /// its previous copy; `taken` says when, for the fault records.
+    pub fn save_copy(&mut self, i: usize, taken: String) -> Result<(), String> {
+        self.chassis[i].save_state(&self.copies[i].dir)?;
+        self.copies[i].taken = taken;
+        Ok(())
+    }
+
+    /// Put chassis `i`'s last copy back (it must be stopped); when the copy was taken.
+    pub fn restore_copy(&mut self, i: usize) -> Result<String, String> {
+        self.chassis[i].restore_state(&self.copies[i].dir)?;
+        Ok(self.copies[i].taken.clone())
     }
 
     /// One GET on chassis `i` directly, as admin.
     pub async fn direct_get(&self, i: usize, path: &str) -> Result<Value, String> {
-        let http = self.direct(i, Duration::from_secs(10)).await?;
+        let http = self.direct_with_timeout(i, Duration::from_secs(10), DIRECT_TIMEOUT).await?;
         match http.get(path).await {
             Sent::Answer { status: 200, body } => Ok(body),
             other => Err(format!("GET {path} on chassis {}: {}", NAMES[i], other.describe())),
