@@ -355,6 +355,27 @@ impl Applier {
         }
     }
 
+    /// A chassis that is not in sync decided `seq` (a replay) in another
+    /// class than its in-sync peer did (e.g. 404 where the peer said 201): it
+    /// does not hold what the journal says it must — it came back wiped, from
+    /// an old copy, or was changed behind the gateway's back — and replaying
+    /// more would only pile up wrong answers. Rebuilt from the peer now.
+    fn compare_with_peer(&self, seq: u64, status: u16) {
+        let peer = Pair::other(self.index);
+        let Some(theirs) = self.attempts.decided(seq, peer) else { return };
+        if theirs / 100 != status / 100 && self.pair.state(peer).serves() && !self.pair.state(self.index).serves() {
+            tracing::error!(
+                chassis = %self.name(),
+                seq,
+                status,
+                peer = %self.peer_name(),
+                peer_status = theirs,
+                "divergence on replay: this chassis answered otherwise than its in-sync peer; rebuilding it"
+            );
+            self.pair.members[self.index].resync.request(Reason::Divergence);
+        }
+    }
+
     fn resyncer(&self) -> Resyncer<'_> {
         Resyncer { gate: &self.gate, journal: &self.journal, broker: &self.broker, pair: &self.pair, per_try: self.per_try }
     }
@@ -444,6 +465,7 @@ impl Applier {
             };
             if let Some(a) = outcome.decided() {
                 self.attempts.record_decided(entry.seq, self.index, a.status);
+                self.compare_with_peer(entry.seq, a.status);
             }
             let _ = self.reports.send(Report { seq: entry.seq, chassis: self.index, outcome: outcome.clone() });
             match &outcome {

@@ -99,6 +99,11 @@ impl Attempts {
         }
     }
 
+    /// The status chassis `chassis` first decided `seq` with, if it did.
+    pub fn decided(&self, seq: u64, chassis: usize) -> Option<u16> {
+        self.lock().accepted.get(&seq).and_then(|s| s[chassis.min(1)])
+    }
+
     /// Whether the other chassis accepted (2xx) `seq`.
     pub fn accepted_by_other(&self, seq: u64, chassis: usize) -> bool {
         let other = 1 - chassis.min(1);
