@@ -177,3 +177,27 @@ async fn a_rebuilt_chassis_keeps_its_own_password_for_the_gateways_account() {
         assert_eq!(r.status, want, "{r:?}");
     }
 }
+
+/// A chassis that refuses the import says why, and the gateway says what it
+/// said: the call, the chassis and its answer (here 413 from an import limit
+/// smaller than the document), never "did not answer" for one that answered.
+#[tokio::test]
+async fn a_refused_import_is_reported_with_the_answer_that_came_back() {
+    let _turn = LARGE.lock().await;
+    let mut pair = Pair::start_with_rows(20_000, shipped_timing).await;
+    pair.b.opts.max_import = Some(500_000);
+    pair.b.restart();
+    pair.gw.wait_in_sync(Duration::from_secs(30)).await;
+    let admin = client_trusting(Some(&pair.gw.cert));
+    let r = admin.post(format!("{}/_pairgate/resync/b", pair.gw.base)).bearer_auth(&pair.gw.admin_token).send().await.expect("resync");
+    assert_eq!(r.status().as_u16(), 202);
+    let s = wait_for(&pair, "a failed attempt", Duration::from_secs(30), |s| {
+        s["resync"]["phase"].as_str().is_some_and(|p| p.starts_with("failed"))
+    })
+    .await;
+    let phase = s["resync"]["phase"].as_str().unwrap_or_default();
+    assert!(phase.contains("PUT /api/v1/system/import on chassis b: answered 413 (body_too_large:"), "{phase}");
+    assert!(chassis(&s, "b")["resyncs_failed"].as_u64().unwrap_or(0) >= 1, "{s}");
+    // The other chassis keeps serving.
+    assert_eq!(chassis(&s, "a")["state"], "in_sync", "{s}");
+}

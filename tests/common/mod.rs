@@ -66,11 +66,13 @@ pub struct SimOpts {
     pub hooks: bool,
     pub ephemeral: bool,
     pub tls: Option<(PathBuf, PathBuf)>,
+    /// `--max-import` (the simulator's default when None).
+    pub max_import: Option<usize>,
 }
 
 impl Default for SimOpts {
     fn default() -> Self {
-        SimOpts { serial: "SIM-TEST".into(), inputs: 16, outputs: 16, hooks: true, ephemeral: false, tls: None }
+        SimOpts { serial: "SIM-TEST".into(), inputs: 16, outputs: 16, hooks: true, ephemeral: false, tls: None, max_import: None }
     }
 }
 
@@ -116,6 +118,9 @@ impl SimProcess {
         }
         if let Some((cert, key)) = &self.opts.tls {
             cmd.arg("--tls-cert").arg(cert).arg("--tls-key").arg(key);
+        }
+        if let Some(n) = self.opts.max_import {
+            cmd.arg("--max-import").arg(n.to_string());
         }
         // Chassis logs only when asked for (PAIRGATE_TEST_LOG=1): they drown test output.
         let stderr = if std::env::var_os("PAIRGATE_TEST_LOG").is_some() { Stdio::inherit() } else { Stdio::null() };

@@ -48,6 +48,9 @@ pub struct Args {
     /// Largest request body in bytes (imports excepted).
     #[arg(long, default_value_t = 1 << 20)]
     max_body: usize,
+    /// Largest import document in bytes (`PUT /system/import`).
+    #[arg(long, default_value_t = 256 << 20)]
+    max_import: usize,
     /// The URL other systems reach this chassis at (cascade); defaults to the listen address.
     #[arg(long)]
     public_url: Option<String>,
@@ -89,6 +92,7 @@ pub async fn run(args: Args) -> ExitCode {
         session_idle: Duration::from_secs(args.session_idle_min.max(1) * 60),
         public_url: args.public_url.clone().unwrap_or_default(),
         max_body: args.max_body,
+        max_import: args.max_import,
         peer_ca: args.peer_ca.clone(),
         ..ChassisConfig::default()
     };
