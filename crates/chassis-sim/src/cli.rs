@@ -94,7 +94,6 @@ pub async fn run(args: Args) -> ExitCode {
         max_body: args.max_body,
         max_import: args.max_import,
         peer_ca: args.peer_ca.clone(),
-        ..ChassisConfig::default()
     };
     let tls = args.tls_cert.clone().zip(args.tls_key.clone());
     let tls_on = tls.is_some();
