@@ -188,9 +188,7 @@ async fn a_refused_import_is_reported_with_the_answer_that_came_back() {
     pair.b.opts.max_import = Some(500_000);
     pair.b.restart();
     pair.gw.wait_in_sync(Duration::from_secs(30)).await;
-    let admin = client_trusting(Some(&pair.gw.cert));
-    let r = admin.post(format!("{}/_pairgate/resync/b", pair.gw.base)).bearer_auth(&pair.gw.admin_token).send().await.expect("resync");
-    assert_eq!(r.status().as_u16(), 202);
+    pair.ask_resync("b").await;
     let s = wait_for(&pair, "a failed attempt", Duration::from_secs(30), |s| {
         s["resync"]["phase"].as_str().is_some_and(|p| p.starts_with("failed"))
     })

@@ -149,14 +149,7 @@ async fn both_chassis_changed_behind_the_gateways_back_block_the_pair_until_an_o
     assert!(s["pairing_blocked"].is_string(), "{s}");
 
     // The operator keeps a: rebuild b from it.
-    let http = common::client_trusting(Some(&pair.gw.cert));
-    let r = http
-        .post(format!("{}/_pairgate/resync/b", pair.gw.base))
-        .bearer_auth(&pair.gw.admin_token)
-        .send()
-        .await
-        .expect("POST /_pairgate/resync/b");
-    assert_eq!(r.status().as_u16(), 202);
+    pair.ask_resync("b").await;
     let s = assert_identical(&pair).await;
     assert_eq!(s["pairing_blocked"], Value::Null, "{s}");
     let kept = names(&["through the gateway", "only on a"]);

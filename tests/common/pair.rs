@@ -312,21 +312,26 @@ impl Pair {
         create_service_account(&sim.base, &self.certs[i], SERVICE_PASSWORDS[i]).await;
     }
 
+    /// `POST /_pairgate/resync/{name}` with the admin token (202 asserted).
+    pub async fn ask_resync(&self, name: &str) {
+        let admin = client_trusting(Some(&self.gw.cert));
+        let r = admin
+            .post(format!("{}/_pairgate/resync/{name}", self.gw.base))
+            .bearer_auth(&self.gw.admin_token)
+            .send()
+            .await
+            .expect("POST /_pairgate/resync");
+        assert_eq!(r.status().as_u16(), 202, "resync request");
+    }
+
     /// Ask for a full resync of `name` and follow it (bounded) until that
     /// chassis has one more completed resync and the pair is in sync again.
     /// Returns the phases seen (each distinct phase once, in order) and the
     /// status at the end.
     pub async fn resync(&self, name: &str, limit: Duration) -> (Vec<String>, Value) {
         let pair = self;
-        let admin = client_trusting(Some(&pair.gw.cert));
         let before = pair.gw.status().await.map(|s| chassis(&s, name)["resyncs"].as_u64().unwrap_or(0)).unwrap_or(0);
-        let r = admin
-            .post(format!("{}/_pairgate/resync/{name}", pair.gw.base))
-            .bearer_auth(&pair.gw.admin_token)
-            .send()
-            .await
-            .expect("POST /_pairgate/resync");
-        assert_eq!(r.status().as_u16(), 202, "resync request");
+        pair.ask_resync(name).await;
         let start = Instant::now();
         let mut phases: Vec<String> = Vec::new();
         while start.elapsed() < limit {
