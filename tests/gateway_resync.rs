@@ -199,3 +199,45 @@ async fn a_refused_import_is_reported_with_the_answer_that_came_back() {
     // The other chassis keeps serving.
     assert_eq!(chassis(&s, "a")["state"], "in_sync", "{s}");
 }
+
+/// The primary dies with a mutation on the wire and comes back wiped before
+/// the gateway stopped waiting for it: its replay answers 404 (the row is
+/// gone) where the in-sync secondary answered 200. The client gets the
+/// secondary's answer, and the wiped chassis — not the good one — is rebuilt.
+#[tokio::test]
+async fn a_primary_back_wiped_mid_request_does_not_answer_the_client_and_is_the_one_rebuilt() {
+    let mut pair = Pair::start().await;
+    let api = pair.gw.login("admin", "admin").await;
+    let cam = api.post("/sources", json!({"name": "camera 1", "kind": "ip", "url": "rtsp://192.0.2.1/1"})).await.ok().id();
+    pair.gw.wait_in_sync(Duration::from_secs(10)).await;
+    assert_eq!(pair.gw.status().await.expect("status")["primary"], "a");
+    // a answers late: a route change is on the wire when it dies, and the
+    // rename queued behind it (a's applier sends in order), so a's first
+    // answer to the rename is its replay once it is back wiped.
+    pair.sim_faults(0, json!({"latency_ms": 700})).await;
+    let route = {
+        let api = pair.gw.login("admin", "admin").await;
+        tokio::spawn(async move { api.put("/matrix/1", json!({"input": 2})).await })
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let rename = {
+        let api = pair.gw.login("admin", "admin").await;
+        tokio::spawn(async move { api.put(&format!("/sources/{cam}"), json!({"name": "camera 1 renamed"})).await })
+    };
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    pair.a.kill9();
+    for entry in std::fs::read_dir(&pair.a.state_dir).expect("state dir") {
+        std::fs::remove_file(entry.expect("entry").path()).expect("remove a state file");
+    }
+    pair.a.restart();
+    pair.provision_service_account(0).await;
+    assert_eq!(route.await.expect("the route's task").status, 200);
+    let r = rename.await.expect("the rename's task");
+    assert_eq!(r.status, 200, "the client got the wiped chassis' answer: {r:?}");
+    let s = wait_for(&pair, "chassis a rebuilt", Duration::from_secs(30), |s| chassis(s, "a")["resyncs"].as_u64().unwrap_or(0) >= 1).await;
+    assert_eq!(chassis(&s, "b")["resyncs"], 0, "the good chassis was rebuilt: {s}");
+    pair.gw.wait_in_sync(Duration::from_secs(30)).await;
+    let [(da, _), (db, _)] = pair.snapshot().await;
+    assert_eq!(da, db);
+    assert_eq!(pair.direct(1).await.get(&format!("/sources/{cam}")).await.ok().body["name"], "camera 1 renamed");
+}

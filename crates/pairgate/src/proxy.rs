@@ -496,17 +496,25 @@ async fn decide(
     let s = got[secondary].clone();
     match (p.as_ref().and_then(Outcome::decided), s.as_ref().and_then(Outcome::decided)) {
         (Some(pa), Some(sa)) => {
+            // The primary may have left `in_sync` while this seq waited for it
+            // (killed, and back wiped or from an old copy: its answer is a
+            // replay on a state nobody vouches for). Then the in-sync
+            // secondary's answer is the one that counts, and the primary is
+            // the one rebuilt if they differ.
+            let primary_fell = !gw.pair.state(primary).serves() && gw.pair.state(secondary).serves();
+            let (counts, rebuilt) = if primary_fell { (sa, primary) } else { (pa, secondary) };
             if diverged(pa, sa) {
                 gw.stats.divergences.fetch_add(1, Ordering::Relaxed);
                 tracing::error!(
                     seq,
                     primary = pa.status,
                     secondary = sa.status,
-                    "divergence: the chassis answered differently; rebuilding the secondary"
+                    rebuilt = %gw.pair.members[rebuilt].upstream.name,
+                    "divergence: the chassis answered differently; rebuilding the one not taken"
                 );
-                gw.pair.members[secondary].resync.request(crate::resync::Reason::Divergence);
+                gw.pair.members[rebuilt].resync.request(crate::resync::Reason::Divergence);
             }
-            Ok(answer(pa, seq))
+            Ok(answer(counts, seq))
         }
         (Some(pa), None) => {
             if targets.contains(&secondary) && secondary_in_sync {
