@@ -369,8 +369,11 @@ impl Resyncer<'_> {
             Outcome::Answered(a) if a.is_success() => imported_rows(&a.body),
             Outcome::Cut(_) => {
                 // The chassis stopped reading: was it the session after all?
-                let again = self.broker.fresh_session(target, dst, &Runs::Service).await;
-                let seen = if again.is_ok() { "a session check then worked" } else { "a session check then failed too" };
+                let seen = match self.broker.fresh_session(target, dst, &Runs::Service).await {
+                    Ok(t) if t == token => "its session was still valid: it refused the body for another reason".to_string(),
+                    Ok(_) => "its session was stale (refused before the body was read); renewed for the next attempt".to_string(),
+                    Err(o) => format!("a session check failed too: {}", o.describe()),
+                };
                 return Err(ResyncError::Call {
                     chassis: dst.name.clone(),
                     call: format!("PUT {IMPORT}"),
