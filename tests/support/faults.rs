@@ -274,44 +274,24 @@ async fn inject(site: &mut Site, p: &Plan, n: usize, clock: Clock) -> FaultRecor
             harness_error = Some("skipped: neither chassis in sync (the previous fault did not recover)".into());
         }
         FaultKind::KillChassis => {
-            site.chassis[t].kill9();
-            start_us = clock.now_us();
-            let until = Instant::now() + p.hold;
             // Stopped, its state on disk is consistent: the copy a later
             // restore_old_copy puts back.
-            if let Err(e) = site.save_copy(t, format!("during #{n} kill_chassis at {}", secs(start_us))) {
-                harness_error = Some(e);
-            }
-            tokio::time::sleep_until(until.into()).await;
-            if let Err(e) = site.chassis[t].start().await {
-                harness_error = Some(e);
-            }
+            let taken = |start_us| format!("during #{n} kill_chassis at {}", secs(start_us));
+            let (at, _, error) = stopped(site, t, p.hold, clock, |site, at| site.save_copy(t, taken(at)).map(|()| String::new())).await;
+            start_us = at;
+            harness_error = error;
         }
         FaultKind::WipeChassis => {
-            site.chassis[t].kill9();
-            start_us = clock.now_us();
-            let until = Instant::now() + p.hold;
-            match site.chassis[t].wipe_state() {
-                Ok(files) => detail.push_str(&format!("{files} state files deleted")),
-                Err(e) => harness_error = Some(e),
-            }
-            tokio::time::sleep_until(until.into()).await;
-            if let Err(e) = site.chassis[t].start().await {
-                harness_error = Some(e);
-            }
+            let wipe = |site: &mut Site, _| site.chassis[t].wipe_state().map(|files| format!("{files} state files deleted"));
+            let (at, did, error) = stopped(site, t, p.hold, clock, wipe).await;
+            (start_us, harness_error) = (at, error);
+            detail.push_str(&did);
         }
         FaultKind::RestoreOldCopy => {
-            site.chassis[t].kill9();
-            start_us = clock.now_us();
-            let until = Instant::now() + p.hold;
-            match site.restore_copy(t) {
-                Ok(taken) => detail.push_str(&format!("copy taken {taken}")),
-                Err(e) => harness_error = Some(e),
-            }
-            tokio::time::sleep_until(until.into()).await;
-            if let Err(e) = site.chassis[t].start().await {
-                harness_error = Some(e);
-            }
+            let restore = |site: &mut Site, _| site.restore_copy(t).map(|taken| format!("copy taken {taken}"));
+            let (at, did, error) = stopped(site, t, p.hold, clock, restore).await;
+            (start_us, harness_error) = (at, error);
+            detail.push_str(&did);
         }
         FaultKind::DirectWrite => {
             // A bulk row if the setup loaded some, else a physical input no
@@ -433,6 +413,31 @@ async fn inject(site: &mut Site, p: &Plan, n: usize, clock: Clock) -> FaultRecor
 }
 
 /// Chassis `i`'s entry on a status page (Null if absent).
+/// `kill -9` chassis `t`, run `act` on it while it is stopped (given the
+/// fault's start on the campaign clock; it says what it did), and start it
+/// again once `hold` has passed since the kill. The fault's start, what `act`
+/// said, and the harness' error if any (starting again wins over `act`'s).
+async fn stopped(
+    site: &mut Site,
+    t: usize,
+    hold: Duration,
+    clock: Clock,
+    act: impl FnOnce(&mut Site, i64) -> Result<String, String>,
+) -> (i64, String, Option<String>) {
+    site.chassis[t].kill9();
+    let start_us = clock.now_us();
+    let until = Instant::now() + hold;
+    let (did, mut error) = match act(site, start_us) {
+        Ok(did) => (did, None),
+        Err(e) => (String::new(), Some(e)),
+    };
+    tokio::time::sleep_until(until.into()).await;
+    if let Err(e) = site.chassis[t].start().await {
+        error = Some(e);
+    }
+    (start_us, did, error)
+}
+
 fn chassis_entry(status: &serde_json::Value, i: usize) -> &serde_json::Value {
     status["chassis"].as_array().and_then(|c| c.iter().find(|c| c["name"] == NAMES[i])).unwrap_or(&serde_json::Value::Null)
 }
