@@ -13,13 +13,6 @@ use common::pair::{wait_for, Pair};
 use common::{bin_path, Api};
 use serde_json::json;
 
-async fn assert_identical(pair: &Pair) {
-    pair.gw.wait_in_sync(Duration::from_secs(30)).await;
-    let [(da, oa), (db, ob)] = pair.snapshot().await;
-    assert_eq!(da, db, "digests differ");
-    assert_eq!(oa, ob, "outputs differ");
-}
-
 fn pairgate(args: &[&str], config: &std::path::Path) -> std::process::Output {
     Command::new(bin_path("pairgate")).args(args).arg("--config").arg(config).output().expect("run pairgate")
 }
@@ -58,7 +51,7 @@ async fn a_chassis_that_comes_back_wiped_is_rebuilt_while_clients_keep_working()
         wait_for(&pair, "a full resync of b", Duration::from_secs(30), |s| s["resync"]["chassis"] == "b" && s["resync"]["phase"] == "done")
             .await;
     assert_eq!(s["resync"]["reason"], "digest_mismatch", "{s}");
-    assert_identical(&pair).await;
+    pair.assert_identical(Duration::from_secs(30)).await;
     assert_eq!(pair.direct(1).await.get("/kvm/hosts").await.ok().body.as_array().unwrap().len(), 2);
 }
 
@@ -75,7 +68,7 @@ async fn a_change_behind_the_gateways_back_is_found_and_healed() {
         wait_for(&pair, "anti-entropy", Duration::from_secs(20), |s| s["divergences"].as_u64() > Some(0) && s["resync"]["phase"] == "done")
             .await;
     assert_eq!(s["resync"]["chassis"], "b");
-    assert_identical(&pair).await;
+    pair.assert_identical(Duration::from_secs(30)).await;
     assert_ne!(pair.direct(1).await.get("/sources/1").await.ok().body["name"], "sneaky");
 }
 
@@ -94,7 +87,7 @@ async fn a_chassis_that_missed_more_than_the_journal_keeps_gets_a_full_resync() 
     pair.b.restart();
     let s = wait_for(&pair, "a full resync of b", Duration::from_secs(30), |s| s["resync"]["phase"] == "done").await;
     assert_eq!(s["resync"]["reason"], "journal_truncated", "{s}");
-    assert_identical(&pair).await;
+    pair.assert_identical(Duration::from_secs(30)).await;
     assert_eq!(pair.direct(1).await.get("/kvm/hosts").await.ok().body.as_array().unwrap().len(), 12);
 }
 
@@ -107,7 +100,7 @@ async fn first_start_copies_the_chassis_in_service_onto_the_new_one() {
     populate(&pair.direct(0).await, "in service").await;
     pair.gw.restart();
     pair.gw.wait_in_sync(Duration::from_secs(30)).await;
-    assert_identical(&pair).await;
+    pair.assert_identical(Duration::from_secs(30)).await;
     let walls = pair.direct(1).await.get("/walls").await.ok().body;
     assert_eq!(walls[0]["name"], "in service", "the new chassis got the data");
     // New ids are above everything either chassis held.
@@ -142,7 +135,7 @@ async fn first_start_refuses_to_guess_between_two_chassis_with_different_data() 
     // The operator decides: keep a, rebuild b.
     let out = pairgate(&["resync", "b", "--timeout-s", "60"], &pair.gw.config);
     assert!(out.status.success(), "pairgate resync: {}", String::from_utf8_lossy(&out.stderr));
-    assert_identical(&pair).await;
+    pair.assert_identical(Duration::from_secs(30)).await;
     assert_eq!(pair.direct(1).await.get("/walls").await.ok().body[0]["name"], "site a");
     api.post("/kvm/hosts", json!({"name": "x", "port": 10})).await.ok();
 }
@@ -168,7 +161,7 @@ async fn admin_actions_maintenance_primary_and_resync() {
     // Back: it catches up and is verified.
     let out = pairgate(&["maintenance", "b", "off"], cfg);
     assert!(out.status.success());
-    assert_identical(&pair).await;
+    pair.assert_identical(Duration::from_secs(30)).await;
     let out = pairgate(&["primary", "b"], cfg);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(pair.gw.status().await.unwrap()["primary"], "b");
@@ -176,6 +169,6 @@ async fn admin_actions_maintenance_primary_and_resync() {
     let out = pairgate(&["resync", "a", "--timeout-s", "60"], cfg);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stderr).contains("in sync") || String::from_utf8_lossy(&out.stdout).contains("in sync"));
-    assert_identical(&pair).await;
+    pair.assert_identical(Duration::from_secs(30)).await;
     assert_eq!(api.get("/kvm/hosts").await.ok().body.as_array().unwrap().len(), 5);
 }

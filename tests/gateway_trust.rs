@@ -65,14 +65,6 @@ fn names(list: &[&str]) -> BTreeSet<String> {
     list.iter().map(|s| s.to_string()).collect()
 }
 
-async fn assert_identical(pair: &Pair) -> Value {
-    let s = pair.gw.wait_in_sync(Duration::from_secs(60)).await;
-    let [(da, oa), (db, ob)] = pair.snapshot().await;
-    assert_eq!(da, db, "digests differ");
-    assert_eq!(oa, ob, "outputs differ");
-    s
-}
-
 #[tokio::test]
 async fn a_preferred_chassis_restored_from_an_old_copy_is_rebuilt_not_trusted() {
     let mut pair = Pair::start().await;
@@ -107,7 +99,7 @@ async fn a_preferred_chassis_restored_from_an_old_copy_is_rebuilt_not_trusted() 
     assert_eq!(host_names(&pair.direct(1).await).await, all, "b holds everything");
 
     pair.gw.restart();
-    let s = assert_identical(&pair).await;
+    let s = pair.assert_identical(Duration::from_secs(60)).await;
     assert_eq!(host_names(&pair.direct(1).await).await, all, "b lost acknowledged writes: it was rebuilt from stale a");
     assert_eq!(host_names(&pair.direct(0).await).await, all, "a was not rebuilt from b");
     assert_eq!(s["resync"]["chassis"], "a", "the stale chassis is the one rebuilt: {s}");
@@ -150,7 +142,7 @@ async fn both_chassis_changed_behind_the_gateways_back_block_the_pair_until_an_o
 
     // The operator keeps a: rebuild b from it.
     pair.ask_resync("b").await;
-    let s = assert_identical(&pair).await;
+    let s = pair.assert_identical(Duration::from_secs(60)).await;
     assert_eq!(s["pairing_blocked"], Value::Null, "{s}");
     let kept = names(&["through the gateway", "only on a"]);
     assert_eq!(host_names(&pair.direct(1).await).await, kept, "b holds a's data");

@@ -365,6 +365,17 @@ impl Pair {
         let (a, b) = (self.direct(0).await, self.direct(1).await);
         [(a.digest().await, a.outputs().await), (b.digest().await, b.outputs().await)]
     }
+
+    /// Wait (bounded by `limit`) until both chassis are in sync, then assert
+    /// that they hold the same state: equal digests and equal outputs. The
+    /// status when they were in sync.
+    pub async fn assert_identical(&self, limit: Duration) -> Value {
+        let s = self.gw.wait_in_sync(limit).await;
+        let [(da, oa), (db, ob)] = self.snapshot().await;
+        assert_eq!(da, db, "digests differ");
+        assert_eq!(oa, ob, "outputs differ");
+        s
+    }
 }
 
 /// The chassis named `name` in a status document.
