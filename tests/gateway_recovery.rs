@@ -61,15 +61,27 @@ async fn a_change_behind_the_gateways_back_is_found_and_healed() {
     let api = pair.gw.login("admin", "admin").await;
     populate(&api, "x").await;
     pair.gw.wait_in_sync(Duration::from_secs(10)).await;
-    // Someone renames a source on chassis b directly.
-    pair.direct(1).await.put("/sources/1", json!({"name": "sneaky"})).await.ok();
-    // Anti-entropy (every 20 health probes: 4 s in this configuration) notices.
+    // Anti-entropy (every 20 health probes: 4 s in this configuration) shows
+    // both chassis equal at the last seq and records that verified point.
+    let s = wait_for(&pair, "a verified point at the last seq", Duration::from_secs(20), |s| {
+        s["chassis"].as_array().is_some_and(|c| c.iter().all(|c| c["verified"]["seq"] == s["last_seq"]))
+    })
+    .await;
+    // Someone renames a source directly on the primary, the chassis clients read from.
+    let primary = s["primary"].as_str().unwrap().to_string();
+    let p = usize::from(primary == "b");
+    pair.direct(p).await.put("/sources/1", json!({"name": "sneaky"})).await.ok();
+    // Anti-entropy notices, and rebuilds the chassis that left its verified
+    // state, not the one that happens to be secondary.
     let s =
         wait_for(&pair, "anti-entropy", Duration::from_secs(20), |s| s["divergences"].as_u64() > Some(0) && s["resync"]["phase"] == "done")
             .await;
-    assert_eq!(s["resync"]["chassis"], "b");
+    assert_eq!(s["resync"]["chassis"], primary.as_str(), "{s}");
     pair.assert_identical(Duration::from_secs(30)).await;
-    assert_ne!(pair.direct(1).await.get("/sources/1").await.ok().body["name"], "sneaky");
+    for i in 0..2 {
+        assert_ne!(pair.direct(i).await.get("/sources/1").await.ok().body["name"], "sneaky");
+    }
+    assert_ne!(api.get("/sources/1").await.ok().body["name"], "sneaky");
 }
 
 #[tokio::test]

@@ -32,7 +32,7 @@ use crate::config::{Config, SecretSource, Transport};
 use crate::detector::{self, ChassisState};
 use crate::journal::{Journal, JournalConfig};
 use crate::pair::{Member, Pair};
-use crate::resync::{Progress, Reason, WriteGate};
+use crate::resync::{MismatchTarget, Progress, Reason, WriteGate};
 use crate::sequencer::Sequencer;
 use crate::session::{LoginLimiter, Secret, SessionConfig, SessionStore};
 use crate::upstream::Upstream;
@@ -489,7 +489,9 @@ impl Gateway {
 const EXIT_VERIFY_LIMIT: Duration = Duration::from_secs(5);
 
 /// While both chassis are in sync, compare their digests now and then; a
-/// difference (a change behind the gateway's back) rebuilds the secondary.
+/// difference (a change behind the gateway's back) rebuilds the chassis that
+/// left its last verified state, or the secondary if that cannot be shown
+/// ([`MismatchTarget`]).
 async fn anti_entropy(gw: Arc<Gateway>) {
     let mut tick = tokio::time::interval(anti_entropy_every(gw.cfg.timeouts.health_interval));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -505,11 +507,21 @@ async fn anti_entropy(gw: Arc<Gateway>) {
         }
         match gw.resyncer().verify(None).await {
             Ok(v) if v.equal() => {}
-            Ok(_) => {
+            Ok(verdict) => {
                 gw.stats.divergences.fetch_add(1, Ordering::Relaxed);
-                let secondary = Pair::other(primary);
-                tracing::error!(chassis = %gw.pair.members[secondary].upstream.name, "anti-entropy: digests differ; rebuilding the secondary");
-                gw.pair.members[secondary].resync.request(Reason::DigestMismatch);
+                let target = MismatchTarget::decide(gw.resyncer().references(&verdict), primary);
+                let name = &gw.pair.members[target.chassis()].upstream.name;
+                match target {
+                    MismatchTarget::Diverged(_) => tracing::error!(
+                        chassis = %name, seq = verdict.seq,
+                        "anti-entropy: digests differ and only this chassis left its last verified state (changed behind the gateway's back); rebuilding it"
+                    ),
+                    MismatchTarget::Secondary(_) => tracing::error!(
+                        chassis = %name, seq = verdict.seq,
+                        "anti-entropy: digests differ and mutations were applied since the last verified point, so which one was changed cannot be shown; rebuilding the secondary from the primary"
+                    ),
+                }
+                gw.pair.members[target.chassis()].resync.request(Reason::DigestMismatch);
             }
             Err(e) => tracing::debug!("anti-entropy check skipped: {e}"),
         }

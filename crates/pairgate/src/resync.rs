@@ -230,6 +230,35 @@ impl Verdict {
     }
 }
 
+/// Which chassis a digest mismatch found while both served is rebuilt.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MismatchTarget {
+    /// Exactly one chassis still holds its last verified state (nothing was
+    /// applied since): the other was changed behind the gateway's back.
+    Diverged(usize),
+    /// The evidence cannot tell (mutations were applied since the last
+    /// verified point, or both moved): the secondary is rebuilt from the
+    /// primary, which keeps serving.
+    Secondary(usize),
+}
+
+impl MismatchTarget {
+    /// Decide from [`Resyncer::references`] of the mismatching verdict and the primary.
+    pub fn decide(references: [bool; 2], primary: usize) -> Self {
+        match references {
+            [true, false] => Self::Diverged(1),
+            [false, true] => Self::Diverged(0),
+            _ => Self::Secondary(Pair::other(primary)),
+        }
+    }
+
+    pub fn chassis(self) -> usize {
+        match self {
+            Self::Diverged(i) | Self::Secondary(i) => i,
+        }
+    }
+}
+
 /// What verifying and resyncing work with.
 pub struct Resyncer<'a> {
     pub gate: &'a WriteGate,
@@ -434,4 +463,25 @@ const IMPORT: &str = "/api/v1/system/import";
 fn imported_rows(answer: &[u8]) -> u64 {
     let v: serde_json::Value = serde_json::from_slice(answer).unwrap_or_default();
     v["counts"].as_object().map(|c| c.values().filter_map(serde_json::Value::as_u64).sum()).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::MismatchTarget;
+
+    #[test]
+    fn a_mismatch_rebuilds_the_chassis_that_left_its_verified_state_even_the_primary() {
+        // Chassis 0 primary, changed behind the gateway's back: 1 still matches.
+        assert_eq!(MismatchTarget::decide([false, true], 0), MismatchTarget::Diverged(0));
+        assert_eq!(MismatchTarget::decide([true, false], 0), MismatchTarget::Diverged(1));
+        assert_eq!(MismatchTarget::decide([true, false], 1), MismatchTarget::Diverged(1));
+    }
+
+    #[test]
+    fn a_mismatch_without_evidence_rebuilds_the_secondary() {
+        assert_eq!(MismatchTarget::decide([false, false], 0), MismatchTarget::Secondary(1));
+        assert_eq!(MismatchTarget::decide([false, false], 1), MismatchTarget::Secondary(0));
+        // Both matching cannot be with different digests at one seq; no guess either way.
+        assert_eq!(MismatchTarget::decide([true, true], 1).chassis(), 0);
+    }
 }
