@@ -226,12 +226,19 @@ impl Site {
         Ok(self.copies[i].taken.clone())
     }
 
-    /// One GET on chassis `i` directly, as admin.
+    /// One GET on chassis `i` directly, as admin. A 401 (the gateway's own
+    /// re-login of admin preempted this session between login and GET) logs
+    /// in again, at most five times.
     pub async fn direct_get(&self, i: usize, path: &str) -> Result<Value, String> {
-        let http = self.direct_with_timeout(i, Duration::from_secs(10), DIRECT_TIMEOUT).await?;
-        match http.get(path).await {
-            Sent::Answer { status: 200, body } => Ok(body),
-            other => Err(format!("GET {path} on chassis {}: {}", NAMES[i], other.describe())),
+        let mut last = String::new();
+        for _ in 0..5 {
+            let http = self.direct_with_timeout(i, Duration::from_secs(10), DIRECT_TIMEOUT).await?;
+            match http.get(path).await {
+                Sent::Answer { status: 200, body } => return Ok(body),
+                r @ Sent::Answer { status: 401, .. } => last = r.describe(),
+                other => return Err(format!("GET {path} on chassis {}: {}", NAMES[i], other.describe())),
+            }
         }
+        Err(format!("GET {path} on chassis {}: {last} (five logins in a row preempted)", NAMES[i]))
     }
 }
