@@ -87,6 +87,14 @@ impl DetectorHandle {
     pub fn watch(&self) -> watch::Receiver<ChassisState> {
         self.state.clone()
     }
+
+    /// A handle whose state the test sets (no detector task behind it).
+    #[cfg(test)]
+    pub fn fixed(name: &str, initial: ChassisState) -> (DetectorHandle, watch::Sender<ChassisState>) {
+        let (tx, _rx) = mpsc::channel(1);
+        let (state_tx, state) = watch::channel(initial);
+        (DetectorHandle { name: name.to_string(), tx, state }, state_tx)
+    }
 }
 
 struct Detector {

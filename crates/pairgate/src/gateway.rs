@@ -77,7 +77,6 @@ fn password(src: &SecretSource) -> Result<Secret, StartError> {
 #[derive(Default)]
 pub struct Stats {
     pub divergences: AtomicU64,
-    pub failovers: AtomicU64,
     pub mutations: AtomicU64,
     pub reads: AtomicU64,
     pub failed_reads: AtomicU64,

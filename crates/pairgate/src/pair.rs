@@ -5,6 +5,7 @@
 //! otherwise the current primary stays primary while it is in sync — there
 //! is no automatic failback, so a flapping chassis cannot flap the room.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::detector::{ChassisState, DetectorHandle};
@@ -30,12 +31,16 @@ pub struct Member {
 pub struct Pair {
     pub members: [Member; 2],
     preferred: usize,
+    /// The chosen primary; kept while none serves (see [`Pair::primary`]).
     primary: Mutex<Option<usize>>,
+    /// Times the primary moved from one chassis to the other, whatever moved
+    /// it (a failed request, a detector, an operator, maintenance).
+    failovers: AtomicU64,
 }
 
 impl Pair {
     pub fn new(members: [Member; 2], preferred: usize) -> Pair {
-        Pair { members, preferred: preferred.min(1), primary: Mutex::new(None) }
+        Pair { members, preferred: preferred.min(1), primary: Mutex::new(None), failovers: AtomicU64::new(0) }
     }
 
     pub fn other(i: usize) -> usize {
@@ -66,7 +71,8 @@ impl Pair {
             }
             // Keep the last primary while none serves, so that the one that
             // comes back first does not override a still-valid choice.
-            if next.is_some() {
+            if let Some(n) = next {
+                self.moved(*p, n);
                 *p = next;
             }
         }
@@ -75,7 +81,21 @@ impl Pair {
 
     /// Make `i` primary (admin action, or after a failover decided by a request).
     pub fn set_primary(&self, i: usize) {
-        *self.primary.lock().unwrap_or_else(|e| e.into_inner()) = Some(i.min(1));
+        let mut p = self.primary.lock().unwrap_or_else(|e| e.into_inner());
+        self.moved(*p, i.min(1));
+        *p = Some(i.min(1));
+    }
+
+    /// Count a move of the primary from `from` to `to` (the first choice is none).
+    fn moved(&self, from: Option<usize>, to: usize) {
+        if from.is_some_and(|f| f != to) {
+            self.failovers.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Times the primary moved from one chassis to the other since start.
+    pub fn failovers(&self) -> u64 {
+        self.failovers.load(Ordering::Relaxed)
     }
 
     /// The order to try chassis in for a read: primary first, then the other
@@ -86,5 +106,58 @@ impl Pair {
             Some(p) => vec![p],
             None => vec![],
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::detector::ChassisState::{Down, InSync};
+
+    fn pair() -> (Pair, [tokio::sync::watch::Sender<ChassisState>; 2]) {
+        let member = |index: usize, name: &str| {
+            let (detector, state) = DetectorHandle::fixed(name, InSync);
+            let url = crate::config::ChassisUrl::parse("http://127.0.0.1:1").unwrap();
+            let upstream = Arc::new(Upstream::new(name, url, None, std::time::Duration::from_secs(1)).unwrap());
+            let m = Member {
+                index,
+                upstream,
+                detector,
+                last_error: Arc::default(),
+                resync: Arc::default(),
+                resyncs_done: Arc::default(),
+                resyncs_failed: Arc::default(),
+                resync_attempt: Arc::default(),
+            };
+            (m, state)
+        };
+        let ((a, sa), (b, sb)) = (member(0, "a"), member(1, "b"));
+        (Pair::new([a, b], 0), [sa, sb])
+    }
+
+    #[test]
+    fn every_move_of_the_primary_counts_as_a_failover_whatever_moved_it() {
+        let (pair, states) = pair();
+        assert_eq!(pair.primary(), Some(0), "the preferred one first");
+        assert_eq!(pair.failovers(), 0, "the first choice is no failover");
+        // The primary's detector says down: the next look moves it.
+        states[0].send_replace(Down);
+        assert_eq!(pair.primary(), Some(1));
+        assert_eq!(pair.failovers(), 1);
+        // Back in sync: no automatic failback, nothing counted.
+        states[0].send_replace(InSync);
+        assert_eq!(pair.primary(), Some(1));
+        assert_eq!(pair.failovers(), 1);
+        // An operator (or a request's failover) moves it; the same choice again does not count.
+        pair.set_primary(0);
+        pair.set_primary(0);
+        assert_eq!(pair.failovers(), 2);
+        // Both down, then the other one back first: the last primary was 0, so that is a move.
+        states[0].send_replace(Down);
+        states[1].send_replace(Down);
+        assert_eq!(pair.primary(), None);
+        states[1].send_replace(InSync);
+        assert_eq!(pair.primary(), Some(1));
+        assert_eq!(pair.failovers(), 3);
     }
 }

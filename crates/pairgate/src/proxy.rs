@@ -524,7 +524,6 @@ async fn decide(
             Ok(answer(pa, seq))
         }
         (None, Some(sa)) => {
-            gw.stats.failovers.fetch_add(1, Ordering::Relaxed);
             gw.pair.members[primary].detector.signal(Signal::FellBehind);
             if gw.pair.state(secondary).serves() {
                 gw.pair.set_primary(secondary);

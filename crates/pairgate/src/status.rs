@@ -64,7 +64,7 @@ pub fn status(gw: &Gateway, headers: &HeaderMap) -> Response {
         "journal_depth": gw.journal.depth(),
         "ids_ready": gw.ids_ready.load(Ordering::SeqCst),
         "divergences": gw.stats.divergences.load(Ordering::Relaxed),
-        "failovers": gw.stats.failovers.load(Ordering::Relaxed),
+        "failovers": gw.pair.failovers(),
         "mutations": gw.stats.mutations.load(Ordering::Relaxed),
         "reads": gw.stats.reads.load(Ordering::Relaxed),
         "failed_reads": gw.stats.failed_reads.load(Ordering::Relaxed),
