@@ -210,3 +210,187 @@ async fn demo_survives_a_whole_site_power_loss() {
     let got: Vec<u64> = hosts.as_array().expect("hosts after the restart").iter().map(|h| h["id"].as_u64().unwrap()).collect();
     assert_eq!(got, ids, "every acknowledged create is there, once");
 }
+
+/// The demo's terminal: its stdin to type on, its stdout lines as they come.
+struct Terminal {
+    stdin: std::process::ChildStdin,
+    lines: std::sync::mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl Terminal {
+    fn attach(demo: &mut Demo) -> Terminal {
+        let stdin = demo.0.stdin.take().expect("piped stdin");
+        let stdout = demo.0.stdout.take().expect("piped stdout");
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        Terminal { stdin, lines, seen: Vec::new() }
+    }
+
+    fn type_line(&mut self, line: &str) {
+        use std::io::Write;
+        writeln!(self.stdin, "{line}").expect("type on the demo's terminal");
+    }
+
+    /// The next line that `pred` accepts, within `limit`.
+    fn expect(&mut self, what: &str, limit: Duration, pred: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + limit;
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if pred(&line) {
+                        return line;
+                    }
+                }
+                Err(_) => break,
+            }
+        }
+        panic!("the demo did not print {what} within {limit:?}; it printed:\n{}", self.seen.join("\n"));
+    }
+}
+
+fn start_attached(port: u16, state: &std::path::Path) -> (Demo, Terminal) {
+    let child = Command::new(bin_path("pairgate"))
+        .args(["demo", "--port", &port.to_string(), "--state"])
+        .arg(state)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn pairgate demo");
+    let mut demo = Demo(child);
+    let term = Terminal::attach(&mut demo);
+    (demo, term)
+}
+
+/// The PID the status line gives for chassis `name` (`chassis a in_sync (pid 123)`).
+fn pid_in(line: &str, name: &str) -> Option<u32> {
+    let rest = &line[line.find(&format!("chassis {name} "))?..];
+    let pid = &rest[rest.find("(pid ")? + 5..];
+    pid[..pid.find(')')?].parse().ok()
+}
+
+fn alive(pid: u32) -> bool {
+    Command::new("kill").arg("-0").arg(pid.to_string()).stderr(Stdio::null()).status().is_ok_and(|s| s.success())
+}
+
+#[tokio::test]
+async fn demo_seeds_a_room_on_both_chassis_and_supervises_its_chassis() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("demo");
+    let port = free_port();
+    let (pa, pb) = (port + 1, port + 2);
+    let (mut demo, mut term) = start_attached(port, &state);
+    let room = term.expect("the room line", Duration::from_secs(90), |l| l.trim_start().starts_with("room "));
+    assert!(room.contains("made now"), "{room}");
+    let line = term.expect("the status line", Duration::from_secs(10), |l| l.starts_with("primary: "));
+    assert!(line.starts_with("primary: a |"), "{line}");
+    let pid_a = pid_in(&line, "a").unwrap_or_else(|| panic!("no pid for a in {line}"));
+    assert!(pid_in(&line, "b").is_some(), "{line}");
+
+    // The room, through the gateway.
+    let api = gateway_login(port, &state).await;
+    let walls = api.get("/walls").await.ok().body;
+    let shape: Vec<(String, u64, u64)> = walls
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| (w["name"].as_str().unwrap().to_string(), w["rows"].as_u64().unwrap(), w["cols"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(shape, [("Main wall".to_string(), 2, 2), ("Side wall".to_string(), 1, 3)]);
+    let mut paths = vec![
+        "/walls".to_string(),
+        "/sources".into(),
+        "/plans".into(),
+        "/schedules".into(),
+        "/kvm/hosts".into(),
+        "/kvm/seats".into(),
+        "/users".into(),
+        "/hardware/outputs".into(),
+    ];
+    let mut windows = 0;
+    for w in walls.as_array().unwrap() {
+        let id = w["id"].as_u64().unwrap();
+        windows += api.get(&format!("/walls/{id}/windows")).await.ok().body.as_array().unwrap().len();
+        paths.push(format!("/walls/{id}/windows"));
+        paths.push(format!("/walls/{id}/scenes"));
+    }
+    assert_eq!(windows, 6);
+    assert_eq!(api.get("/sources/1").await.ok().body["name"], "Camera 1 - Lobby");
+    for (path, at_least) in [("/plans", 1), ("/schedules", 1), ("/kvm/hosts", 2), ("/kvm/seats", 2), ("/users", 4)] {
+        let n = api.get(path).await.ok().body.as_array().unwrap().len();
+        assert!(n >= at_least, "{path}: {n} rows");
+    }
+    // The seeded accounts log in through the gateway with their roles.
+    for (user, role) in [("operator", "operator"), ("viewer", "viewer")] {
+        let r = api.post("/login", serde_json::json!({"username": user, "password": user})).await.ok();
+        assert_eq!(r.body["user"]["role"], role);
+    }
+
+    // Equal on both chassis, with the same IDs, and what the gateway answers.
+    let mut direct = Vec::new();
+    for (p, cert) in [(pa, state.join("certs/chassis-a.pem")), (pb, state.join("certs/chassis-b.pem"))] {
+        let mut d = common::Api::new(&format!("https://127.0.0.1:{p}"));
+        d.http = client_trusting(Some(&cert));
+        let r = d.post("/login", serde_json::json!({"username": "viewer", "password": "viewer", "force": true})).await.ok();
+        d.token = r.body["token"].as_str().map(str::to_string);
+        direct.push(d);
+    }
+    for path in &paths {
+        let through = api.get(path).await.ok().body;
+        let (a, b) = (direct[0].get(path).await.ok().body, direct[1].get(path).await.ok().body);
+        assert_eq!(a, b, "{path} differs between the chassis");
+        assert_eq!(a, through, "{path} differs between chassis a and the gateway");
+    }
+
+    // A failover from the demo's terminal: kill -9 the primary.
+    term.type_line("kill a");
+    let line = term.expect("b as primary", Duration::from_secs(15), |l| l.starts_with("primary: b"));
+    assert!(line.contains("chassis a down (not running)"), "{line}");
+    assert!(!alive(pid_a), "chassis a (pid {pid_a}) still runs");
+    let token = std::fs::read_to_string(state.join("admin.token")).unwrap();
+    let s: serde_json::Value =
+        api.http.get(format!("{}/_pairgate/status", api.base)).bearer_auth(token.trim()).send().await.unwrap().json().await.unwrap();
+    assert_eq!(s["primary"], "b");
+    assert!(s["failovers"].as_u64() >= Some(1), "status counts the failover: {s}");
+    // Windows still move through the gateway.
+    let main_wall = walls[0]["id"].as_u64().unwrap();
+    let w = api.get(&format!("/walls/{main_wall}/windows")).await.ok().body[0]["id"].as_u64().unwrap();
+    api.put(&format!("/walls/{main_wall}/windows/{w}"), serde_json::json!({"x": 100})).await.ok();
+    term.type_line("restart a");
+    term.expect("a back in sync", Duration::from_secs(40), |l| l.starts_with("primary: b") && l.contains("chassis a in_sync (pid"));
+
+    // SIGTERM stops everything, the restarted chassis too.
+    assert!(Command::new("kill").arg("-TERM").arg(demo.0.id().to_string()).status().unwrap().success());
+    let t = Instant::now();
+    while t.elapsed() < Duration::from_secs(15) && !matches!(demo.0.try_wait(), Ok(Some(_))) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(matches!(demo.0.try_wait(), Ok(Some(s)) if s.success()), "the demo did not exit cleanly on SIGTERM");
+    assert_eq!(children_of(&state), 0, "chassis children left behind");
+
+    // Again on the same state: the room is kept, not made twice, and the
+    // window moved while a was down is there on both.
+    let (mut demo, mut term) = start_attached(port, &state);
+    let room = term.expect("the room line", Duration::from_secs(90), |l| l.trim_start().starts_with("room "));
+    assert!(room.contains("kept"), "{room}");
+    let api = gateway_login(port, &state).await;
+    assert_eq!(api.get("/walls").await.ok().body.as_array().unwrap().len(), 2);
+    assert_eq!(api.get(&format!("/walls/{main_wall}/windows/{w}")).await.ok().body["x"], 100);
+    // kill -9 of the demo itself: its chassis stop with it.
+    let _ = demo.0.kill();
+    let _ = demo.0.wait();
+    let t = Instant::now();
+    while children_of(&state) > 0 && t.elapsed() < Duration::from_secs(10) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(children_of(&state), 0, "chassis children outlived a kill -9 of the demo");
+}

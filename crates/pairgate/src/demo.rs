@@ -4,12 +4,18 @@
 //! file in it 0600), a self-signed
 //! certificate for each chassis and for the gateway, the password files and
 //! the admin token; then it starts two reference chassis as child processes
-//! (this same binary, `pairgate chassis …`) on `port+1` and `port+2`.
+//! (this same binary, `pairgate chassis …`) on `port+1` and `port+2`, the
+//! gateway in front of them, and makes a small control room through the
+//! gateway ([`crate::demo_room`]).
 //!
-//! A chassis child that dies is reported and *not* restarted, so a test can
-//! `kill -9` one and later start it again with the command line printed at
-//! start-up. Ctrl-C or SIGTERM stops the children (SIGTERM, then SIGKILL
-//! after a grace period) and exits.
+//! It supervises its chassis: the banner gives their PIDs, a line says which
+//! is primary (printed again whenever a state, a PID or the primary changes),
+//! and lines typed on its terminal kill (`kill a`, as `kill -9`) and restart
+//! (`restart a`) a chassis, so a failover can be tried without a second
+//! terminal. A chassis that dies is reported and not restarted by itself.
+//! Ctrl-C, SIGTERM or `quit` stops the gateway, then every chassis it
+//! started (SIGTERM, then SIGKILL after a grace period); the children also
+//! ask the kernel to stop them if the demo itself is killed.
 //!
 //! The gateway runs in the demo process itself, from a configuration the
 //! demo writes to `<state>/gateway.toml` (the route rules are the shipped
@@ -204,6 +210,11 @@ fn ensure_secret(path: &Path, make: impl FnOnce() -> String) -> Result<String, D
     }
 }
 
+/// Set in a chassis child's environment to the demo's PID: the child asks the
+/// kernel to stop it when the demo dies, even by `kill -9` (read by
+/// `pairgate chassis`).
+pub const DIE_WITH_PARENT: &str = "PAIRGATE_DIE_WITH_PARENT";
+
 struct ChassisChild {
     name: &'static str,
     url: String,
@@ -214,9 +225,26 @@ struct ChassisChild {
 impl ChassisChild {
     fn start(&mut self) -> Result<(), DemoError> {
         let (prog, args) = self.command.split_first().ok_or_else(|| DemoError::Spawn(std::io::Error::other("empty command")))?;
-        let child = Command::new(prog).args(args).stdin(Stdio::null()).spawn().map_err(DemoError::Spawn)?;
+        let child = Command::new(prog)
+            .args(args)
+            .env(DIE_WITH_PARENT, std::process::id().to_string())
+            .stdin(Stdio::null())
+            .spawn()
+            .map_err(DemoError::Spawn)?;
         self.child = Some(child);
         Ok(())
+    }
+
+    fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// `kill -9`: a chassis that dies at once, as in a power cut.
+    fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 
     /// SIGTERM, then SIGKILL if it has not exited within `grace`.
@@ -235,10 +263,95 @@ impl ChassisChild {
         let _ = child.kill();
         let _ = child.wait();
     }
+
+    /// Forget a child that exited by itself (or was killed from outside).
+    fn reap(&mut self) {
+        if let Some(child) = self.child.as_mut() {
+            if let Ok(Some(status)) = child.try_wait() {
+                println!("chassis {} exited ({status}); type `restart {}` to start it again", self.name, self.name);
+                self.child = None;
+            }
+        }
+    }
 }
 
-fn shell_quote(args: &[String]) -> String {
-    args.iter().map(|a| if a.contains(' ') { format!("'{a}'") } else { a.clone() }).collect::<Vec<_>>().join(" ")
+/// What the operator typed on the demo's terminal.
+#[derive(Debug, PartialEq, Eq)]
+enum Typed {
+    Kill(usize),
+    Restart(usize),
+    Status,
+    Help,
+    Quit,
+    Unknown(String),
+}
+
+impl Typed {
+    fn parse(line: &str) -> Option<Typed> {
+        let mut words = line.split_whitespace();
+        let verb = words.next()?;
+        let chassis = match words.next() {
+            Some("a") => Some(0),
+            Some("b") => Some(1),
+            _ => None,
+        };
+        Some(match (verb, chassis) {
+            ("kill" | "k", Some(i)) => Typed::Kill(i),
+            ("restart" | "r" | "start", Some(i)) => Typed::Restart(i),
+            ("status" | "s", None) => Typed::Status,
+            ("help" | "h" | "?", None) => Typed::Help,
+            ("quit" | "q" | "exit", None) => Typed::Quit,
+            _ => Typed::Unknown(line.trim().to_string()),
+        })
+    }
+}
+
+const KEYS: &str = "type `kill a` (kill -9 chassis a), `restart a`, the same for b, `status`, `quit` (or Ctrl-C), then Enter";
+
+/// One line: who is primary, each chassis' state and PID, failovers so far.
+fn status_line(gw: &crate::gateway::Gateway, pair: &[ChassisChild; 2]) -> String {
+    let primary = gw.pair.primary().map_or("none", |i| pair[i].name);
+    let chassis: Vec<String> = pair
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let state = serde_json::to_value(gw.pair.state(i)).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
+            let pid = c.pid().map_or("not running".to_string(), |p| format!("pid {p}"));
+            format!("chassis {} {state} ({pid})", c.name)
+        })
+        .collect();
+    format!("primary: {primary} | {} | failovers: {}", chassis.join(" | "), gw.pair.failovers())
+}
+
+/// The lines typed on the demo's terminal. Read on a thread of its own (a
+/// blocking read of stdin inside the runtime would hold up its shutdown); the
+/// channel closes when stdin does.
+fn terminal_lines() -> tokio::sync::mpsc::Receiver<String> {
+    let (tx, rx) = tokio::sync::mpsc::channel(16);
+    let spawned = std::thread::Builder::new().name("demo-terminal".into()).spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::stdin().lock().lines().map_while(Result::ok) {
+            if tx.blocking_send(line).is_err() {
+                return;
+            }
+        }
+    });
+    if let Err(e) = spawned {
+        eprintln!("pairgate demo: cannot read the terminal ({e}); Ctrl-C still stops it");
+    }
+    rx
+}
+
+/// Wait (bounded) until the gateway takes mutations: IDs ready, a chassis in sync.
+async fn ready(gw: &crate::gateway::Gateway, limit: Duration) -> bool {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if gw.ids_ready.load(std::sync::atomic::Ordering::SeqCst) && (0..2).all(|i| gw.pair.state(i).serves()) {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
 }
 
 pub async fn run(port: u16, state: &Path) -> Result<ExitCode, DemoError> {
@@ -257,14 +370,14 @@ pub async fn run(port: u16, state: &Path) -> Result<ExitCode, DemoError> {
     let certs = state.join("certs");
     let (ca, ka) = ensure_cert(&certs, "chassis-a")?;
     let (cb, kb) = ensure_cert(&certs, "chassis-b")?;
-    ensure_cert(&certs, "gateway")?;
+    let (gateway_cert, _) = ensure_cert(&certs, "gateway")?;
     // The gateway's own account on each chassis gets a random password of its
     // own (created below, as the first-start admin/admin).
     let service_pw = [
         ensure_secret(&state.join("chassis-a.password"), || hex::encode(rand::random::<[u8; 16]>()))?,
         ensure_secret(&state.join("chassis-b.password"), || hex::encode(rand::random::<[u8; 16]>()))?,
     ];
-    let token = ensure_secret(&state.join("admin.token"), || hex::encode(rand::random::<[u8; 24]>()))?;
+    ensure_secret(&state.join("admin.token"), || hex::encode(rand::random::<[u8; 24]>()))?;
     ensure_secret(&state.join("jwt.secret"), || hex::encode(rand::random::<[u8; 32]>()))?;
     let config_path = state.join("gateway.toml");
     std::fs::write(&config_path, demo_config(port, pa, pb, &state)).map_err(io(&config_path))?;
@@ -304,22 +417,8 @@ pub async fn run(port: u16, state: &Path) -> Result<ExitCode, DemoError> {
         }
     }
 
-    println!("pairgate demo — state in {}", state.display());
-    println!();
-    println!("  gateway    https://127.0.0.1:{port}/   (certificate {})", certs.join("gateway.pem").display());
-    for c in &pair {
-        println!("  chassis {}  {}/   (certificate {})", c.name, c.url, certs.join(format!("chassis-{}.pem", c.name)).display());
-    }
-    println!("  login      admin / admin");
-    println!("  admin token (for /_pairgate/status): {token}");
-    println!();
-    for c in &pair {
-        println!("  restart chassis {} with: {}", c.name, shell_quote(&c.command));
-    }
-    println!();
-    println!("  gateway configuration: {}", config_path.display());
-    println!("Ctrl-C stops everything.");
-
+    let listen = crate::config::ChassisUrl::parse(&format!("https://127.0.0.1:{port}"))
+        .map_err(|e| DemoError::Provision { chassis: "gateway".into(), reason: e })?;
     let (started_tx, started_rx) = tokio::sync::oneshot::channel();
     let gateway = tokio::spawn(crate::serve::run_with(config, move |gw| {
         let _ = started_tx.send(gw);
@@ -336,22 +435,86 @@ pub async fn run(port: u16, state: &Path) -> Result<ExitCode, DemoError> {
             };
         }
     };
+    let room = if ready(&gw, Duration::from_secs(60)).await {
+        match crate::demo_room::seed(&listen, &gateway_cert, &state).await {
+            Ok(crate::demo_room::Seeded::Made(summary)) => format!("made now: {summary}"),
+            Ok(crate::demo_room::Seeded::AlreadyThere) => "kept from an earlier run".to_string(),
+            Err(e) => format!("not made ({e})"),
+        }
+    } else {
+        "not made (the pair was not in sync within 60 s; see the log)".to_string()
+    };
 
+    println!("pairgate demo — state in {}", state.display());
+    println!();
+    println!("  open       https://127.0.0.1:{port}/   (the gateway; its certificate is {})", gateway_cert.display());
+    for c in &pair {
+        println!(
+            "  chassis {}  {}/   (pid {}; certificate {})",
+            c.name,
+            c.url,
+            c.pid().unwrap_or(0),
+            certs.join(format!("chassis-{}.pem", c.name)).display()
+        );
+    }
+    println!("  log in     admin / admin, operator / operator, viewer / viewer");
+    println!("  room       {room}");
+    println!("  status     https://127.0.0.1:{port}/_pairgate/status with the admin token in {}", state.join("admin.token").display());
+    println!("  config     {} (`pairgate --config` runs the same gateway by hand)", config_path.display());
+    println!();
+    println!("Try a failover: {KEYS}.");
+    println!("Ctrl-C stops the gateway and both chassis, also those restarted here.");
+    let mut last = status_line(&gw, &pair);
+    println!("{last}");
+
+    let mut stdin = Some(terminal_lines());
     let mut tick = tokio::time::interval(Duration::from_millis(250));
     loop {
+        let typed = async {
+            match stdin.as_mut() {
+                Some(lines) => lines.recv().await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             _ = tokio::signal::ctrl_c() => break,
             _ = term.recv() => break,
-            _ = tick.tick() => {
-                for c in pair.iter_mut() {
-                    if let Some(child) = c.child.as_mut() {
-                        if let Ok(Some(status)) = child.try_wait() {
-                            eprintln!("pairgate demo: chassis {} exited ({status}); not restarting it", c.name);
-                            c.child = None;
+            line = typed => match line {
+                Some(line) => match Typed::parse(&line) {
+                    None => {}
+                    Some(Typed::Kill(i)) => match pair[i].pid() {
+                        Some(pid) => {
+                            pair[i].kill9();
+                            println!("chassis {} (pid {pid}) killed with -9", pair[i].name);
+                        }
+                        None => println!("chassis {} is not running; `restart {}` starts it", pair[i].name, pair[i].name),
+                    },
+                    Some(Typed::Restart(i)) => {
+                        if pair[i].pid().is_some() {
+                            println!("chassis {} is running; `kill {}` first", pair[i].name, pair[i].name);
+                        } else if let Err(e) = pair[i].start() {
+                            println!("chassis {}: {e}", pair[i].name);
+                        } else {
+                            println!("chassis {} started again (pid {})", pair[i].name, pair[i].pid().unwrap_or(0));
                         }
                     }
-                }
-            }
+                    Some(Typed::Status) => println!("{}", status_line(&gw, &pair)),
+                    Some(Typed::Help) => println!("{KEYS}"),
+                    Some(Typed::Quit) => break,
+                    Some(Typed::Unknown(what)) => println!("'{what}'? {KEYS}"),
+                },
+                // No terminal (or it closed): keep serving until a signal.
+                None => stdin = None,
+            },
+            _ = tick.tick() => {}
+        }
+        for c in pair.iter_mut() {
+            c.reap();
+        }
+        let now = status_line(&gw, &pair);
+        if now != last {
+            println!("{now}");
+            last = now;
         }
     }
     eprintln!("pairgate demo: stopping");
@@ -367,6 +530,18 @@ pub async fn run(port: u16, state: &Path) -> Result<ExitCode, DemoError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn typed_commands() {
+        assert_eq!(Typed::parse("kill a"), Some(Typed::Kill(0)));
+        assert_eq!(Typed::parse("  k b "), Some(Typed::Kill(1)));
+        assert_eq!(Typed::parse("restart b"), Some(Typed::Restart(1)));
+        assert_eq!(Typed::parse("status"), Some(Typed::Status));
+        assert_eq!(Typed::parse("quit"), Some(Typed::Quit));
+        assert_eq!(Typed::parse(""), None);
+        assert_eq!(Typed::parse("kill c"), Some(Typed::Unknown("kill c".into())));
+        assert_eq!(Typed::parse("kill"), Some(Typed::Unknown("kill".into())));
+    }
 
     /// Days from not_before to not_after of the PEM certificate at `path`, and how
     /// far not_before is from now (seconds; positive = in the past).

@@ -12,6 +12,7 @@ pub mod attempts;
 pub mod broker;
 pub mod config;
 pub mod demo;
+pub mod demo_room;
 pub mod detector;
 pub mod error;
 pub mod events;

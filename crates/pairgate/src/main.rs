@@ -121,6 +121,9 @@ fn main() -> ExitCode {
         }),
         (Some(Command::Chassis(args)), _) => {
             init_logs();
+            if let Some(parent) = std::env::var(pairgate::demo::DIE_WITH_PARENT).ok().and_then(|p| p.parse::<i32>().ok()) {
+                die_with_parent(parent);
+            }
             runtime().map_or(ExitCode::FAILURE, |rt| rt.block_on(chassis_sim::cli::run(*args)))
         }
         (None, Some(file)) => match load(&file, FileChecks::Check) {
@@ -153,6 +156,18 @@ where
             eprintln!("pairgate: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// A demo's chassis child: stopped by the kernel when the demo dies, even by
+/// `kill -9`, so no chassis outlives the demo that started it.
+fn die_with_parent(parent: i32) {
+    if let Err(e) = rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::TERM)) {
+        eprintln!("pairgate chassis: cannot ask to be stopped with the demo: {e}");
+    }
+    // The demo may have died before the request above took effect.
+    if rustix::process::getppid().map(rustix::process::Pid::as_raw_nonzero).map(i32::from) != Some(parent) {
+        std::process::exit(1);
     }
 }
 
