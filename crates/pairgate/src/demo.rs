@@ -229,6 +229,7 @@ impl ChassisChild {
             .args(args)
             .env(DIE_WITH_PARENT, std::process::id().to_string())
             .stdin(Stdio::null())
+            .stdout(Stdio::null())
             .spawn()
             .map_err(DemoError::Spawn)?;
         self.child = Some(child);
