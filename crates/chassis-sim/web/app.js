@@ -676,22 +676,33 @@ function button(label, cls, title) {
 }
 
 // A destructive button: the first click arms it, a second within 4 s acts.
-function dangerButton(label, what, onConfirm) {
+// The armed one is remembered by `key`, so a list rebuilt by a refresh in
+// between keeps it armed.
+const armed = { key: null, until: 0 };
+
+function dangerButton(label, what, key, onConfirm) {
   const b = button(label, 'danger delete-btn', `delete ${what}`);
   let timer = null;
-  const disarm = () => {
-    clearTimeout(timer);
-    b.classList.remove('confirm');
-    b.textContent = label;
+  const look = (on) => {
+    b.classList.toggle('confirm', on);
+    b.textContent = on ? 'Confirm' : label;
   };
+  const arm = (ms) => {
+    look(true);
+    clearTimeout(timer);
+    timer = setTimeout(() => { look(false); if (armed.key === key) armed.key = null; }, ms);
+  };
+  if (armed.key === key && Date.now() < armed.until) arm(armed.until - Date.now());
   b.addEventListener('click', () => {
     if (!b.classList.contains('confirm')) {
-      b.classList.add('confirm');
-      b.textContent = 'Confirm';
-      timer = setTimeout(disarm, 4000);
+      armed.key = key;
+      armed.until = Date.now() + 4000;
+      arm(4000);
       return;
     }
-    disarm();
+    clearTimeout(timer);
+    armed.key = null;
+    look(false);
     onConfirm();
   });
   return b;
@@ -832,7 +843,7 @@ function renderWallConfig() {
       if (isAdmin()) {
         const edit = button('Edit', 'edit-btn', 'rename this wall');
         edit.addEventListener('click', () => openWallEditor(w));
-        acts.append(edit, dangerButton('Delete', `wall "${w.name}"`, () => attempt({
+        acts.append(edit, dangerButton('Delete', `wall "${w.name}"`, `wall:${w.id}`, () => attempt({
           errEl: $('#walls-error'),
           done: `Wall "${w.name}" deleted.`,
           fn: () => api('DELETE', `walls/${w.id}`),
@@ -925,7 +936,7 @@ function renderSourceConfig() {
         edit.addEventListener('click', () => openSourceEditor(s));
         acts.append(edit);
         if (!s.builtin && s.kind !== 'cascade') {
-          acts.append(dangerButton('Delete', `source "${s.name}"`, () => attempt({
+          acts.append(dangerButton('Delete', `source "${s.name}"`, `source:${s.id}`, () => attempt({
             errEl: $('#sources-error'),
             done: `Source "${s.name}" deleted.`,
             fn: () => api('DELETE', `sources/${s.id}`),
@@ -1011,7 +1022,7 @@ function renderKvm() {
       });
       const acts = cell('', 'actions');
       if (isAdmin()) {
-        acts.append(dangerButton('Delete', `seat "${s.name}"`, () => attempt({
+        acts.append(dangerButton('Delete', `seat "${s.name}"`, `seat:${s.id}`, () => attempt({
           errEl: $('#seats-error'), done: `Seat "${s.name}" deleted.`,
           fn: () => api('DELETE', `kvm/seats/${s.id}`),
         })));
@@ -1029,7 +1040,7 @@ function renderKvm() {
       const on = seats.filter((s) => s.host_id === h.id).map((s) => s.name);
       const acts = cell('', 'actions');
       if (isAdmin()) {
-        acts.append(dangerButton('Delete', `host "${h.name}"`, () => attempt({
+        acts.append(dangerButton('Delete', `host "${h.name}"`, `host:${h.id}`, () => attempt({
           errEl: $('#hosts-error'),
           done: `Host "${h.name}" deleted${on.length ? `; ${on.length} seat(s) now show no host` : ''}.`,
           fn: () => api('DELETE', `kvm/hosts/${h.id}`),
@@ -1083,7 +1094,7 @@ function renderPlans() {
         acts.append(run);
       }
       if (isAdmin()) {
-        acts.append(dangerButton('Delete', `plan "${p.name}"`, () => attempt({
+        acts.append(dangerButton('Delete', `plan "${p.name}"`, `plan:${p.id}`, () => attempt({
           errEl: $('#plans-error'), done: `Plan "${p.name}" deleted.`,
           fn: () => api('DELETE', `plans/${p.id}`),
         })));
@@ -1184,7 +1195,7 @@ function renderSchedules() {
     }).then((ok) => { if (!ok) box.checked = !!s.enabled; }));
     const acts = cell('', 'actions');
     if (isAdmin()) {
-      acts.append(dangerButton('Delete', `schedule "${s.name}"`, () => attempt({
+      acts.append(dangerButton('Delete', `schedule "${s.name}"`, `schedule:${s.id}`, () => attempt({
         errEl: $('#schedules-error'), done: `Schedule "${s.name}" deleted.`,
         fn: () => api('DELETE', `schedules/${s.id}`),
       })));
@@ -1212,7 +1223,7 @@ function renderUsers() {
       const edit = button('Edit', 'edit-btn', 'rename, change role or password');
       edit.addEventListener('click', () => openUserEditor(u));
       const acts = cell(edit, 'actions');
-      acts.append(dangerButton('Delete', `user "${u.username}"`, () => attempt({
+      acts.append(dangerButton('Delete', `user "${u.username}"`, `user:${u.id}`, () => attempt({
         errEl: $('#users-error'), done: `User "${u.username}" deleted.`,
         fn: () => api('DELETE', `users/${u.id}`),
         after: () => { if (editing.user === u.id) closeUserEditor(); if (u.id === me) showLogin('Your account was deleted.'); },
