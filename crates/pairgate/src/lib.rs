@@ -15,6 +15,7 @@ pub mod demo;
 pub mod detector;
 pub mod error;
 pub mod events;
+pub mod files;
 pub mod front;
 pub mod gateway;
 pub mod health;
