@@ -25,6 +25,7 @@ use nix::unistd::Pid;
 
 pub use crate::files::CERT_VALIDITY_DAYS;
 use crate::files::{ensure_cert, ensure_secret, FilesError};
+use crate::init::ProvisionError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DemoError {
@@ -40,8 +41,8 @@ pub enum DemoError {
     Config(#[from] crate::ConfigError),
     #[error("the gateway: {0}")]
     Gateway(#[from] crate::gateway::StartError),
-    #[error("the gateway's account on chassis {chassis}: {reason}")]
-    Provision { chassis: String, reason: String },
+    #[error(transparent)]
+    Provision(#[from] ProvisionError),
 }
 
 /// The gateway's own account on both demo chassis: never the human `admin`
@@ -49,50 +50,11 @@ pub enum DemoError {
 /// changing admin's password would lock the gateway out).
 pub const SERVICE_USER: &str = "pairgate";
 
-/// Give chassis `c` the gateway's account (an admin, the password from its
-/// password file), as the chassis' first-start `admin`/`admin`, unless the
-/// account already logs in. Waits (bounded) for the chassis to listen.
+/// Give chassis `c` the gateway's account as its first-start admin/admin,
+/// unless it already logs in (see [`crate::init::provision_service_account`]).
 async fn provision_service_account(c: &crate::config::Chassis, password: &str) -> Result<(), DemoError> {
-    use crate::upstream::{Outcome, Upstream};
-    let fail = |reason: String| DemoError::Provision { chassis: c.name.clone(), reason };
-    let up = Upstream::new(&c.name, c.url.clone(), c.ca_cert.as_deref(), Duration::from_secs(2)).map_err(|e| fail(e.to_string()))?;
-    let login = |user: &'static str, pw: String| {
-        let up = &up;
-        async move {
-            let body = serde_json::json!({"username": user, "password": pw, "force": true});
-            up.json(reqwest::Method::POST, "/api/v1/login", Some(&body), None, Duration::from_secs(5)).await
-        }
-    };
-    let mut last = String::new();
-    for _ in 0..100 {
-        match login(SERVICE_USER, password.to_string()).await {
-            Outcome::Answered(a) if a.status == 200 => return Ok(()),
-            Outcome::Answered(a) if a.status == 401 => {}
-            other => {
-                last = other.describe();
-                tokio::time::sleep(Duration::from_millis(200)).await;
-                continue;
-            }
-        }
-        let token = match login("admin", "admin".to_string()).await {
-            Outcome::Answered(a) if a.status == 200 => {
-                let v: serde_json::Value = serde_json::from_slice(&a.body).map_err(|e| fail(e.to_string()))?;
-                v["token"].as_str().map(str::to_string).ok_or_else(|| fail("a login answer without a token".into()))?
-            }
-            other => {
-                return Err(fail(format!(
-                    "it does not accept the gateway's password, and admin/admin to create the account was refused ({})",
-                    other.describe()
-                )))
-            }
-        };
-        let body = serde_json::json!({"username": SERVICE_USER, "password": password, "role": "admin"});
-        return match up.json(reqwest::Method::POST, "/api/v1/users", Some(&body), Some(&token), Duration::from_secs(5)).await {
-            Outcome::Answered(a) if a.status == 201 => Ok(()),
-            other => Err(fail(format!("creating it: {}", other.describe()))),
-        };
-    }
-    Err(fail(format!("the chassis did not answer: {last}")))
+    crate::init::provision_service_account(c, password).await?;
+    Ok(())
 }
 
 /// The shipped configuration; the demo reuses its route rules.

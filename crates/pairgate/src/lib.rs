@@ -19,6 +19,7 @@ pub mod files;
 pub mod front;
 pub mod gateway;
 pub mod health;
+pub mod init;
 pub mod journal;
 pub mod limits;
 pub mod pair;
