@@ -1,7 +1,10 @@
 //! The `pairgate` command.
 //!
 //! `pairgate --config FILE` runs the gateway; `check-config` validates a
-//! configuration; `demo` runs a whole pair on one machine.
+//! configuration; `init` makes the certificates, secrets and state directory a
+//! configuration names; `resync`, `primary` and `maintenance` are the admin
+//! actions of a running gateway; `demo` runs a whole pair on one machine, and
+//! `chassis` one reference chassis.
 //!
 //! Exit codes: 0 success (a valid configuration, a clean shutdown); 2 the
 //! configuration (or the command line) is wrong, with the located error on
@@ -60,8 +63,9 @@ enum Command {
         #[arg(long)]
         provision: bool,
     },
-    /// Run two reference chassis (and, once built, the gateway) with
-    /// generated certificates: a redundant pair on one machine.
+    /// Run a redundant pair on one machine: two reference chassis and the
+    /// gateway in front of them, with certificates and secrets generated on
+    /// first run.
     Demo {
         /// The gateway's port; the chassis take the next two.
         #[arg(long, default_value_t = 8443)]
@@ -75,6 +79,8 @@ enum Command {
     Resync {
         /// The chassis to rebuild (its `name` in gateway.toml).
         chassis: String,
+        /// The running gateway's configuration (its address, certificate and
+        /// admin token).
         #[arg(long, default_value = "gateway.toml")]
         config: PathBuf,
         /// Give up (exit 1) if it is not back in sync within this many seconds.
@@ -83,20 +89,28 @@ enum Command {
     },
     /// Make an in-sync chassis the primary.
     Primary {
+        /// The chassis (its `name` in gateway.toml).
         chassis: String,
+        /// The running gateway's configuration (its address, certificate and
+        /// admin token).
         #[arg(long, default_value = "gateway.toml")]
         config: PathBuf,
     },
     /// Take a chassis out for maintenance (`on`) or bring it back (`off`).
     Maintenance {
+        /// The chassis (its `name` in gateway.toml).
         chassis: String,
         #[arg(value_parser = ["on", "off"])]
         mode: String,
+        /// The running gateway's configuration (its address, certificate and
+        /// admin token).
         #[arg(long, default_value = "gateway.toml")]
         config: PathBuf,
     },
-    /// Run one reference chassis (what `demo` starts as its children).
-    #[command(hide = true)]
+    /// Run one reference chassis (the `chassis-sim` program and its options).
+    ///
+    /// What `demo` starts as its children, and what `init` prints for the
+    /// chassis of a configuration.
     Chassis(Box<chassis_sim::cli::Args>),
 }
 
