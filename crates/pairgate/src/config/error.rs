@@ -299,7 +299,7 @@ impl Problem {
             ReservedPath { .. } => "remove this rule: the gateway answers `/_pairgate/…` itself and refuses `/_sim/…` (simulator test hooks) before any rule is looked at".into(),
             DuplicateRoute { .. } => "remove one of the two rules (parameter names do not matter: {id} and {wall} are the same pattern)".into(),
             KindNeedsGet { .. } => "write method = \"GET\" (WebSocket upgrades and static files are GET; HEAD is covered too)".into(),
-            IdBlockMissing { .. } => "add `id_block = N`: the most rows this request can create on a chassis (CHASSIS_API.md, \"IDs\"), 0 if it creates none".into(),
+            IdBlockMissing { .. } => "add `id_block = N`: the most rows this request can create on a chassis (docs/chassis-api.md, \"IDs\"), 0 if it creates none".into(),
             IdBlockForbidden { .. } => "remove `id_block`, or make this a kind = \"mutate\" rule".into(),
             EndsSessionsForbidden { .. } => "remove `ends_sessions_of`, or make this a kind = \"mutate\" rule".into(),
             EndsSessionsNoParam { .. } => "name the path parameter that holds the user id, e.g. path = \"/api/v1/users/{id}\" with ends_sessions_of = \"id\"".into(),
