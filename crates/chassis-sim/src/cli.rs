@@ -9,7 +9,7 @@ use std::time::Duration;
 use crate::{ChassisConfig, Features, Listen};
 
 #[derive(clap::Parser, Debug, Clone)]
-#[command(name = "chassis-sim", version, about = "A reference display-control chassis (CHASSIS_API.md)")]
+#[command(name = "chassis-sim", version, about = "A reference display-control chassis (its API: docs/chassis-api.md)")]
 pub struct Args {
     /// Address to listen on, e.g. 127.0.0.1:8444.
     #[arg(long)]

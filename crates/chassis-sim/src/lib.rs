@@ -1,6 +1,6 @@
 //! A reference display-control chassis.
 //!
-//! It implements `CHASSIS_API.md` faithfully, including the two behaviours
+//! It implements `docs/chassis-api.md` faithfully, including the two behaviours
 //! the pairgate gateway exists to fix: MySQL-style auto-increment ids (two
 //! chassis with different histories number the same create differently) and
 //! one session per account (login preemption). Tests, benchmarks and the

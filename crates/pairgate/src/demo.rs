@@ -29,12 +29,16 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
+pub use crate::files::CERT_VALIDITY_DAYS;
+use crate::files::{ensure_cert, ensure_secret, FilesError};
+use crate::init::ProvisionError;
+
 #[derive(Debug, thiserror::Error)]
 pub enum DemoError {
     #[error("{path}: {source}")]
     Io { path: PathBuf, source: std::io::Error },
-    #[error("generating a certificate: {0}")]
-    Cert(#[from] rcgen::Error),
+    #[error(transparent)]
+    Files(#[from] FilesError),
     #[error("port {0} is too high: the demo needs it and the next two")]
     Port(u16),
     #[error("starting a chassis: {0}")]
@@ -43,8 +47,10 @@ pub enum DemoError {
     Config(#[from] crate::ConfigError),
     #[error("the gateway: {0}")]
     Gateway(#[from] crate::gateway::StartError),
-    #[error("the gateway's account on chassis {chassis}: {reason}")]
-    Provision { chassis: String, reason: String },
+    #[error(transparent)]
+    Provision(#[from] ProvisionError),
+    #[error("the demo gateway's address: {0}")]
+    Address(String),
 }
 
 /// The gateway's own account on both demo chassis: never the human `admin`
@@ -52,50 +58,11 @@ pub enum DemoError {
 /// changing admin's password would lock the gateway out).
 pub const SERVICE_USER: &str = "pairgate";
 
-/// Give chassis `c` the gateway's account (an admin, the password from its
-/// password file), as the chassis' first-start `admin`/`admin`, unless the
-/// account already logs in. Waits (bounded) for the chassis to listen.
+/// Give chassis `c` the gateway's account as its first-start admin/admin,
+/// unless it already logs in (see [`crate::init::provision_service_account`]).
 async fn provision_service_account(c: &crate::config::Chassis, password: &str) -> Result<(), DemoError> {
-    use crate::upstream::{Outcome, Upstream};
-    let fail = |reason: String| DemoError::Provision { chassis: c.name.clone(), reason };
-    let up = Upstream::new(&c.name, c.url.clone(), c.ca_cert.as_deref(), Duration::from_secs(2)).map_err(|e| fail(e.to_string()))?;
-    let login = |user: &'static str, pw: String| {
-        let up = &up;
-        async move {
-            let body = serde_json::json!({"username": user, "password": pw, "force": true});
-            up.json(reqwest::Method::POST, "/api/v1/login", Some(&body), None, Duration::from_secs(5)).await
-        }
-    };
-    let mut last = String::new();
-    for _ in 0..100 {
-        match login(SERVICE_USER, password.to_string()).await {
-            Outcome::Answered(a) if a.status == 200 => return Ok(()),
-            Outcome::Answered(a) if a.status == 401 => {}
-            other => {
-                last = other.describe();
-                tokio::time::sleep(Duration::from_millis(200)).await;
-                continue;
-            }
-        }
-        let token = match login("admin", "admin".to_string()).await {
-            Outcome::Answered(a) if a.status == 200 => {
-                let v: serde_json::Value = serde_json::from_slice(&a.body).map_err(|e| fail(e.to_string()))?;
-                v["token"].as_str().map(str::to_string).ok_or_else(|| fail("a login answer without a token".into()))?
-            }
-            other => {
-                return Err(fail(format!(
-                    "it does not accept the gateway's password, and admin/admin to create the account was refused ({})",
-                    other.describe()
-                )))
-            }
-        };
-        let body = serde_json::json!({"username": SERVICE_USER, "password": password, "role": "admin"});
-        return match up.json(reqwest::Method::POST, "/api/v1/users", Some(&body), Some(&token), Duration::from_secs(5)).await {
-            Outcome::Answered(a) if a.status == 201 => Ok(()),
-            other => Err(fail(format!("creating it: {}", other.describe()))),
-        };
-    }
-    Err(fail(format!("the chassis did not answer: {last}")))
+    crate::init::provision_service_account(c, password).await?;
+    Ok(())
 }
 
 /// The shipped configuration; the demo reuses its route rules.
@@ -152,62 +119,6 @@ jwt_secret_file = {jwt}
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> DemoError + '_ {
     move |source| DemoError::Io { path: path.to_path_buf(), source }
-}
-
-/// Write a file readable by its owner only (keys, passwords, tokens).
-fn write_secret(path: &Path, contents: &[u8]) -> Result<(), DemoError> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path).map_err(io(path))?;
-    f.write_all(contents).map_err(io(path))
-}
-
-/// How long a certificate the gateway makes is valid: one year at most (a scanner
-/// flags anything longer; browsers refuse more than 398 days).
-pub const CERT_VALIDITY_DAYS: i64 = 365;
-
-/// A self-signed certificate for 127.0.0.1/localhost, generated once and again when
-/// the one on disk is unreadable, valid longer than [`CERT_VALIDITY_DAYS`] (made by
-/// an older version), or expires within 30 days.
-fn ensure_cert(dir: &Path, name: &str) -> Result<(PathBuf, PathBuf), DemoError> {
-    let cert = dir.join(format!("{name}.pem"));
-    let key = dir.join(format!("{name}.key"));
-    if !(key.exists() && cert_still_good(&cert)) {
-        let pair = rcgen::KeyPair::generate()?;
-        let mut params = rcgen::CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])?;
-        params.distinguished_name.push(rcgen::DnType::CommonName, format!("pairgate demo {name}"));
-        // From an hour ago (clocks differ a little) for one year, no longer.
-        let now = time::OffsetDateTime::now_utc();
-        params.not_before = now - time::Duration::hours(1);
-        params.not_after = params.not_before + time::Duration::days(CERT_VALIDITY_DAYS);
-        let c = params.self_signed(&pair)?;
-        std::fs::write(&cert, c.pem()).map_err(io(&cert))?;
-        write_secret(&key, pair.serialize_pem().as_bytes())?;
-    }
-    Ok((cert, key))
-}
-
-/// Whether the certificate at `path` can be kept: readable, valid at most
-/// [`CERT_VALIDITY_DAYS`] (+1 for rounding), and not expiring within 30 days.
-fn cert_still_good(path: &Path) -> bool {
-    let Ok(pem) = std::fs::read(path) else { return false };
-    let Ok((_, pem)) = x509_parser::pem::parse_x509_pem(&pem) else { return false };
-    let Ok(cert) = pem.parse_x509() else { return false };
-    let v = cert.validity();
-    let span_days = (v.not_after.timestamp() - v.not_before.timestamp()) / 86_400;
-    let left = v.time_to_expiration().map_or(0, |d| d.whole_days());
-    span_days <= CERT_VALIDITY_DAYS + 1 && left > 30
-}
-
-fn ensure_secret(path: &Path, make: impl FnOnce() -> String) -> Result<String, DemoError> {
-    match std::fs::read_to_string(path) {
-        Ok(s) if !s.trim().is_empty() => Ok(s.trim().to_string()),
-        _ => {
-            let s = make();
-            write_secret(path, s.as_bytes())?;
-            Ok(s)
-        }
-    }
 }
 
 /// Set in a chassis child's environment to the demo's PID: the child asks the
@@ -418,8 +329,7 @@ pub async fn run(port: u16, state: &Path) -> Result<ExitCode, DemoError> {
         }
     }
 
-    let listen = crate::config::ChassisUrl::parse(&format!("https://127.0.0.1:{port}"))
-        .map_err(|e| DemoError::Provision { chassis: "gateway".into(), reason: e })?;
+    let listen = crate::config::ChassisUrl::parse(&format!("https://127.0.0.1:{port}")).map_err(DemoError::Address)?;
     let (started_tx, started_rx) = tokio::sync::oneshot::channel();
     let gateway = tokio::spawn(crate::serve::run_with(config, move |gw| {
         let _ = started_tx.send(gw);
@@ -542,43 +452,5 @@ mod tests {
         assert_eq!(Typed::parse(""), None);
         assert_eq!(Typed::parse("kill c"), Some(Typed::Unknown("kill c".into())));
         assert_eq!(Typed::parse("kill"), Some(Typed::Unknown("kill".into())));
-    }
-
-    /// Days from not_before to not_after of the PEM certificate at `path`, and how
-    /// far not_before is from now (seconds; positive = in the past).
-    fn validity(path: &Path) -> (i64, i64) {
-        let pem = std::fs::read(path).unwrap();
-        let (_, pem) = x509_parser::pem::parse_x509_pem(&pem).unwrap();
-        let cert = pem.parse_x509().unwrap();
-        let v = cert.validity();
-        let now = x509_parser::time::ASN1Time::now().timestamp();
-        ((v.not_after.timestamp() - v.not_before.timestamp()) / 86_400, now - v.not_before.timestamp())
-    }
-
-    #[test]
-    fn a_certificate_an_older_version_made_for_2000_years_is_replaced() {
-        let dir = tempfile::tempdir().unwrap();
-        let key = rcgen::KeyPair::generate().unwrap();
-        // rcgen's defaults: 1975 to 4096, as the demo once made them.
-        let old = rcgen::CertificateParams::new(vec!["localhost".to_string()]).unwrap().self_signed(&key).unwrap();
-        std::fs::write(dir.path().join("gateway.pem"), old.pem()).unwrap();
-        std::fs::write(dir.path().join("gateway.key"), key.serialize_pem()).unwrap();
-        assert!(validity(&dir.path().join("gateway.pem")).0 > 366, "the test itself");
-        let (cert, _key) = ensure_cert(dir.path(), "gateway").unwrap();
-        assert!(validity(&cert).0 <= 366, "the old certificate was kept");
-        // A good one is kept as it is.
-        let before = std::fs::read(&cert).unwrap();
-        ensure_cert(dir.path(), "gateway").unwrap();
-        assert_eq!(std::fs::read(&cert).unwrap(), before);
-    }
-
-    #[test]
-    fn demo_certificates_are_valid_a_year_at_most_from_a_little_in_the_past() {
-        let dir = tempfile::tempdir().unwrap();
-        let (cert, _key) = ensure_cert(dir.path(), "gateway").unwrap();
-        let (days, since) = validity(&cert);
-        assert!(days <= 366, "the certificate is valid for {days} days");
-        assert!(days >= 300, "the certificate is valid for {days} days only");
-        assert!((0..=2 * 86_400).contains(&since), "not_before is {since} s from now, not a little in the past");
     }
 }

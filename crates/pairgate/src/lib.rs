@@ -1,7 +1,7 @@
 //! pairgate: an HTTPS redundancy gateway that makes two display-control chassis act
 //! as one (see `DESIGN.md` in the shared docs).
 //!
-//! So far the library holds the configuration and the demo launcher. The configuration is the typed, validated form of
+//! The library holds the whole gateway, `init` and the demo launcher. The configuration is the typed, validated form of
 //! `gateway.toml` that every later part of the gateway (front, sequencer, journal,
 //! appliers, session broker) reads its settings from.
 
@@ -16,9 +16,11 @@ pub mod demo_room;
 pub mod detector;
 pub mod error;
 pub mod events;
+pub mod files;
 pub mod front;
 pub mod gateway;
 pub mod health;
+pub mod init;
 pub mod journal;
 pub mod limits;
 pub mod pair;

@@ -1,7 +1,10 @@
 //! The `pairgate` command.
 //!
 //! `pairgate --config FILE` runs the gateway; `check-config` validates a
-//! configuration; `demo` runs a whole pair on one machine.
+//! configuration; `init` makes the certificates, secrets and state directory a
+//! configuration names; `resync`, `primary` and `maintenance` are the admin
+//! actions of a running gateway; `demo` runs a whole pair on one machine, and
+//! `chassis` one reference chassis.
 //!
 //! Exit codes: 0 success (a valid configuration, a clean shutdown); 2 the
 //! configuration (or the command line) is wrong, with the located error on
@@ -41,8 +44,28 @@ enum Command {
         #[arg(long)]
         no_file_checks: bool,
     },
-    /// Run two reference chassis (and, once built, the gateway) with
-    /// generated certificates: a redundant pair on one machine.
+    /// Make the certificates, secrets and state directory a configuration
+    /// names that are missing, and print the next steps.
+    ///
+    /// The gateway's certificate and key, a certificate and key for each
+    /// reference chassis on this machine (beside its `ca_cert`, as `<name>.key`),
+    /// the admin token, the JWT key and the chassis passwords (random, 0600), and
+    /// the state directory (0700). Existing files are kept; secrets are never
+    /// printed. Then it prints how to start the chassis, give them the gateway's
+    /// account and run the gateway.
+    Init {
+        /// The configuration file.
+        #[arg(long, default_value = "gateway.toml")]
+        config: PathBuf,
+        /// Then give each chassis the gateway's account (`username` and its
+        /// password), logged in as the chassis' first-start admin/admin: the
+        /// chassis must be running.
+        #[arg(long)]
+        provision: bool,
+    },
+    /// Run a redundant pair on one machine: two reference chassis and the
+    /// gateway in front of them, with certificates and secrets generated on
+    /// first run.
     Demo {
         /// The gateway's port; the chassis take the next two.
         #[arg(long, default_value_t = 8443)]
@@ -56,6 +79,8 @@ enum Command {
     Resync {
         /// The chassis to rebuild (its `name` in gateway.toml).
         chassis: String,
+        /// The running gateway's configuration (its address, certificate and
+        /// admin token).
         #[arg(long, default_value = "gateway.toml")]
         config: PathBuf,
         /// Give up (exit 1) if it is not back in sync within this many seconds.
@@ -64,20 +89,28 @@ enum Command {
     },
     /// Make an in-sync chassis the primary.
     Primary {
+        /// The chassis (its `name` in gateway.toml).
         chassis: String,
+        /// The running gateway's configuration (its address, certificate and
+        /// admin token).
         #[arg(long, default_value = "gateway.toml")]
         config: PathBuf,
     },
     /// Take a chassis out for maintenance (`on`) or bring it back (`off`).
     Maintenance {
+        /// The chassis (its `name` in gateway.toml).
         chassis: String,
         #[arg(value_parser = ["on", "off"])]
         mode: String,
+        /// The running gateway's configuration (its address, certificate and
+        /// admin token).
         #[arg(long, default_value = "gateway.toml")]
         config: PathBuf,
     },
-    /// Run one reference chassis (what `demo` starts as its children).
-    #[command(hide = true)]
+    /// Run one reference chassis (the `chassis-sim` program and its options).
+    ///
+    /// What `demo` starts as its children, and what `init` prints for the
+    /// chassis of a configuration.
     Chassis(Box<chassis_sim::cli::Args>),
 }
 
@@ -96,6 +129,7 @@ fn main() -> ExitCode {
                 None => ExitCode::from(EXIT_CONFIG_ERROR),
             }
         }
+        (Some(Command::Init { config, provision }), _) => init(&config, provision),
         (Some(Command::Demo { port, state }), _) => runtime().map_or(ExitCode::FAILURE, |rt| {
             init_logs();
             rt.block_on(pairgate::demo::run(port, &state)).unwrap_or_else(|e| {
@@ -140,6 +174,60 @@ fn main() -> ExitCode {
             ExitCode::from(EXIT_CONFIG_ERROR)
         }
     }
+}
+
+/// `pairgate init`: make what the configuration names and is missing, say what
+/// was made and kept, optionally provision the chassis, then show that the
+/// configuration passes its file checks and print the next steps.
+fn init(file: &Path, provision: bool) -> ExitCode {
+    use pairgate::init;
+    let Some(config) = load(file, FileChecks::Skip) else { return ExitCode::from(EXIT_CONFIG_ERROR) };
+    println!("pairgate init: {}", file.display());
+    let items = init::make_missing(&config);
+    print!("{}", init::report(&items));
+    if !init::all_there(&items) {
+        eprintln!("pairgate init: some files could not be made (CANNOT above); the configuration fails its checks until they exist");
+        return ExitCode::FAILURE;
+    }
+    // The proof that nothing is missing: the checks `check-config` and `--config` run.
+    if let Err(e) = Config::load(file, FileChecks::Check) {
+        eprintln!("pairgate init: the configuration still fails its checks:\n{e}");
+        return ExitCode::FAILURE;
+    }
+    println!("  the configuration passes its checks (pairgate check-config)");
+    let provisioned = provision && {
+        let Some(rt) = runtime() else { return ExitCode::FAILURE };
+        println!();
+        println!("The gateway's account on each chassis:");
+        let (text, good) = rt.block_on(init::provision(&config));
+        print!("{text}");
+        good
+    };
+    println!();
+    print!("{}", init::next_steps(&config, &invoked_as(), provisioned));
+    if provision && !provisioned {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+/// This program as the user invoked it, for the commands `init` prints: the
+/// name alone when it was found on PATH, else its path (relative to the current
+/// directory when it is under it).
+fn invoked_as() -> String {
+    let Some(arg0) = std::env::args_os().next().map(PathBuf::from) else { return "pairgate".to_string() };
+    if arg0.components().count() <= 1 {
+        return pairgate::init::shell_word(&arg0.display().to_string());
+    }
+    let shown = match std::env::current_dir() {
+        Ok(cwd) if arg0.is_absolute() => match arg0.strip_prefix(&cwd) {
+            Ok(rel) => Path::new(".").join(rel),
+            Err(_) => arg0,
+        },
+        _ => arg0,
+    };
+    pairgate::init::shell_word(&shown.display().to_string())
 }
 
 /// Run an admin command against the gateway that `config` describes.

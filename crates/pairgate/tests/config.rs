@@ -133,7 +133,7 @@ fn shipped_config_has_the_demo_layout() {
     assert_eq!(c.sessions.jwt_secret_file, base.join(".state/jwt.secret"));
 }
 
-/// Every route of CHASSIS_API.md (with concrete IDs), and what the gateway must do.
+/// Every route of docs/chassis-api.md (with concrete IDs), and what the gateway must do.
 const CONTRACT: &[(&str, &str, RouteKind, u32)] = {
     use RouteKind::*;
     &[
@@ -251,7 +251,7 @@ fn shipped_config_defaults_for_unknown_routes() {
 fn shipped_config_seals_every_body_that_carries_a_password() {
     let c = shipped();
     let secret = |method: &str, path: &str, body: &str| c.routes.body_is_secret(method, path, body.as_bytes());
-    // Every route of CHASSIS_API.md whose body carries a password.
+    // Every route of docs/chassis-api.md whose body carries a password.
     assert!(secret("POST", "/api/v1/users", r#"{"username":"u","password":"p","role":"viewer"}"#));
     assert!(secret("PUT", "/api/v1/users/7", r#"{"password":"p"}"#));
     assert!(secret("PUT", "/api/v1/cascade/superior", r#"{"url":"https://x:1","username":"u","password":"p"}"#));

@@ -1,4 +1,4 @@
-//! The HTTP API of CHASSIS_API.md, one file per resource family.
+//! The HTTP API of docs/chassis-api.md, one file per resource family.
 
 use std::sync::Arc;
 

@@ -10,7 +10,7 @@
 
 use std::fmt;
 use std::io;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use thiserror::Error;
 
@@ -42,7 +42,7 @@ pub enum ConfigError {
     Toml { at: Location, message: String, fix: String },
 
     /// The file is valid TOML of the right shape, but a value is unusable.
-    #[error("{at}: {problem}\n  fix: {}", problem.fix())]
+    #[error("{at}: {problem}\n  fix: {}", problem.fix_for(&at.file))]
     Invalid { at: Location, problem: Problem },
 }
 
@@ -73,7 +73,7 @@ impl ConfigError {
         match self {
             ConfigError::Read { .. } => "check the path and that this user may read the file".to_string(),
             ConfigError::Toml { fix, .. } => fix.clone(),
-            ConfigError::Invalid { problem, .. } => problem.fix(),
+            ConfigError::Invalid { at, problem } => problem.fix_for(&at.file),
         }
     }
 
@@ -237,7 +237,26 @@ pub enum Problem {
     EnvUnset { name: String },
 }
 
+/// The fix of a file that is missing or unusable, for the configuration `file`.
+fn bad_file_fix(file: &str) -> String {
+    format!(
+        "create the file or correct the path (relative paths are resolved against this file's directory): \
+         `pairgate init --config {file}` makes every certificate, key and secret file this configuration names \
+         that is missing (it keeps the ones that exist: remove a bad one first); \
+         `pairgate check-config --no-file-checks {file}` checks everything else"
+    )
+}
+
 impl Problem {
+    /// [`Problem::fix`] for a problem found in the configuration file `file`:
+    /// a missing file's fix gives the `pairgate init` command for that file.
+    pub fn fix_for(&self, file: &Path) -> String {
+        match self {
+            Problem::BadFile { .. } => bad_file_fix(&crate::init::shell_word(&file.display().to_string())),
+            _ => self.fix(),
+        }
+    }
+
     /// What to do about it, as one sentence.
     pub fn fix(&self) -> String {
         use Problem::*;
@@ -280,14 +299,14 @@ impl Problem {
             ReservedPath { .. } => "remove this rule: the gateway answers `/_pairgate/…` itself and refuses `/_sim/…` (simulator test hooks) before any rule is looked at".into(),
             DuplicateRoute { .. } => "remove one of the two rules (parameter names do not matter: {id} and {wall} are the same pattern)".into(),
             KindNeedsGet { .. } => "write method = \"GET\" (WebSocket upgrades and static files are GET; HEAD is covered too)".into(),
-            IdBlockMissing { .. } => "add `id_block = N`: the most rows this request can create on a chassis (CHASSIS_API.md, \"IDs\"), 0 if it creates none".into(),
+            IdBlockMissing { .. } => "add `id_block = N`: the most rows this request can create on a chassis (docs/chassis-api.md, \"IDs\"), 0 if it creates none".into(),
             IdBlockForbidden { .. } => "remove `id_block`, or make this a kind = \"mutate\" rule".into(),
             EndsSessionsForbidden { .. } => "remove `ends_sessions_of`, or make this a kind = \"mutate\" rule".into(),
             EndsSessionsNoParam { .. } => "name the path parameter that holds the user id, e.g. path = \"/api/v1/users/{id}\" with ends_sessions_of = \"id\"".into(),
             BadSecretField { .. } => "write each field as a JSON pointer into the request body: \"/password\", \"/credentials/password\", \"/users/0/password\" (`~1` for a '/' and `~0` for a '~' inside a name), or \"\" for the whole body".into(),
             SecretFieldsForbidden { .. } => "remove `secret_fields`, or make this a kind = \"mutate\" rule (only mutation bodies are stored, in the journal)".into(),
             NoLoginRoute => "add a rule for the chassis' login call, e.g. [[route]] method = \"POST\", path = \"/api/v1/login\", kind = \"login\"; without it logins would be forwarded as plain mutations and no session would be shared".into(),
-            BadFile { .. } => "create the file or correct the path (relative paths are resolved against this file's directory); `pairgate check-config --no-file-checks` checks everything else".into(),
+            BadFile { .. } => bad_file_fix("FILE"),
             EnvUnset { name } => format!("export {name}=… in the gateway's environment, or use `password_file` instead"),
         }
     }
