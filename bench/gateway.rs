@@ -1,4 +1,4 @@
-//! The gateway against its budgets (DESIGN.md), side by side with a baseline
+//! The gateway against its budgets (docs/design.md), side by side with a baseline
 //! in the same run, on this machine:
 //!
 //! | what | baseline |

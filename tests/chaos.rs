@@ -4,7 +4,7 @@
 //! gateway, a cut or slow link, a chassis answering 5xx, a power-off, both
 //! chassis down, and three that force a full resync under load: a chassis
 //! wiped, one restored from an old copy of its state, one changed directly
-//! behind the gateway's back), then the checks of DESIGN.md's guarantees.
+//! behind the gateway's back), then the checks of docs/design.md's guarantees.
 //! Both chassis hold 30,000 bulk rows from the setup on, so each resync moves
 //! real data.
 //!

@@ -1,5 +1,5 @@
 //! Self-signed certificates for 127.0.0.1, one per process, so that each
-//! chassis is trusted by the gateway through its own anchor (DESIGN.md, TLS).
+//! chassis is trusted by the gateway through its own anchor (docs/design.md, TLS).
 //! The fault proxies forward TCP untouched, so a certificate made for
 //! 127.0.0.1 still matches when the gateway reaches a chassis through one.
 

@@ -6,7 +6,7 @@
 //! ```
 //! Runs two `chassis-sim` processes and `pairgate` (found next to this
 //! executable) under a seeded workload and fault schedule, then checks
-//! DESIGN.md's guarantees. Prints one line per check, the fault schedule if
+//! docs/design.md's guarantees. Prints one line per check, the fault schedule if
 //! anything failed, and a summary as its last line. Exit status: 0 all
 //! checks passed, 1 a check failed, 2 the campaign could not run.
 

@@ -1,4 +1,4 @@
-//! The end-of-campaign checks, one line each: what DESIGN.md's guarantees
+//! The end-of-campaign checks, one line each: what docs/design.md's guarantees
 //! promise, compared with what the chassis hold and what the clients saw.
 //!
 //! | check | guarantee |

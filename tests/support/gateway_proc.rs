@@ -1,5 +1,5 @@
 //! The `pairgate` process: same configuration and state across a `kill -9`
-//! and restart (DESIGN.md: a restart loses nothing acknowledged and keeps
+//! and restart (docs/design.md: a restart loses nothing acknowledged and keeps
 //! every session). Its log goes to a file (`RUST_LOG` filter chosen by the
 //! caller), appended across restarts so one file tells the whole story.
 

@@ -5,7 +5,7 @@
 //! `chassis-sim` processes behind [`fault_proxy::FaultProxy`]s and the real
 //! `pairgate` gateway in front of them ([`site::Site`]), a seeded workload
 //! ([`workload`]), a seeded fault scheduler ([`faults`]) and the checks of
-//! DESIGN.md's guarantees ([`checks`]). `tests/chaos.rs` runs it briefly under
+//! docs/design.md's guarantees ([`checks`]). `tests/chaos.rs` runs it briefly under
 //! `cargo test`; the `chaos` binary (`chaos_main.rs`) runs it for minutes.
 //!
 //! It lives under tests/ but is a library, not a test: cargo does not

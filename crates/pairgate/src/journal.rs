@@ -1,7 +1,7 @@
 //! The journal: every mutation the gateway accepts, durable before it is sent to
 //! either chassis, kept until both chassis have applied it.
 //!
-//! DESIGN.md ("Sequencer and ID blocks", "Journal", "Appliers") asks for three things
+//! docs/design.md ("Sequencer and ID blocks", "Journal", "Appliers") asks for three things
 //! this module and [`crate::sequencer`] provide together:
 //! - **one order**: each mutation gets the next seq (1, 2, 3, … with no gaps) and, if
 //!   its route rule asks, a block of fresh ids from the gateway's own counter, which
@@ -328,7 +328,7 @@ impl Journal {
         self.handle.request(Command::Truncate).await
     }
 
-    /// Drops entry `seq` because it was certainly not applied anywhere (DESIGN.md's
+    /// Drops entry `seq` because it was certainly not applied anywhere (docs/design.md's
     /// answer table: both chassis refused the connection). The entry is marked void,
     /// not deleted, so seqs stay gap-free: followers and `entries_after` skip it,
     /// `mark_applied` steps over it, truncation deletes it with its neighbours, and

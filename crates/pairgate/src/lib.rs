@@ -1,5 +1,5 @@
 //! pairgate: an HTTPS redundancy gateway that makes two display-control chassis act
-//! as one (see `DESIGN.md` in the shared docs).
+//! as one (see `docs/design.md`).
 //!
 //! The library holds the whole gateway, `init` and the demo launcher. The configuration is the typed, validated form of
 //! `gateway.toml` that every later part of the gateway (front, sequencer, journal,

@@ -1,6 +1,6 @@
 //! The pair: both chassis, their detectors, and which one is primary.
 //!
-//! Primary rules (DESIGN.md): only an `in_sync` chassis is primary; the
+//! Primary rules (docs/design.md): only an `in_sync` chassis is primary; the
 //! preferred one when both are in sync and no primary has been chosen yet;
 //! otherwise the current primary stays primary while it is in sync — there
 //! is no automatic failback, so a flapping chassis cannot flap the room.

@@ -336,7 +336,7 @@ async fn forward_read(gw: &Gateway, who: Option<&Principal>, method: &Method, pa
 }
 
 /// How long a read waits for the primary before also asking the other
-/// in-sync chassis (DESIGN.md's budget: a hung chassis adds ≤ 100 ms to p99).
+/// in-sync chassis (docs/design.md's budget: a hung chassis adds ≤ 100 ms to p99).
 pub const HEDGE_AFTER: Duration = Duration::from_millis(100);
 
 /// Phase 3b, mutate: sequence + journal + apply + answer.
@@ -347,7 +347,7 @@ pub const HEDGE_AFTER: Duration = Duration::from_millis(100);
 ///    the entry durable — only then is anything sent;
 /// 4. both appliers send it; this request waits for the primary's answer and
 ///    the secondary's (up to `secondary_grace` after the primary's) and answers
-///    per DESIGN.md's table.
+///    per docs/design.md's table.
 async fn mutate(gw: &Gateway, who: &Principal, method: &str, path: &str, headers: &HeaderMap, body: Bytes, block: u32) -> Response {
     let is_json = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|ct| ct.contains("json"));
     if is_json && !body.is_empty() {
@@ -460,7 +460,7 @@ async fn sequence_and_apply(
 /// waited for (up to the grace) like an in-sync one: it is about to join.
 const JOIN_WINDOW: u64 = 8;
 
-/// Wait for the reports of `seq` and answer per DESIGN.md's table.
+/// Wait for the reports of `seq` and answer per docs/design.md's table.
 async fn decide(
     gw: &Gateway,
     seq: u64,

@@ -1,4 +1,4 @@
-//! The gateway's session store: how "log in once" (guarantee 4 in `DESIGN.md`) is
+//! The gateway's session store: how "log in once" (guarantee 4 in `docs/design.md`) is
 //! kept.
 //!
 //! A chassis allows one live session per account: a second login gets 409

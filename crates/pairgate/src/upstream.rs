@@ -2,7 +2,7 @@
 //! chassis' certificate (or CA) from `gateway.toml`, with pooled keep-alive
 //! connections, and a single question — what happened to this request?
 //!
-//! The answer is an [`Outcome`], because the gateway's decisions (DESIGN.md's
+//! The answer is an [`Outcome`], because the gateway's decisions (docs/design.md's
 //! answer table) turn on the difference between "the chassis answered",
 //! "the request certainly never reached it" and "it may or may not have".
 

@@ -29,7 +29,7 @@ pub const DEFAULT_MAX_CONNECTIONS: u64 = 4_096;
 /// `[listen].max_requests_in_flight` default: requests handled at once, over all
 /// connections; more wait for a slot.
 pub const DEFAULT_MAX_REQUESTS_IN_FLIGHT: u64 = 1_024;
-/// `[timeouts].secondary_grace_ms` default (DESIGN.md, "Answer to the client").
+/// `[timeouts].secondary_grace_ms` default (docs/design.md, "Answer to the client").
 pub const DEFAULT_SECONDARY_GRACE_MS: u64 = 200;
 /// `[timeouts].per_try_ms` default: the longest one attempt at a chassis may take.
 pub const DEFAULT_PER_TRY_MS: u64 = 2_000;

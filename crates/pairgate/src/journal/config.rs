@@ -1,4 +1,4 @@
-//! [`JournalConfig`]: the knobs of the journal, with the defaults DESIGN.md names.
+//! [`JournalConfig`]: the knobs of the journal, with the defaults docs/design.md names.
 
 use std::time::Duration;
 

@@ -6,7 +6,7 @@
 //! written by the writer thread in one transaction (see
 //! [`crate::journal::Journal::record_verified`]) and read back at open. After a
 //! restart it is what a chassis is checked against before it may be the
-//! reference for the other one (DESIGN.md's security invariant 4).
+//! reference for the other one (docs/design.md's security invariant 4).
 
 use rusqlite::{Connection, OptionalExtension};
 use serde::{Deserialize, Serialize};
