@@ -33,16 +33,23 @@ impl Drop for Demo {
     }
 }
 
-fn start(port: u16, state: &std::path::Path) -> Demo {
+/// `pairgate demo` on `port` and `state`; `terminal`: its stdin and stdout
+/// piped to the test (else both closed).
+fn spawn(port: u16, state: &std::path::Path, terminal: bool) -> Demo {
+    let io = || if terminal { Stdio::piped() } else { Stdio::null() };
     let child = Command::new(bin_path("pairgate"))
         .args(["demo", "--port", &port.to_string(), "--state"])
         .arg(state)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
+        .stdin(io())
+        .stdout(io())
         .stderr(Stdio::null())
         .spawn()
         .expect("spawn pairgate demo");
     Demo(child)
+}
+
+fn start(port: u16, state: &std::path::Path) -> Demo {
+    spawn(port, state, false)
 }
 
 async fn wait_healthy(port: u16, cert: &std::path::Path) {
@@ -258,15 +265,7 @@ impl Terminal {
 }
 
 fn start_attached(port: u16, state: &std::path::Path) -> (Demo, Terminal) {
-    let child = Command::new(bin_path("pairgate"))
-        .args(["demo", "--port", &port.to_string(), "--state"])
-        .arg(state)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn pairgate demo");
-    let mut demo = Demo(child);
+    let mut demo = spawn(port, state, true);
     let term = Terminal::attach(&mut demo);
     (demo, term)
 }
