@@ -3,8 +3,9 @@
 //! (guarantee 3), and a chassis that was away catches up by replaying what
 //! it missed (guarantee 2).
 //!
-//! Each attempt's [`Outcome`] is published as a [`Report`], which is how the
-//! request that created the entry learns both chassis' answers. An entry
+//! Each attempt's [`Outcome`] is left in the entry's answer slot
+//! ([`crate::answers`]), which is how the request that created the entry
+//! learns both chassis' answers. An entry
 //! counts as applied once the chassis *decided* it (2xx or 4xx): a replayed
 //! create answers `id_in_use`, a replayed anything answers the stored reply of
 //! its `Idempotency-Key`, both of which mean "already there". A 5xx, a refusal
@@ -17,7 +18,6 @@ use std::time::Duration;
 use bytes::Bytes;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use reqwest::Method;
-use tokio::sync::broadcast;
 
 use crate::broker::{Broker, Runs};
 use crate::detector::{ChassisState, Signal};
@@ -26,20 +26,13 @@ use crate::pair::Pair;
 use crate::resync::{Progress, Reason, Resyncer, Step, WriteGate};
 use crate::upstream::{Outcome, UpRequest};
 
-/// One attempt of one entry on one chassis.
-#[derive(Clone, Debug)]
-pub struct Report {
-    pub seq: u64,
-    pub chassis: usize,
-    pub outcome: Outcome,
-}
-
 pub struct Applier {
     pub index: usize,
     pub pair: Arc<Pair>,
     pub broker: Arc<Broker>,
     pub journal: Journal,
-    pub reports: broadcast::Sender<Report>,
+    /// Where this applier leaves each entry's outcome for the waiting request.
+    pub answers: Arc<crate::answers::Answers>,
     pub per_try: Duration,
     pub gate: WriteGate,
     /// The running (or last) full resync, shown on the status page.
@@ -467,7 +460,7 @@ impl Applier {
                 self.attempts.record_decided(entry.seq, self.index, a.status);
                 self.compare_with_peer(entry.seq, a.status);
             }
-            let _ = self.reports.send(Report { seq: entry.seq, chassis: self.index, outcome: outcome.clone() });
+            self.answers.fill(entry.seq, self.index, outcome.clone());
             match &outcome {
                 Outcome::Answered(a) if outcome.decided().is_some() => {
                     self.record_client_answer(entry, a).await;

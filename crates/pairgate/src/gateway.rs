@@ -23,10 +23,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::Method;
-use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
-use crate::applier::{Applier, Report};
+use crate::answers::Answers;
+use crate::applier::Applier;
 use crate::broker::{Broker, ServiceAccount};
 use crate::config::{Config, SecretSource, Transport};
 use crate::detector::{self, ChassisState};
@@ -89,7 +89,8 @@ pub struct Gateway {
     pub broker: Arc<Broker>,
     pub journal: Journal,
     pub sequencer: Sequencer,
-    pub reports: broadcast::Sender<Report>,
+    /// Each journal entry's answer slots: appliers fill, the request waits.
+    pub answers: Arc<Answers>,
     pub admin_token: Secret,
     pub stats: Arc<Stats>,
     /// Set once the id counter is above every id either chassis holds, and
@@ -169,13 +170,12 @@ impl Gateway {
             hubs: Default::default(),
             service_status: Default::default(),
         });
-        let (reports, _) = broadcast::channel(16 * 1024);
         let gw = Arc::new(Gateway {
             pair,
             broker,
             journal,
             sequencer,
-            reports,
+            answers: Arc::default(),
             admin_token,
             stats: Arc::new(Stats::default()),
             ids_ready: Arc::new(AtomicBool::new(false)),
@@ -203,7 +203,7 @@ impl Gateway {
                 pair: gw.pair.clone(),
                 broker: gw.broker.clone(),
                 journal: gw.journal.clone(),
-                reports: gw.reports.clone(),
+                answers: gw.answers.clone(),
                 per_try,
                 gate: gw.gate.clone(),
                 progress: gw.progress.clone(),
@@ -547,7 +547,11 @@ async fn trim_journal(gw: Arc<Gateway>) {
         }
         let applied: Result<Vec<u64>, _> = gw.pair.members.iter().map(|m| gw.journal.applied(&m.upstream.name)).collect();
         match applied {
-            Ok(a) => gw.attempts.forget_through(a.into_iter().min().unwrap_or(0)),
+            Ok(a) => {
+                let both = a.into_iter().min().unwrap_or(0);
+                gw.attempts.forget_through(both);
+                gw.answers.forget_through(both);
+            }
             Err(e) => tracing::error!("reading the applied positions: {e}"),
         }
     }

@@ -7,6 +7,7 @@
 
 pub mod admin;
 pub mod adminctl;
+pub mod answers;
 pub mod applier;
 pub mod attempts;
 pub mod broker;
@@ -34,5 +35,6 @@ pub mod session;
 pub mod state_dir;
 pub mod status;
 pub mod upstream;
+pub mod verdict;
 
 pub use config::{Classified, Config, ConfigError, FileChecks, RouteKind};

@@ -19,10 +19,8 @@ use axum::extract::{FromRequestParts, Request, State, WebSocketUpgrade};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use reqwest::header::HeaderMap as UpHeaders;
-use tokio::sync::broadcast::error::RecvError;
 use tracing::Instrument;
 
-use crate::applier::Report;
 use crate::broker::{BrokerError, Runs};
 use crate::config::RouteKind;
 use crate::detector::{ChassisState, Signal};
@@ -34,6 +32,7 @@ use crate::pair::Pair;
 use crate::path::Reserved;
 use crate::session::{bearer_token, AuthError, Principal};
 use crate::upstream::{forwardable, Answered, Outcome, UpRequest};
+use crate::verdict::{self, Side, Standing, Then, Verdict};
 
 type Gw = Arc<Gateway>;
 
@@ -428,8 +427,6 @@ async fn sequence_and_apply(
         return Err(GatewayError::NotApplied);
     }
     let primary = gw.pair.primary().filter(|p| targets.contains(p)).unwrap_or(targets[0]);
-    // Subscribe before the entry exists, so no report can be missed.
-    let mut reports = gw.reports.subscribe();
     let draft = Draft {
         method: method.to_string(),
         path_and_query: path.to_string(),
@@ -453,7 +450,9 @@ async fn sequence_and_apply(
     };
     gw.stats.mutations.fetch_add(1, Ordering::Relaxed);
     let span = tracing::info_span!("mutation", seq = entry.seq, %method, %path);
-    decide(gw, entry.seq, primary, &targets, &mut reports).instrument(span).await
+    let answered = decide(gw, entry.seq, primary, &targets).instrument(span).await;
+    gw.answers.done(entry.seq);
+    answered
 }
 
 /// A catching-up secondary at most this many entries behind a new mutation is
@@ -461,20 +460,14 @@ async fn sequence_and_apply(
 const JOIN_WINDOW: u64 = 8;
 
 /// Wait for the reports of `seq` and answer per docs/design.md's table.
-async fn decide(
-    gw: &Gateway,
-    seq: u64,
-    primary: usize,
-    targets: &[usize],
-    reports: &mut tokio::sync::broadcast::Receiver<Report>,
-) -> Result<Answer, GatewayError> {
+async fn decide(gw: &Gateway, seq: u64, primary: usize, targets: &[usize]) -> Result<Answer, GatewayError> {
     let secondary = Pair::other(primary);
     let per_try = gw.cfg.timeouts.per_try;
     let grace = gw.cfg.timeouts.secondary_grace;
-    let mut got: [Option<Outcome>; 2] = [None, None];
+    let slot = gw.answers.slot(seq);
     // The primary's first answer (bounded: a hung primary costs one per-try).
     let p_deadline = tokio::time::Instant::now() + per_try + Duration::from_millis(250);
-    collect(reports, seq, &mut got, |g| g[primary].is_some(), p_deadline).await;
+    let mut got = slot.wait(|g| g[primary].is_some(), p_deadline).await;
     let p_ok = got[primary].as_ref().and_then(Outcome::decided).is_some();
     // The secondary's answer is waited for (up to the grace) only while it is
     // in sync: one that is catching up or being rebuilt answers this seq after
@@ -490,110 +483,79 @@ async fn decide(
         && gw.journal.applied(&gw.pair.members[secondary].upstream.name).is_ok_and(|a| seq.saturating_sub(a) <= JOIN_WINDOW);
     if targets.contains(&secondary) && (secondary_in_sync || joining || no_primary || !p_ok) {
         let s_deadline = if p_ok { tokio::time::Instant::now() + grace } else { tokio::time::Instant::now() + per_try };
-        collect(reports, seq, &mut got, |g| g[secondary].is_some(), s_deadline).await;
+        got = slot.wait(|g| g[secondary].is_some(), s_deadline).await;
     }
-    let p = got[primary].clone();
-    let s = got[secondary].clone();
-    match (p.as_ref().and_then(Outcome::decided), s.as_ref().and_then(Outcome::decided)) {
-        (Some(pa), Some(sa)) => {
-            // The primary may have left `in_sync` while this seq waited for it
-            // (killed, and back wiped or from an old copy: its answer is a
-            // replay on a state nobody vouches for). Then the in-sync
-            // secondary's answer is the one that counts, and the primary is
-            // the one rebuilt if they differ.
-            let primary_fell = !gw.pair.state(primary).serves() && gw.pair.state(secondary).serves();
-            let (counts, rebuilt) = if primary_fell { (sa, primary) } else { (pa, secondary) };
-            if diverged(pa, sa) {
-                gw.stats.divergences.fetch_add(1, Ordering::Relaxed);
-                tracing::error!(
-                    seq,
-                    primary = pa.status,
-                    secondary = sa.status,
-                    rebuilt = %gw.pair.members[rebuilt].upstream.name,
-                    "divergence: the chassis answered differently; rebuilding the one not taken"
-                );
-                gw.pair.members[rebuilt].resync.request(crate::resync::Reason::Divergence);
+    let standing = Standing {
+        secondary_targeted: targets.contains(&secondary),
+        primary_targeted: targets.contains(&primary),
+        secondary_in_sync,
+        secondary_serves: gw.pair.state(secondary).serves(),
+        // The primary may have left `in_sync` while this seq waited for it
+        // (killed, and back wiped or from an old copy: its answer is a
+        // replay on a state nobody vouches for).
+        primary_fell: !gw.pair.state(primary).serves(),
+    };
+    let verdict = verdict::decide(got[primary].as_ref(), got[secondary].as_ref(), standing);
+    perform(gw, seq, primary, verdict, &got).await
+}
+
+/// Carry out the answer table's verdict: the one place its side effects
+/// happen (detector signals, failover, resync requests, voiding the entry).
+async fn perform(gw: &Gateway, seq: u64, primary: usize, verdict: Verdict, got: &[Option<Outcome>; 2]) -> Result<Answer, GatewayError> {
+    let chassis = |side: Side| match side {
+        Side::Primary => primary,
+        Side::Secondary => Pair::other(primary),
+    };
+    match verdict {
+        Verdict::Answer { from, then } => {
+            let Some(counts) = got[chassis(from)].as_ref().and_then(Outcome::decided) else {
+                // The table answers only with a decided answer; unreachable.
+                return Err(GatewayError::OutcomeUnknown);
+            };
+            match then {
+                Then::Nothing => {}
+                Then::Rebuild(side) => {
+                    let rebuilt = chassis(side);
+                    gw.stats.divergences.fetch_add(1, Ordering::Relaxed);
+                    let status = |i: usize| got[i].as_ref().and_then(Outcome::decided).map(|a| a.status);
+                    tracing::error!(
+                        seq,
+                        primary = ?status(primary),
+                        secondary = ?status(Pair::other(primary)),
+                        rebuilt = %gw.pair.members[rebuilt].upstream.name,
+                        "divergence: the chassis answered differently; rebuilding the one not taken"
+                    );
+                    gw.pair.members[rebuilt].resync.request(crate::resync::Reason::Divergence);
+                }
+                // Missed the grace or failed: it catches up from the journal.
+                Then::SecondaryFellBehind => gw.pair.members[Pair::other(primary)].detector.signal(Signal::FellBehind),
+                Then::Failover { promote } => {
+                    gw.pair.members[primary].detector.signal(Signal::FellBehind);
+                    if promote {
+                        gw.pair.set_primary(Pair::other(primary));
+                    }
+                    tracing::warn!(seq, "failover: the secondary answered for a failing primary");
+                }
             }
             Ok(answer(counts, seq))
         }
-        (Some(pa), None) => {
-            if targets.contains(&secondary) && secondary_in_sync {
-                // Missed the grace or failed: it catches up from the journal.
-                gw.pair.members[secondary].detector.signal(Signal::FellBehind);
+        // Certainly applied nowhere, and nobody is sending it right now:
+        // void it, so no applier sends it later (it claims before sending).
+        Verdict::Void if gw.attempts.try_void(seq) => match gw.journal.drop_entry(seq).await {
+            Ok(()) => Err(GatewayError::NotApplied),
+            Err(e) => {
+                tracing::error!(seq, "voiding an entry no chassis received: {e}; it stays and will be applied");
+                gw.attempts.unvoid(seq);
+                Err(GatewayError::OutcomeUnknown)
             }
-            Ok(answer(pa, seq))
-        }
-        (None, Some(sa)) => {
-            gw.pair.members[primary].detector.signal(Signal::FellBehind);
-            if gw.pair.state(secondary).serves() {
-                gw.pair.set_primary(secondary);
-            }
-            tracing::warn!(seq, "failover: the secondary answered for a failing primary");
-            Ok(answer(sa, seq))
-        }
-        (None, None) => {
-            let refused = |o: &Option<Outcome>, i: usize| match o {
-                Some(Outcome::Refused(_)) => true,
-                None => !targets.contains(&i),
-                _ => false,
-            };
-            // Certainly applied nowhere, and nobody is sending it right now:
-            // void it, so no applier sends it later (it claims before sending).
-            if refused(&p, primary) && refused(&s, secondary) && gw.attempts.try_void(seq) {
-                match gw.journal.drop_entry(seq).await {
-                    Ok(()) => return Err(GatewayError::NotApplied),
-                    Err(e) => {
-                        tracing::error!(seq, "voiding an entry no chassis received: {e}; it stays and will be applied");
-                        gw.attempts.unvoid(seq);
-                    }
-                }
-            }
-            Err(GatewayError::OutcomeUnknown)
-        }
-    }
-}
-
-/// Receive reports for `seq` until `done(got)` or the deadline.
-async fn collect(
-    reports: &mut tokio::sync::broadcast::Receiver<Report>,
-    seq: u64,
-    got: &mut [Option<Outcome>; 2],
-    done: impl Fn(&[Option<Outcome>; 2]) -> bool,
-    deadline: tokio::time::Instant,
-) {
-    while !done(got) {
-        match tokio::time::timeout_at(deadline, reports.recv()).await {
-            Ok(Ok(r)) if r.seq == seq => {
-                // Keep the first decided answer; a later retry's outcome only
-                // replaces a failure.
-                let slot = &mut got[r.chassis];
-                if slot.as_ref().and_then(Outcome::decided).is_none() {
-                    *slot = Some(r.outcome);
-                }
-            }
-            Ok(Ok(_)) | Ok(Err(RecvError::Lagged(_))) => {}
-            Ok(Err(RecvError::Closed)) | Err(_) => return,
-        }
+        },
+        Verdict::Void | Verdict::Unknown => Err(GatewayError::OutcomeUnknown),
     }
 }
 
 fn answer(a: &Answered, seq: u64) -> Answer {
     let ct = a.content_type.as_ref().and_then(|v| v.to_str().ok()).map(str::to_string);
     (relay(a, Some(seq)), a.status, ct, a.body.clone())
-}
-
-/// Two decided answers disagree: different status class, or (both 2xx)
-/// different JSON bodies.
-fn diverged(p: &Answered, s: &Answered) -> bool {
-    if p.status / 100 != s.status / 100 {
-        return true;
-    }
-    if p.is_success() {
-        let pj: Option<serde_json::Value> = serde_json::from_slice(&p.body).ok();
-        let sj: Option<serde_json::Value> = serde_json::from_slice(&s.body).ok();
-        return pj != sj;
-    }
-    false
 }
 
 /// Phase 3c, login: a user logs in once at the gateway. Checked against a
