@@ -77,6 +77,8 @@ fn password(src: &SecretSource) -> Result<Secret, StartError> {
 #[derive(Default)]
 pub struct Stats {
     pub divergences: AtomicU64,
+    /// Writes to the session store that failed (logged at error level).
+    pub store_errors: AtomicU64,
     pub mutations: AtomicU64,
     pub reads: AtomicU64,
     pub failed_reads: AtomicU64,
@@ -565,9 +567,20 @@ async fn flush_sessions(gw: Arc<Gateway>) {
             _ = gw.shutdown.cancelled() => break,
             _ = tick.tick() => {}
         }
-        let broker = gw.broker.clone();
-        let _ = tokio::task::spawn_blocking(move || broker.store.flush()).await;
+        flush_once(&gw).await;
     }
+    flush_once(&gw).await;
+}
+
+/// One flush of the session store; a failure is logged and counted (status
+/// `store_errors`), and the next flush writes what this one could not.
+async fn flush_once(gw: &Arc<Gateway>) {
     let broker = gw.broker.clone();
-    let _ = tokio::task::spawn_blocking(move || broker.store.flush()).await;
+    let failed = match tokio::task::spawn_blocking(move || broker.store.flush()).await {
+        Ok(Ok(_)) => return,
+        Ok(Err(e)) => e.to_string(),
+        Err(e) => format!("the flush task: {e}"),
+    };
+    gw.stats.store_errors.fetch_add(1, Ordering::Relaxed);
+    tracing::error!("persisting the sessions' last activity: {failed}");
 }

@@ -65,6 +65,7 @@ pub fn status(gw: &Gateway, headers: &HeaderMap) -> Response {
         "ids_ready": gw.ids_ready.load(Ordering::SeqCst),
         "divergences": gw.stats.divergences.load(Ordering::Relaxed),
         "failovers": gw.pair.failovers(),
+        "store_errors": gw.stats.store_errors.load(Ordering::Relaxed),
         "mutations": gw.stats.mutations.load(Ordering::Relaxed),
         "reads": gw.stats.reads.load(Ordering::Relaxed),
         "failed_reads": gw.stats.failed_reads.load(Ordering::Relaxed),
