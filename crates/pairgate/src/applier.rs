@@ -48,7 +48,7 @@ pub struct Applier {
     /// The source an operator picked to settle a blocked pair (`pairgate resync
     /// <target>`): it is made in sync on their word, the target is rebuilt.
     pub source_pick: Arc<std::sync::Mutex<Option<usize>>>,
-    pub stats: Arc<crate::gateway::Stats>,
+    pub stats: Arc<crate::stats::Stats>,
     /// Entries on the wire, voided, accepted (shared with the request path).
     pub attempts: Arc<crate::attempts::Attempts>,
 }

@@ -66,8 +66,6 @@ pub struct Broker {
     pub per_try: Duration,
     /// Logins a chassis confirmed recently (see [`Recent`]).
     pub recent: Recent,
-    /// The events sockets' shared upstreams, one per account.
-    pub hubs: crate::events::Hubs,
     /// Per chassis: why the service account cannot log in (None: it can, or
     /// has not tried yet). Shown on the status page.
     pub service_status: [std::sync::Mutex<Option<String>>; 2],

@@ -97,14 +97,20 @@ pub struct Hubs {
 
 impl Hubs {
     /// A receiver of `account`'s events, starting its hub if need be.
-    pub fn subscribe(&self, pair: &Arc<Pair>, broker: &Arc<Broker>, account: &str, per_try: Duration) -> broadcast::Receiver<Arc<str>> {
+    pub fn subscribe(
+        self: &Arc<Self>,
+        pair: &Arc<Pair>,
+        broker: &Arc<Broker>,
+        account: &str,
+        per_try: Duration,
+    ) -> broadcast::Receiver<Arc<str>> {
         let mut hubs = self.hubs.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(tx) = hubs.get(account) {
             return tx.subscribe();
         }
         let (tx, rx) = broadcast::channel(1024);
         hubs.insert(account.to_string(), tx.clone());
-        tokio::spawn(hub(tx, pair.clone(), broker.clone(), account.to_string(), per_try));
+        tokio::spawn(hub(self.clone(), tx, pair.clone(), broker.clone(), account.to_string(), per_try));
         rx
     }
 
@@ -122,10 +128,10 @@ impl Hubs {
 
 /// Keep one upstream socket on the primary for `account` while anyone
 /// listens, and fan its events out.
-async fn hub(tx: broadcast::Sender<Arc<str>>, pair: Arc<Pair>, broker: Arc<Broker>, account: String, per_try: Duration) {
+async fn hub(hubs: Arc<Hubs>, tx: broadcast::Sender<Arc<str>>, pair: Arc<Pair>, broker: Arc<Broker>, account: String, per_try: Duration) {
     let mut backoff = Duration::from_millis(50);
     loop {
-        if tx.receiver_count() == 0 && broker.hubs.remove_if_idle(&account) {
+        if tx.receiver_count() == 0 && hubs.remove_if_idle(&account) {
             return;
         }
         let Some((i, mut upstream)) = connect_primary(&pair, &broker, &account, per_try).await else {
@@ -166,13 +172,14 @@ async fn hub(tx: broadcast::Sender<Arc<str>>, pair: Arc<Pair>, broker: Arc<Broke
 /// gateway session ends; the browser's socket never closes because a chassis did.
 pub async fn relay(
     mut browser: WebSocket,
+    hubs: Arc<Hubs>,
     pair: Arc<Pair>,
     broker: Arc<Broker>,
     sessions_token: String,
     account: String,
     per_try: Duration,
 ) {
-    let mut events = broker.hubs.subscribe(&pair, &broker, &account, per_try);
+    let mut events = hubs.subscribe(&pair, &broker, &account, per_try);
     let store: &SessionStore = &broker.store;
     let mut recheck = tokio::time::interval(Duration::from_secs(1));
     loop {

@@ -180,6 +180,17 @@ pub fn ensure_secret(path: &Path, make: impl FnOnce() -> String) -> Result<Strin
     }
 }
 
+/// `text` as one word for a POSIX shell: as it is if it needs no quoting, else
+/// in single quotes.
+pub fn shell_word(text: &str) -> String {
+    let plain = !text.is_empty() && text.chars().all(|c| c.is_ascii_alphanumeric() || "_-./:=@%+,".contains(c));
+    if plain {
+        text.to_string()
+    } else {
+        format!("'{}'", text.replace('\'', r"'\''"))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::os::unix::fs::PermissionsExt;

@@ -18,7 +18,7 @@
 //!    ([`Gateway::verify_before_exit`]) so the next start knows what each holds.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -30,10 +30,10 @@ use crate::applier::Applier;
 use crate::broker::{Broker, ServiceAccount};
 use crate::config::{Config, SecretSource, Transport};
 use crate::detector::{self, ChassisState};
+use crate::journal::Sequencer;
 use crate::journal::{Journal, JournalConfig};
 use crate::pair::{Member, Pair};
 use crate::resync::{MismatchTarget, Progress, Reason, WriteGate};
-use crate::sequencer::Sequencer;
 use crate::session::{LoginLimiter, Secret, SessionConfig, SessionStore};
 use crate::upstream::Upstream;
 
@@ -73,16 +73,7 @@ fn password(src: &SecretSource) -> Result<Secret, StartError> {
     }
 }
 
-/// Counters for the status page.
-#[derive(Default)]
-pub struct Stats {
-    pub divergences: AtomicU64,
-    /// Writes to the session store that failed (logged at error level).
-    pub store_errors: AtomicU64,
-    pub mutations: AtomicU64,
-    pub reads: AtomicU64,
-    pub failed_reads: AtomicU64,
-}
+pub use crate::stats::Stats;
 
 /// Everything a request needs.
 pub struct Gateway {
@@ -93,6 +84,8 @@ pub struct Gateway {
     pub sequencer: Sequencer,
     /// Each journal entry's answer slots: appliers fill, the request waits.
     pub answers: Arc<Answers>,
+    /// The events relay's hubs: one upstream socket per account.
+    pub hubs: Arc<crate::events::Hubs>,
     pub admin_token: Secret,
     pub stats: Arc<Stats>,
     /// Set once the id counter is above every id either chassis holds, and
@@ -169,7 +162,6 @@ impl Gateway {
             service: [s0, s1],
             per_try,
             recent: Default::default(),
-            hubs: Default::default(),
             service_status: Default::default(),
         });
         let gw = Arc::new(Gateway {
@@ -178,6 +170,7 @@ impl Gateway {
             journal,
             sequencer,
             answers: Arc::default(),
+            hubs: Arc::default(),
             admin_token,
             stats: Arc::new(Stats::default()),
             ids_ready: Arc::new(AtomicBool::new(false)),

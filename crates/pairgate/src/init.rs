@@ -28,6 +28,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::config::{Chassis, Config, SecretSource, Transport};
+pub use crate::files::shell_word;
 use crate::files::{self, FilesError};
 
 /// What init did about one thing the configuration names.
@@ -284,17 +285,6 @@ pub fn report(items: &[Item]) -> String {
         }
     }
     out
-}
-
-/// `text` as one word for a POSIX shell: as it is if it needs no quoting, else
-/// in single quotes.
-pub fn shell_word(text: &str) -> String {
-    let plain = !text.is_empty() && text.chars().all(|c| c.is_ascii_alphanumeric() || "_-./:=@%+,".contains(c));
-    if plain {
-        text.to_string()
-    } else {
-        format!("'{}'", text.replace('\'', r"'\''"))
-    }
 }
 
 /// The address a reference chassis for `c` listens on: its URL's host and port,

@@ -2,10 +2,10 @@
 //! either chassis, kept until both chassis have applied it.
 //!
 //! docs/design.md ("Sequencer and ID blocks", "Journal", "Appliers") asks for three things
-//! this module and [`crate::sequencer`] provide together:
+//! this module and [`crate::journal::writer`] provide together:
 //! - **one order**: each mutation gets the next seq (1, 2, 3, … with no gaps) and, if
 //!   its route rule asks, a block of fresh ids from the gateway's own counter, which
-//!   never goes back (see [`crate::sequencer`]);
+//!   never goes back (see [`crate::journal::writer`]);
 //! - **nothing acknowledged is lost**: an entry is committed to SQLite (WAL,
 //!   `synchronous=FULL`, so fsynced) before `append` returns, and group commit keeps
 //!   that from costing one fsync per request;
@@ -62,6 +62,9 @@ pub(crate) mod shared;
 pub(crate) mod sql_u64;
 pub(crate) mod store;
 pub(crate) mod verified;
+pub mod writer;
+
+pub use writer::Sequencer;
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -80,8 +83,8 @@ pub use keys::JOURNAL_KEY_FILE;
 pub use shared::JournalStats;
 pub use verified::VerifiedPoint;
 
-use crate::sequencer::{Command, Sequencer, WriterHandle};
 use shared::{Counters, Shared, State};
+use writer::{Command, WriterHandle};
 
 /// The query and bookkeeping side of the journal. Cheap to clone; every clone talks to
 /// the same writer. The writer stops (and the directory lock is released) when the
@@ -157,7 +160,7 @@ pub fn open(dir: impl AsRef<Path>, config: JournalConfig) -> Result<(Journal, Se
             st.skip_void(idx);
         }
     }
-    let handle = crate::sequencer::start(conn, lock, shared)?;
+    let handle = writer::start(conn, lock, shared)?;
     Ok((Journal { handle: handle.clone() }, Sequencer::new(handle)))
 }
 

@@ -19,7 +19,7 @@ pub struct Member {
     /// Why the last health probe failed (a refused certificate says so), for the status page.
     pub last_error: Arc<Mutex<Option<String>>>,
     /// A full resync asked for (divergence, admin, anti-entropy, pairing).
-    pub resync: Arc<crate::resync::ResyncFlag>,
+    pub resync: Arc<crate::resync_request::ResyncFlag>,
     /// Full resyncs completed (imported) since the gateway started.
     pub resyncs_done: Arc<std::sync::atomic::AtomicU64>,
     /// Attempts of full resyncs that failed (and were retried) since start.

@@ -659,10 +659,11 @@ fn events(gw: &Gw, ws: WebSocketUpgrade, who: (Principal, String)) -> Response {
     let (principal, token) = who;
     let pair = gw.pair.clone();
     let broker = gw.broker.clone();
+    let hubs = gw.hubs.clone();
     let per_try = gw.cfg.timeouts.per_try;
     // Browsers send next to nothing on this socket: small buffers (the
     // 128 KiB defaults cost 1,000 operator screens over 100 MiB).
     ws.read_buffer_size(4 * 1024)
         .write_buffer_size(8 * 1024)
-        .on_upgrade(move |socket| crate::events::relay(socket, pair, broker, token, principal.username, per_try))
+        .on_upgrade(move |socket| crate::events::relay(socket, hubs, pair, broker, token, principal.username, per_try))
 }

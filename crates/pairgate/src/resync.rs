@@ -29,7 +29,7 @@
 //!   the source's password for the gateway's own account, so the target's own
 //!   password is set back right after.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -38,7 +38,7 @@ use futures_util::StreamExt;
 use reqwest::header::{HeaderMap, HeaderValue, CONTENT_TYPE};
 use reqwest::Method;
 use serde::Serialize;
-use tokio::sync::{Notify, RwLock};
+use tokio::sync::RwLock;
 
 use crate::broker::{Broker, BrokerError, Runs};
 use crate::journal::{Journal, VerifiedPoint};
@@ -53,43 +53,7 @@ const GATE_WAIT: Duration = Duration::from_millis(500);
 /// which stops new entries for the few milliseconds it needs.
 pub type WriteGate = Arc<RwLock<()>>;
 
-/// Why a chassis is resynced (for logs and the status page).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Reason {
-    DigestMismatch,
-    Divergence,
-    JournalTruncated,
-    Requested,
-    InitialPairing,
-}
-
-/// A pending request to resync one chassis.
-#[derive(Default)]
-pub struct ResyncFlag {
-    requested: AtomicBool,
-    reason: std::sync::Mutex<Option<Reason>>,
-    pub wake: Notify,
-}
-
-impl ResyncFlag {
-    pub fn request(&self, reason: Reason) {
-        if let Ok(mut r) = self.reason.lock() {
-            *r = Some(reason);
-        }
-        self.requested.store(true, Ordering::SeqCst);
-        self.wake.notify_one();
-    }
-
-    /// Take the request, if any.
-    pub fn take(&self) -> Option<Reason> {
-        if self.requested.swap(false, Ordering::SeqCst) {
-            Some(self.reason.lock().ok().and_then(|mut r| r.take()).unwrap_or(Reason::Requested))
-        } else {
-            None
-        }
-    }
-}
+pub use crate::resync_request::{Reason, ResyncFlag};
 
 /// Progress of a running full resync, for `/_pairgate/status`.
 #[derive(Clone, Debug, Serialize)]

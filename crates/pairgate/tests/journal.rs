@@ -11,10 +11,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use pairgate::journal::Sequencer;
 use pairgate::journal::{
     self, BodyFormat, ClientKeyState, ClientResponse, Draft, Entry, Journal, JournalConfig, JournalError, VerifiedPoint, MAX_ID,
 };
-use pairgate::sequencer::Sequencer;
 use tempfile::TempDir;
 use tokio::sync::Barrier;
 
@@ -310,7 +310,7 @@ fn big_draft(i: usize, body: usize) -> Draft {
 
 /// The longest run of newest entries whose counted bytes fit in `max` (at least one).
 /// Appends `n` entries of about 1 KiB that chassis `a` applies at once.
-async fn append_applied_by_a(journal: &Journal, seq: &pairgate::sequencer::Sequencer, n: usize, appended: &mut Vec<Arc<Entry>>) {
+async fn append_applied_by_a(journal: &Journal, seq: &pairgate::journal::Sequencer, n: usize, appended: &mut Vec<Arc<Entry>>) {
     for i in 0..n {
         let e = seq.append(big_draft(i, 1000)).await.unwrap();
         journal.mark_applied("a", e.seq).unwrap();

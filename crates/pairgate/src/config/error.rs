@@ -252,7 +252,7 @@ impl Problem {
     /// a missing file's fix gives the `pairgate init` command for that file.
     pub fn fix_for(&self, file: &Path) -> String {
         match self {
-            Problem::BadFile { .. } => bad_file_fix(&crate::init::shell_word(&file.display().to_string())),
+            Problem::BadFile { .. } => bad_file_fix(&crate::files::shell_word(&file.display().to_string())),
             _ => self.fix(),
         }
     }

@@ -1,6 +1,6 @@
 //! Everything the journal and the sequencer can fail with.
 //!
-//! One enum for both halves because a caller of [`crate::sequencer::Sequencer::append`]
+//! One enum for both halves because a caller of [`crate::journal::Sequencer::append`]
 //! and a caller of [`crate::journal::Journal`] react to the same underlying causes (the
 //! database is unwritable, the writer has stopped). Variants that carry a database
 //! error hold it in an `Arc` so one commit failure can be handed to every waiter of
@@ -56,7 +56,7 @@ pub enum JournalError {
     #[error("journal configuration: {0}")]
     Config(&'static str),
 
-    /// An id block was asked for before [`crate::sequencer::Sequencer::ensure_id_floor`]
+    /// An id block was asked for before [`crate::journal::Sequencer::ensure_id_floor`]
     /// was ever called on this journal: the counter would start below ids the chassis
     /// already hold.
     #[error("the id counter has no floor yet: call ensure_id_floor with (highest id on either chassis + 1) before the first mutation")]

@@ -1,5 +1,5 @@
 //! The state the writer thread and every handle ([`super::Journal`],
-//! [`crate::sequencer::Sequencer`], followers) share.
+//! [`crate::journal::Sequencer`], followers) share.
 //!
 //! The writer is the only one that changes `last_seq`, `oldest`, `next_id` and the
 //! void set; it keeps its own copies and mirrors them here after each commit, so

@@ -1,0 +1,15 @@
+//! The gateway's counters, for the status page (`status.rs`); every part
+//! that counts something holds an `Arc` of them.
+
+use std::sync::atomic::AtomicU64;
+
+/// Counters for the status page.
+#[derive(Default)]
+pub struct Stats {
+    pub divergences: AtomicU64,
+    /// Writes to the session store that failed (logged at error level).
+    pub store_errors: AtomicU64,
+    pub mutations: AtomicU64,
+    pub reads: AtomicU64,
+    pub failed_reads: AtomicU64,
+}
