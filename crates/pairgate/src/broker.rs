@@ -142,24 +142,30 @@ pub enum Runs {
     Service,
 }
 
-impl Broker {
-    /// Log in to `up` as `username` (force: true). The raw outcome, and the
-    /// token and account if it worked.
-    pub async fn chassis_login(&self, up: &Upstream, username: &str, password: &str) -> Result<(Secret, AccountInfo), BrokerError> {
-        let body = json!({"username": username, "password": password, "force": true});
-        let outcome = up.json(Method::POST, "/api/v1/login", Some(&body), None, self.per_try).await;
-        match &outcome {
-            Outcome::Answered(a) if a.status == 200 => {
-                let v: serde_json::Value =
-                    serde_json::from_slice(&a.body).map_err(|e| BrokerError::Unreachable(format!("login answer: {e}")))?;
-                let token = v["token"].as_str().ok_or_else(|| BrokerError::Unreachable("login answer without a token".into()))?;
-                let account: AccountInfo =
-                    serde_json::from_value(v["user"].clone()).map_err(|e| BrokerError::Unreachable(format!("login answer's user: {e}")))?;
-                Ok((Secret::new(token), account))
-            }
-            Outcome::Answered(a) if a.status == 401 => Err(BrokerError::BadCredentials(outcome.clone())),
-            other => Err(BrokerError::Unreachable(other.describe())),
+/// Log in to `up` (a chassis, or a gateway: the same call) as `username`
+/// (force: true): the token and account if it worked; a 401 is
+/// [`BrokerError::BadCredentials`] with the answer.
+pub async fn login(up: &Upstream, username: &str, password: &str, timeout: Duration) -> Result<(Secret, AccountInfo), BrokerError> {
+    let body = json!({"username": username, "password": password, "force": true});
+    let outcome = up.json(Method::POST, "/api/v1/login", Some(&body), None, timeout).await;
+    match &outcome {
+        Outcome::Answered(a) if a.status == 200 => {
+            let v: serde_json::Value =
+                serde_json::from_slice(&a.body).map_err(|e| BrokerError::Unreachable(format!("login answer: {e}")))?;
+            let token = v["token"].as_str().ok_or_else(|| BrokerError::Unreachable("login answer without a token".into()))?;
+            let account: AccountInfo =
+                serde_json::from_value(v["user"].clone()).map_err(|e| BrokerError::Unreachable(format!("login answer's user: {e}")))?;
+            Ok((Secret::new(token), account))
         }
+        Outcome::Answered(a) if a.status == 401 => Err(BrokerError::BadCredentials(outcome.clone())),
+        other => Err(BrokerError::Unreachable(other.describe())),
+    }
+}
+
+impl Broker {
+    /// [`login`] to a chassis, within the per-try timeout.
+    pub async fn chassis_login(&self, up: &Upstream, username: &str, password: &str) -> Result<(Secret, AccountInfo), BrokerError> {
+        login(up, username, password, self.per_try).await
     }
 
     fn key(runs: &Runs) -> &str {

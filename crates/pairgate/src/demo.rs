@@ -58,13 +58,6 @@ pub enum DemoError {
 /// changing admin's password would lock the gateway out).
 pub const SERVICE_USER: &str = "pairgate";
 
-/// Give chassis `c` the gateway's account as its first-start admin/admin,
-/// unless it already logs in (see [`crate::init::provision_service_account`]).
-async fn provision_service_account(c: &crate::config::Chassis, password: &str) -> Result<(), DemoError> {
-    crate::init::provision_service_account(c, password).await?;
-    Ok(())
-}
-
 /// The shipped configuration; the demo reuses its route rules.
 const SHIPPED: &str = include_str!("../../../gateway.toml");
 
@@ -321,11 +314,12 @@ pub async fn run(port: u16, state: &Path) -> Result<ExitCode, DemoError> {
         c.start()?;
     }
     for (c, pw) in config.chassis.iter().zip(&service_pw) {
-        if let Err(e) = provision_service_account(c, pw).await {
+        // The gateway's account, as the chassis' first-start admin/admin, unless it already logs in.
+        if let Err(e) = crate::init::provision_service_account(c, pw).await {
             for c in pair.iter_mut() {
                 c.stop(Duration::from_secs(3));
             }
-            return Err(e);
+            return Err(e.into());
         }
     }
 

@@ -53,13 +53,13 @@ pub enum Seeded {
 /// A logged-in client of the gateway.
 struct Client {
     up: Upstream,
-    token: String,
+    token: crate::session::Secret,
 }
 
 impl Client {
     async fn call(&self, method: Method, path: &str, body: Option<Value>) -> Result<Value, SeedError> {
         let full = format!("/api/v1{path}");
-        match self.up.json(method.clone(), &full, body.as_ref(), Some(&self.token), Duration::from_secs(10)).await {
+        match self.up.json(method.clone(), &full, body.as_ref(), Some(self.token.expose()), Duration::from_secs(10)).await {
             Outcome::Answered(a) if a.is_success() => Ok(serde_json::from_slice(&a.body).unwrap_or(Value::Null)),
             other => Err(SeedError(format!("{method} {full}: {}", other.describe()))),
         }
@@ -78,15 +78,11 @@ pub async fn seed(url: &crate::config::ChassisUrl, ca: &Path, state: &Path) -> R
         return Ok(Seeded::AlreadyThere);
     }
     let up = Upstream::new("gateway", url.clone(), Some(ca), Duration::from_secs(10)).map_err(|e| SeedError(e.to_string()))?;
-    let login = json!({"username": "admin", "password": "admin"});
-    let token = match up.json(Method::POST, "/api/v1/login", Some(&login), None, Duration::from_secs(10)).await {
-        Outcome::Answered(a) if a.status == 200 => {
-            let v: Value = serde_json::from_slice(&a.body).map_err(|e| SeedError(format!("the login answer: {e}")))?;
-            v["token"].as_str().map(str::to_string).ok_or_else(|| SeedError("a login answer without a token".into()))?
-        }
+    let token = match crate::broker::login(&up, "admin", "admin", Duration::from_secs(10)).await {
+        Ok((token, _)) => token,
         // admin's password was changed: the operator has made this room theirs.
-        Outcome::Answered(a) if a.status == 401 => return Ok(Seeded::AlreadyThere),
-        other => return Err(SeedError(format!("logging in as admin: {}", other.describe()))),
+        Err(crate::broker::BrokerError::BadCredentials(_)) => return Ok(Seeded::AlreadyThere),
+        Err(e) => return Err(SeedError(format!("logging in as admin: {e}"))),
     };
     let c = Client { up, token };
     let walls = c.call(Method::GET, "/walls", None).await?;

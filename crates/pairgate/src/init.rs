@@ -432,22 +432,22 @@ pub async fn provision_within(c: &Chassis, password: &str, tries: u32) -> Result
                 continue;
             }
         }
-        let token = match login("admin", "admin").await {
-            Outcome::Answered(a) if a.status == 200 => {
-                let v: serde_json::Value = serde_json::from_slice(&a.body).map_err(|e| fail(e.to_string()))?;
-                v["token"].as_str().map(str::to_string).ok_or_else(|| fail("a login answer without a token".into()))?
-            }
-            other => {
+        let token = match crate::broker::login(&up, "admin", "admin", Duration::from_secs(5)).await {
+            Ok((token, _)) => token,
+            Err(e) => {
+                let why = match e {
+                    crate::broker::BrokerError::BadCredentials(answer) => answer.describe(),
+                    other => other.to_string(),
+                };
                 return Err(fail(format!(
-                    "it does not accept the gateway's password, and admin/admin to create the account was refused ({}): \
+                    "it does not accept the gateway's password, and admin/admin to create the account was refused ({why}): \
                      create the account `{}` (role admin) with that password as an admin of the chassis",
-                    other.describe(),
                     c.username
-                )))
+                )));
             }
         };
         let body = serde_json::json!({"username": c.username, "password": password, "role": "admin"});
-        return match up.json(reqwest::Method::POST, "/api/v1/users", Some(&body), Some(&token), Duration::from_secs(5)).await {
+        return match up.json(reqwest::Method::POST, "/api/v1/users", Some(&body), Some(token.expose()), Duration::from_secs(5)).await {
             Outcome::Answered(a) if a.status == 201 => Ok(Provisioned::Created),
             Outcome::Answered(a) if a.error_code().as_deref() == Some("username_taken") => Err(fail(format!(
                 "the account `{}` exists with another password: give it the one the gateway has \
