@@ -109,6 +109,29 @@ async fn gateway_login(port: u16, state: &std::path::Path) -> common::Api {
     panic!("the demo's gateway did not serve within 20 s");
 }
 
+/// SIGTERM to the demo, then wait (at most `limit`) for it to exit: its status.
+async fn sigterm_and_wait(demo: &mut Demo, limit: Duration) -> Option<std::process::ExitStatus> {
+    assert!(Command::new("kill").arg("-TERM").arg(demo.0.id().to_string()).status().unwrap().success());
+    let t = Instant::now();
+    while t.elapsed() < limit {
+        if let Ok(Some(status)) = demo.0.try_wait() {
+            return Some(status);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    None
+}
+
+/// A client of the chassis on `port` (trusting `cert`), logged in directly as
+/// `user` with `force` (the gateway may hold that account's session).
+async fn direct_login(port: u16, cert: &std::path::Path, user: &str, password: &str) -> common::Api {
+    let mut direct = common::Api::new(&format!("https://127.0.0.1:{port}"));
+    direct.http = client_trusting(Some(cert));
+    let r = direct.post("/login", serde_json::json!({"username": user, "password": password, "force": true})).await.ok();
+    direct.token = r.body["token"].as_str().map(str::to_string);
+    direct
+}
+
 /// The demo's children, found by their command line (they are this test's grandchildren).
 fn children_of(state: &std::path::Path) -> usize {
     let out = Command::new("pgrep").arg("-f").arg("--").arg(format!("--state {}", state.display())).output().expect("pgrep");
@@ -136,28 +159,14 @@ async fn demo_serves_two_https_chassis_keeps_state_and_stops_cleanly() {
     let api = gateway_login(port, &state).await;
     api.post("/kvm/hosts", serde_json::json!({"name": "kept", "port": 1})).await.ok();
     for (p, cert) in [(pa, &ca), (pb, &cb)] {
-        let mut direct = common::Api::new(&format!("https://127.0.0.1:{p}"));
-        direct.http = client_trusting(Some(cert));
-        // The gateway holds admin's session: a direct login must force.
-        let r = direct.post("/login", serde_json::json!({"username": "admin", "password": "admin", "force": true})).await.ok();
-        direct.token = r.body["token"].as_str().map(str::to_string);
+        let direct = direct_login(p, cert, "admin", "admin").await;
         assert_eq!(direct.get("/kvm/hosts").await.ok().body[0]["name"], "kept");
     }
     let cert_before = std::fs::read(&ca).unwrap();
 
     // SIGTERM: the demo stops its children and exits.
-    assert!(Command::new("kill").arg("-TERM").arg(demo.0.id().to_string()).status().unwrap().success());
-    let t = Instant::now();
-    let mut exited = false;
-    while t.elapsed() < Duration::from_secs(10) {
-        if let Ok(Some(status)) = demo.0.try_wait() {
-            assert!(status.success(), "{status}");
-            exited = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(exited, "demo did not exit on SIGTERM");
+    let status = sigterm_and_wait(&mut demo, Duration::from_secs(10)).await;
+    assert!(status.is_some_and(|s| s.success()), "demo did not exit cleanly on SIGTERM: {status:?}");
     assert_eq!(children_of(&state), 0, "chassis children left behind");
 
     // Started again on the same state: same certificates, same data.
@@ -337,11 +346,7 @@ async fn demo_seeds_a_room_on_both_chassis_and_supervises_its_chassis() {
     // Equal on both chassis, with the same IDs, and what the gateway answers.
     let mut direct = Vec::new();
     for (p, cert) in [(pa, state.join("certs/chassis-a.pem")), (pb, state.join("certs/chassis-b.pem"))] {
-        let mut d = common::Api::new(&format!("https://127.0.0.1:{p}"));
-        d.http = client_trusting(Some(&cert));
-        let r = d.post("/login", serde_json::json!({"username": "viewer", "password": "viewer", "force": true})).await.ok();
-        d.token = r.body["token"].as_str().map(str::to_string);
-        direct.push(d);
+        direct.push(direct_login(p, &cert, "viewer", "viewer").await);
     }
     for path in &paths {
         let through = api.get(path).await.ok().body;
@@ -368,12 +373,8 @@ async fn demo_seeds_a_room_on_both_chassis_and_supervises_its_chassis() {
     term.expect("a back in sync", Duration::from_secs(40), |l| l.starts_with("primary: b") && l.contains("chassis a in_sync (pid"));
 
     // SIGTERM stops everything, the restarted chassis too.
-    assert!(Command::new("kill").arg("-TERM").arg(demo.0.id().to_string()).status().unwrap().success());
-    let t = Instant::now();
-    while t.elapsed() < Duration::from_secs(15) && !matches!(demo.0.try_wait(), Ok(Some(_))) {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(matches!(demo.0.try_wait(), Ok(Some(s)) if s.success()), "the demo did not exit cleanly on SIGTERM");
+    let status = sigterm_and_wait(&mut demo, Duration::from_secs(15)).await;
+    assert!(status.is_some_and(|s| s.success()), "the demo did not exit cleanly on SIGTERM: {status:?}");
     assert_eq!(children_of(&state), 0, "chassis children left behind");
 
     // Again on the same state: the room is kept, not made twice, and the
