@@ -153,6 +153,11 @@ async fn start() -> chassis_sim::ServerHandle {
     chassis_sim::start(ChassisConfig::default(), Listen { addr, tls: None }).await.unwrap()
 }
 
+/// Requests applied (2xx) over every case of the run: the guard against a
+/// generator that only produces refused requests. Per case it failed now and
+/// then on a short sequence that happened to create nothing first.
+static APPLIED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
 async fn run_case(ops: Vec<Op>) -> Result<(), TestCaseError> {
     let (sa, sb) = (start().await, start().await);
     let a = Api::login(&sa.base_url(false), "admin", "admin").await;
@@ -169,8 +174,7 @@ async fn run_case(ops: Vec<Op>) -> Result<(), TestCaseError> {
         prop_assert_eq!(&ra.body, &rb.body, "{:?}", op);
         applied += usize::from((200..300).contains(&ra.status));
     }
-    // Guard against a generator that only produces refused requests.
-    prop_assert!(ops.len() < 8 || applied > 0, "no request of {} applied", ops.len());
+    APPLIED.fetch_add(applied, std::sync::atomic::Ordering::Relaxed);
     prop_assert_eq!(a.digest().await, b.digest().await);
     prop_assert_eq!(a.outputs().await, b.outputs().await);
     sa.shutdown().await;
@@ -178,11 +182,17 @@ async fn run_case(ops: Vec<Op>) -> Result<(), TestCaseError> {
     Ok(())
 }
 
-proptest! {
-    #![proptest_config(ProptestConfig { cases: 24, max_shrink_iters: 200, ..ProptestConfig::default() })]
-    #[test]
-    fn same_blocks_same_state(ops in proptest::collection::vec(op(), 1..60)) {
+#[test]
+fn same_blocks_same_state() {
+    let config = ProptestConfig { cases: 24, max_shrink_iters: 200, ..ProptestConfig::default() };
+    let mut runner = proptest::test_runner::TestRunner::new(config);
+    let result = runner.run(&proptest::collection::vec(op(), 1..60), |ops| {
         let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-        rt.block_on(run_case(ops))?;
+        rt.block_on(run_case(ops))
+    });
+    if let Err(e) = result {
+        panic!("{e}");
     }
+    // Guard against a generator that only produces refused requests.
+    assert!(APPLIED.load(std::sync::atomic::Ordering::Relaxed) > 0, "no generated request was applied in any case");
 }
