@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use serde_json::json;
 
-use crate::detector::Signal;
+use crate::chassis::detector::Signal;
 use crate::error::GatewayError;
 use crate::gateway::Gateway;
 
@@ -55,7 +55,7 @@ pub fn handle(gw: &Gateway, method: &Method, path: &str, headers: &HeaderMap, bo
             };
             gw.pair.members[i].detector.signal(Signal::Hold(on));
             if on && gw.pair.primary() == Some(i) {
-                gw.pair.set_primary(crate::pair::Pair::other(i));
+                gw.pair.set_primary(crate::chassis::pair::Pair::other(i));
             }
             (StatusCode::OK, axum::Json(json!({"chassis": name, "maintenance": on}))).into_response()
         }

@@ -37,7 +37,7 @@ impl Ctl {
         let mut builder = reqwest::Client::builder().timeout(Duration::from_secs(10));
         let scheme = match &cfg.listen.transport {
             Transport::Tls { cert, .. } => {
-                let roots = crate::upstream::trust_anchors("gateway", cert).map_err(|e| CtlError::Setup(e.to_string()))?;
+                let roots = crate::chassis::upstream::trust_anchors("gateway", cert).map_err(|e| CtlError::Setup(e.to_string()))?;
                 builder =
                     builder.tls_backend_preconfigured(rustls::ClientConfig::builder().with_root_certificates(roots).with_no_client_auth());
                 "https"

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 use tokio::sync::watch;
 
-use crate::upstream::Outcome;
+use crate::chassis::upstream::Outcome;
 
 /// What the two chassis reported for one seq (`None`: nothing yet).
 pub type Reported = [Option<Outcome>; 2];
@@ -93,7 +93,7 @@ impl Answers {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::upstream::Answered;
+    use crate::chassis::upstream::Answered;
     use std::time::Duration;
 
     fn ok() -> Outcome {

@@ -251,7 +251,7 @@ fn terminal_lines() -> tokio::sync::mpsc::Receiver<String> {
 async fn ready(gw: &crate::gateway::Gateway, limit: Duration) -> bool {
     let deadline = Instant::now() + limit;
     while Instant::now() < deadline {
-        if gw.ids_ready.load(std::sync::atomic::Ordering::SeqCst) && (0..2).all(|i| gw.pair.state(i).serves()) {
+        if gw.pairing.accepts_mutations().is_ok() && (0..2).all(|i| gw.pair.state(i).serves()) {
             return true;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;

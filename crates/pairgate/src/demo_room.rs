@@ -15,7 +15,7 @@ use std::time::Duration;
 use reqwest::Method;
 use serde_json::{json, Value};
 
-use crate::upstream::{Outcome, Upstream};
+use crate::chassis::upstream::{Outcome, Upstream};
 
 /// The accounts the room gives, besides `admin`/`admin`: (username, password, role).
 pub const ACCOUNTS: [(&str, &str, &str); 2] = [("operator", "operator", "operator"), ("viewer", "viewer", "viewer")];
@@ -78,10 +78,10 @@ pub async fn seed(url: &crate::config::ChassisUrl, ca: &Path, state: &Path) -> R
         return Ok(Seeded::AlreadyThere);
     }
     let up = Upstream::new("gateway", url.clone(), Some(ca), Duration::from_secs(10)).map_err(|e| SeedError(e.to_string()))?;
-    let token = match crate::broker::login(&up, "admin", "admin", Duration::from_secs(10)).await {
+    let token = match crate::session::broker::login(&up, "admin", "admin", Duration::from_secs(10)).await {
         Ok((token, _)) => token,
         // admin's password was changed: the operator has made this room theirs.
-        Err(crate::broker::BrokerError::BadCredentials(_)) => return Ok(Seeded::AlreadyThere),
+        Err(crate::session::broker::BrokerError::BadCredentials(_)) => return Ok(Seeded::AlreadyThere),
         Err(e) => return Err(SeedError(format!("logging in as admin: {e}"))),
     };
     let c = Client { up, token };

@@ -18,10 +18,11 @@ use tokio::net::TcpStream;
 use tokio::sync::broadcast;
 use tokio_tungstenite::tungstenite;
 
-use crate::broker::{Broker, Runs};
-use crate::pair::Pair;
+use crate::chassis::pair::Pair;
+use crate::chassis::upstream::Upstream;
+use crate::session::broker::{Broker, Runs};
 use crate::session::SessionStore;
-use crate::upstream::Upstream;
+use crate::tasks::Tasks;
 
 type Upstream_ = tokio_tungstenite::WebSocketStream<Box<dyn AsyncStream>>;
 
@@ -92,10 +93,16 @@ async fn connect_primary(pair: &Pair, broker: &Broker, account: &str, limit: Dur
 /// while anyone listens, and ends when the last listener leaves.
 #[derive(Default)]
 pub struct Hubs {
-    hubs: std::sync::Mutex<std::collections::HashMap<String, broadcast::Sender<Arc<str>>>>,
+    hubs: parking_lot::Mutex<std::collections::HashMap<String, broadcast::Sender<Arc<str>>>>,
+    /// Where the hubs' tasks run (stopped with the gateway).
+    tasks: Tasks,
 }
 
 impl Hubs {
+    pub fn new(tasks: Tasks) -> Hubs {
+        Hubs { hubs: Default::default(), tasks }
+    }
+
     /// A receiver of `account`'s events, starting its hub if need be.
     pub fn subscribe(
         self: &Arc<Self>,
@@ -104,18 +111,18 @@ impl Hubs {
         account: &str,
         per_try: Duration,
     ) -> broadcast::Receiver<Arc<str>> {
-        let mut hubs = self.hubs.lock().unwrap_or_else(|e| e.into_inner());
+        let mut hubs = self.hubs.lock();
         if let Some(tx) = hubs.get(account) {
             return tx.subscribe();
         }
         let (tx, rx) = broadcast::channel(1024);
         hubs.insert(account.to_string(), tx.clone());
-        tokio::spawn(hub(self.clone(), tx, pair.clone(), broker.clone(), account.to_string(), per_try));
+        self.tasks.spawn("events hub", hub(self.clone(), tx, pair.clone(), broker.clone(), account.to_string(), per_try));
         rx
     }
 
     fn remove_if_idle(&self, account: &str) -> bool {
-        let mut hubs = self.hubs.lock().unwrap_or_else(|e| e.into_inner());
+        let mut hubs = self.hubs.lock();
         match hubs.get(account) {
             Some(tx) if tx.receiver_count() == 0 => {
                 hubs.remove(account);

@@ -413,7 +413,7 @@ pub async fn provision_service_account(c: &Chassis, password: &str) -> Result<Pr
 /// [`provision_service_account`], trying to reach the chassis `tries` times,
 /// 200 ms apart.
 pub async fn provision_within(c: &Chassis, password: &str, tries: u32) -> Result<Provisioned, ProvisionError> {
-    use crate::upstream::{Outcome, Upstream};
+    use crate::chassis::upstream::{Outcome, Upstream};
     let fail = |reason: String| ProvisionError { chassis: c.name.clone(), reason };
     let up = Upstream::new(&c.name, c.url.clone(), c.ca_cert.as_deref(), Duration::from_secs(2)).map_err(|e| fail(e.to_string()))?;
     let login = |user: &str, pw: &str| {
@@ -432,11 +432,11 @@ pub async fn provision_within(c: &Chassis, password: &str, tries: u32) -> Result
                 continue;
             }
         }
-        let token = match crate::broker::login(&up, "admin", "admin", Duration::from_secs(5)).await {
+        let token = match crate::session::broker::login(&up, "admin", "admin", Duration::from_secs(5)).await {
             Ok((token, _)) => token,
             Err(e) => {
                 let why = match e {
-                    crate::broker::BrokerError::BadCredentials(answer) => answer.describe(),
+                    crate::session::broker::BrokerError::BadCredentials(answer) => answer.describe(),
                     other => other.to_string(),
                 };
                 return Err(fail(format!(

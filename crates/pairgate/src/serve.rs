@@ -32,8 +32,8 @@ pub async fn run_with(cfg: Config, started: impl FnOnce(Arc<Gateway>)) -> Result
     started(gw.clone());
     let app = app(gw.clone());
     crate::front::serve(listener, tls, app, limits, shutdown).await;
-    // What each chassis holds now, for the next start to check them against.
-    gw.verify_before_exit().await;
+    // Drained: verify, stop every background task, persist the sessions.
+    gw.stop().await;
     Ok(gw)
 }
 

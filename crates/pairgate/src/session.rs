@@ -24,12 +24,16 @@
 //! - **Brute-force limit** ([`LoginLimiter`]): failed logins per client address and
 //!   per username, so the gateway is not a faster password oracle than a chassis.
 //!
-//! Nothing here speaks HTTP or calls a chassis: the front and the session broker
-//! do, and use this module for state.
+//! - **The broker** ([`broker`]): the only part of the gateway that logs in to
+//!   chassis — one backend session per account per chassis, renewed when a
+//!   chassis restarts or pre-empts it; the gateway's service account serves
+//!   only the gateway's own calls. It alone here calls a chassis; the rest is
+//!   state.
 
 mod account;
 mod auth_error;
 mod backend;
+pub mod broker;
 mod db;
 mod error;
 mod jwt;

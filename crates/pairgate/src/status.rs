@@ -38,14 +38,16 @@ pub fn status(gw: &Gateway, headers: &HeaderMap) -> Response {
         .members
         .iter()
         .map(|m| {
-            let applied = gw.journal.applied(&m.upstream.name).unwrap_or(0);
+            // Known to the journal (it was opened with these names); an
+            // error would show as no position, not as a made-up 0.
+            let applied = gw.journal.applied(&m.upstream.name).ok();
             json!({
                 "name": m.upstream.name,
                 "url": m.upstream.url.to_string(),
                 "state": m.detector.state(),
                 "applied_seq": applied,
-                "lag": last.saturating_sub(applied),
-                "last_error": m.last_error.lock().ok().and_then(|e| e.clone()),
+                "lag": applied.map(|a| last.saturating_sub(a)),
+                "last_error": m.last_error.lock().clone(),
                 "resyncs": m.resyncs_done.load(Ordering::SeqCst),
                 "resyncs_failed": m.resyncs_failed.load(Ordering::SeqCst),
                 "service_login": match gw.broker.service_problem(m.index) {
@@ -62,7 +64,7 @@ pub fn status(gw: &Gateway, headers: &HeaderMap) -> Response {
         "chassis": chassis,
         "last_seq": last,
         "journal_depth": gw.journal.depth(),
-        "ids_ready": gw.ids_ready.load(Ordering::SeqCst),
+        "ids_ready": gw.pairing.accepts_mutations().is_ok(),
         "divergences": gw.stats.divergences.load(Ordering::Relaxed),
         "failovers": gw.pair.failovers(),
         "store_errors": gw.stats.store_errors.load(Ordering::Relaxed),
@@ -70,8 +72,9 @@ pub fn status(gw: &Gateway, headers: &HeaderMap) -> Response {
         "reads": gw.stats.reads.load(Ordering::Relaxed),
         "failed_reads": gw.stats.failed_reads.load(Ordering::Relaxed),
         "sessions": gw.broker.store.count(),
-        "resync": gw.progress.lock().ok().and_then(|p| p.clone()),
-        "pairing_blocked": gw.pairing_blocked.lock().ok().and_then(|b| b.clone()),
+        "resync": gw.progress.lock().clone(),
+        "pairing": gw.pairing.get().name(),
+        "pairing_blocked": gw.pairing.blocked(),
     });
     (StatusCode::OK, axum::Json(body)).into_response()
 }

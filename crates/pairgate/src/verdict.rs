@@ -15,7 +15,7 @@
 //! | refused (or not sent to) | refused (or not sent to) | 503 `not_applied` | the entry is voided |
 //! | no answer after sending | no answer, or refused | 503 `outcome_unknown` | the entry stays and is replayed |
 
-use crate::upstream::{Answered, Outcome};
+use crate::chassis::upstream::{Answered, Outcome};
 
 /// One of the two chassis of a mutation, as the table names them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -215,7 +215,7 @@ mod tests {
         assert_eq!(decide(Some(&no_answer()), None, usual()), Verdict::Unknown);
         // A targeted secondary that reported nothing may be sending it still.
         assert_eq!(decide(Some(&refused()), None, usual()), Verdict::Unknown);
-        let cut = Outcome::Cut(crate::upstream::Cut { sent: 10, total: Some(100), cause: "reset".into() });
+        let cut = Outcome::Cut(crate::chassis::upstream::Cut { sent: 10, total: Some(100), cause: "reset".into() });
         assert_eq!(decide(Some(&cut), Some(&refused()), usual()), Verdict::Unknown);
         let account = Outcome::AccountRefused("bad credentials".into());
         assert_eq!(decide(Some(&account), Some(&refused()), usual()), Verdict::Unknown);

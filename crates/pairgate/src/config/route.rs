@@ -397,7 +397,11 @@ impl RouteTable {
     /// non-empty body that is not JSON under a rule with secret fields is sealed
     /// too: what it holds cannot be told. Reads are never stored.
     pub fn body_is_secret(&self, method: &str, path: &str, body: &[u8]) -> bool {
-        let classified = self.classify(method, path);
+        self.body_is_secret_for(&self.classify(method, path), body)
+    }
+
+    /// [`RouteTable::body_is_secret`] for a request already classified.
+    pub fn body_is_secret_for(&self, classified: &Classified, body: &[u8]) -> bool {
         if classified.kind != RouteKind::Mutate {
             return false;
         }

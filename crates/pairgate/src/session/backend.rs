@@ -20,7 +20,9 @@ use std::any::Any;
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::Arc;
+
+use parking_lot::{Mutex, MutexGuard};
 
 use super::secret::Secret;
 
@@ -72,9 +74,8 @@ impl BackendSessions {
         BackendSessions { slots: Mutex::new(HashMap::new()), next_generation: AtomicU64::new(1) }
     }
 
-    // Poisoning: no critical section here can leave a slot half-updated.
     fn lock(&self) -> MutexGuard<'_, HashMap<String, HashMap<String, Slot>>> {
-        self.slots.lock().unwrap_or_else(PoisonError::into_inner)
+        self.slots.lock()
     }
 
     fn with_slot<R>(&self, chassis: &str, user: &str, f: impl FnOnce(&mut Slot) -> R) -> R {

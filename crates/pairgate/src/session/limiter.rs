@@ -17,11 +17,11 @@
 //! floods the map with new keys can therefore evict a count, but only by making as
 //! many failed logins, each of which the per-address limit also counts.
 
+use parking_lot::Mutex;
 use std::borrow::Borrow;
 use std::collections::{HashMap, VecDeque};
 use std::hash::Hash;
 use std::net::IpAddr;
-use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 /// The window the `login_attempts_per_minute` setting counts in.
@@ -173,8 +173,8 @@ impl std::fmt::Debug for LoginLimiter {
         f.debug_struct("LoginLimiter")
             .field("limit", &self.limit)
             .field("window", &self.window)
-            .field("addresses", &self.by_ip.lock().unwrap_or_else(PoisonError::into_inner).len())
-            .field("accounts", &self.by_user.lock().unwrap_or_else(PoisonError::into_inner).len())
+            .field("addresses", &self.by_ip.lock().len())
+            .field("accounts", &self.by_user.lock().len())
             .finish()
     }
 }
@@ -208,13 +208,8 @@ impl LoginLimiter {
     /// to wait. Call before asking any chassis.
     pub fn check(&self, ip: IpAddr, username: &str) -> Result<(), RetryAfter> {
         let now = Instant::now();
-        let by_ip = self.by_ip.lock().unwrap_or_else(PoisonError::into_inner).retry_after(&ip, now, self.limit, self.window);
-        let by_user = self.by_user.lock().unwrap_or_else(PoisonError::into_inner).retry_after(
-            user_key(username).as_str(),
-            now,
-            self.limit,
-            self.window,
-        );
+        let by_ip = self.by_ip.lock().retry_after(&ip, now, self.limit, self.window);
+        let by_user = self.by_user.lock().retry_after(user_key(username).as_str(), now, self.limit, self.window);
         match by_ip.into_iter().chain(by_user).max() {
             Some(wait) => {
                 tracing::info!(%ip, %username, wait_s = wait.as_secs(), "login refused: too many failed attempts");
@@ -234,8 +229,8 @@ impl LoginLimiter {
         let user = user_key(username);
         // Both maps under their locks at once (always in this order), so the
         // check and the count are one step.
-        let mut by_ip = self.by_ip.lock().unwrap_or_else(PoisonError::into_inner);
-        let mut by_user = self.by_user.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut by_ip = self.by_ip.lock();
+        let mut by_user = self.by_user.lock();
         let wait = by_ip
             .retry_after(&ip, now, self.limit, self.window)
             .into_iter()
@@ -253,26 +248,26 @@ impl LoginLimiter {
     /// The attempt's password was right: it stops counting against the address,
     /// and the account's failures are cleared (its owner knows the password).
     pub fn succeeded(&self, attempt: Attempt) {
-        self.by_ip.lock().unwrap_or_else(PoisonError::into_inner).unrecord(&attempt.ip, attempt.at);
-        self.by_user.lock().unwrap_or_else(PoisonError::into_inner).clear(attempt.user.as_str());
+        self.by_ip.lock().unrecord(&attempt.ip, attempt.at);
+        self.by_user.lock().clear(attempt.user.as_str());
     }
 
     /// No chassis could judge the attempt (none reachable): it stops counting.
     pub fn undecided(&self, attempt: Attempt) {
-        self.by_ip.lock().unwrap_or_else(PoisonError::into_inner).unrecord(&attempt.ip, attempt.at);
-        self.by_user.lock().unwrap_or_else(PoisonError::into_inner).unrecord(attempt.user.as_str(), attempt.at);
+        self.by_ip.lock().unrecord(&attempt.ip, attempt.at);
+        self.by_user.lock().unrecord(attempt.user.as_str(), attempt.at);
     }
 
     /// Counts a failed login (bad credentials) of `username` from `ip`.
     pub fn record_failure(&self, ip: IpAddr, username: &str) {
         let now = Instant::now();
-        self.by_ip.lock().unwrap_or_else(PoisonError::into_inner).record(ip, now, self.limit, self.window, self.max_keys);
-        self.by_user.lock().unwrap_or_else(PoisonError::into_inner).record(user_key(username), now, self.limit, self.window, self.max_keys);
+        self.by_ip.lock().record(ip, now, self.limit, self.window, self.max_keys);
+        self.by_user.lock().record(user_key(username), now, self.limit, self.window, self.max_keys);
     }
 
     /// A successful login: clears the account's failures (not the address's).
     pub fn record_success(&self, _ip: IpAddr, username: &str) {
-        self.by_user.lock().unwrap_or_else(PoisonError::into_inner).clear(user_key(username).as_str());
+        self.by_user.lock().clear(user_key(username).as_str());
     }
 }
 
@@ -286,8 +281,8 @@ mod tests {
         for i in 0..1000u32 {
             limiter.record_failure(IpAddr::from(i.to_be_bytes()), &format!("user{i}"));
         }
-        let ips = limiter.by_ip.lock().unwrap_or_else(PoisonError::into_inner).len();
-        let users = limiter.by_user.lock().unwrap_or_else(PoisonError::into_inner).len();
+        let ips = limiter.by_ip.lock().len();
+        let users = limiter.by_user.lock().len();
         assert!(ips <= 100 && users <= 100, "{ips} {users}");
         // The most recent keys survive.
         let last = IpAddr::from(999u32.to_be_bytes());

@@ -29,7 +29,9 @@ use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard, TryLockError};
+use std::sync::Arc;
+
+use parking_lot::{Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, SystemTime};
 
 use super::account::{login_response, AccountInfo};
@@ -254,18 +256,18 @@ impl SessionStore {
         })
     }
 
-    // Poisoning: every critical section leaves the maps and the connection
-    // consistent, so a panic elsewhere is no reason to stop serving sessions.
+    // The locks cannot poison (parking_lot): every critical section leaves
+    // the maps and the connection consistent.
     fn read_live(&self) -> RwLockReadGuard<'_, HashMap<String, Arc<Live>>> {
-        self.live.read().unwrap_or_else(PoisonError::into_inner)
+        self.live.read()
     }
 
     fn write_live(&self) -> RwLockWriteGuard<'_, HashMap<String, Arc<Live>>> {
-        self.live.write().unwrap_or_else(PoisonError::into_inner)
+        self.live.write()
     }
 
     fn lock_db(&self) -> MutexGuard<'_, SessionDb> {
-        self.db.lock().unwrap_or_else(PoisonError::into_inner)
+        self.db.lock()
     }
 
     /// Opens a gateway session for `account` (whose credentials the caller has
@@ -319,11 +321,7 @@ impl SessionStore {
 
     /// Writes one session's `last_seen` if the database is free right now.
     fn persist_lazily(&self, sid: &str, entry: &Live, now: u64) {
-        let mut db = match self.db.try_lock() {
-            Ok(db) => db,
-            Err(TryLockError::Poisoned(p)) => p.into_inner(),
-            Err(TryLockError::WouldBlock) => return,
-        };
+        let Some(mut db) = self.db.try_lock() else { return };
         match db.update_last_seen(&[(sid.to_string(), now)]) {
             Ok(()) => {
                 entry.persisted_ms.fetch_max(now, Ordering::Relaxed);

@@ -40,10 +40,10 @@ use reqwest::Method;
 use serde::Serialize;
 use tokio::sync::RwLock;
 
-use crate::broker::{Broker, BrokerError, Runs};
+use crate::chassis::pair::Pair;
+use crate::chassis::upstream::{bytes_text, Outcome, UpRequest};
 use crate::journal::{Journal, VerifiedPoint};
-use crate::pair::Pair;
-use crate::upstream::{bytes_text, Outcome, UpRequest};
+use crate::session::broker::{Broker, BrokerError, Runs};
 
 /// The longest new mutations are held while the chassis finish the entries
 /// in flight (the budget is a pause of at most 1 s).
@@ -53,7 +53,7 @@ const GATE_WAIT: Duration = Duration::from_millis(500);
 /// which stops new entries for the few milliseconds it needs.
 pub type WriteGate = Arc<RwLock<()>>;
 
-pub use crate::resync_request::{Reason, ResyncFlag};
+pub use crate::recovery::resync_request::{Reason, ResyncFlag};
 
 /// Progress of a running full resync, for `/_pairgate/status`.
 #[derive(Clone, Debug, Serialize)]
@@ -118,6 +118,8 @@ pub enum ResyncError {
     NotCaughtUp(String),
     #[error("the source chassis {0} is not in sync")]
     NoSource(String),
+    #[error("journal: {0}")]
+    Journal(#[from] crate::journal::JournalError),
 }
 
 /// A call with the gateway's service account.
@@ -172,10 +174,16 @@ pub async fn wait_applied(journal: &Journal, pair: &Pair, who: &[usize], limit: 
     let start = Instant::now();
     loop {
         let last = journal.last_seq();
-        let lagging = who.iter().find(|&&i| journal.applied(&pair.members[i].upstream.name).unwrap_or(0) < last);
+        let mut lagging = None;
+        for &i in who {
+            if journal.applied(&pair.members[i].upstream.name)? < last {
+                lagging = Some(i);
+                break;
+            }
+        }
         match lagging {
             None => return Ok(last),
-            Some(&i) if start.elapsed() > limit => return Err(ResyncError::NotCaughtUp(pair.members[i].upstream.name.clone())),
+            Some(i) if start.elapsed() > limit => return Err(ResyncError::NotCaughtUp(pair.members[i].upstream.name.clone())),
             Some(_) => tokio::time::sleep(Duration::from_millis(5)).await,
         }
     }
@@ -253,7 +261,7 @@ impl Resyncer<'_> {
             let _hold = self.gate.write().await;
             if let Some(me) = caller {
                 let name = &self.pair.members[me].upstream.name;
-                if self.journal.applied(name).unwrap_or(0) < self.journal.last_seq() {
+                if self.journal.applied(name)? < self.journal.last_seq() {
                     return Err(ResyncError::NotCaughtUp(name.clone()));
                 }
             }
@@ -327,14 +335,12 @@ impl Resyncer<'_> {
             (seq, export)
         };
         let total = export.content_length();
-        let broke: Arc<std::sync::Mutex<Option<String>>> = Arc::default();
+        let broke: Arc<parking_lot::Mutex<Option<String>>> = Arc::default();
         let broke_in = broke.clone();
         let body = export.bytes_stream().map(move |chunk| {
             chunk.map_err(|e| {
-                let why = crate::upstream::error_chain(&e);
-                if let Ok(mut b) = broke_in.lock() {
-                    *b = Some(why.clone());
-                }
+                let why = crate::chassis::upstream::error_chain(&e);
+                *broke_in.lock() = Some(why.clone());
                 std::io::Error::other(why)
             })
         });
@@ -351,11 +357,11 @@ impl Resyncer<'_> {
                 _ = tick.tick() => progress(step("importing", 0)),
             }
         };
-        if let Some(why) = broke.lock().ok().and_then(|b| b.clone()) {
+        if let Some(why) = broke.lock().clone() {
             return Err(ResyncError::ExportBroke { chassis: src.name.clone(), at: bytes_text(sent.load(Ordering::Relaxed)), why });
         }
         let answer = match answer {
-            Ok(resp) => crate::upstream::read_answer(resp).await,
+            Ok(resp) => crate::chassis::upstream::read_answer(resp).await,
             Err(o) => o,
         };
         let rows = match &answer {

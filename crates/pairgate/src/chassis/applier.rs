@@ -19,12 +19,13 @@ use bytes::Bytes;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use reqwest::Method;
 
-use crate::broker::{Broker, Runs};
-use crate::detector::{ChassisState, Signal};
+use crate::chassis::detector::{ChassisState, Signal};
+use crate::chassis::pair::Pair;
+use crate::chassis::upstream::{Outcome, UpRequest};
 use crate::journal::{ClientKeyState, ClientResponse, Entry, Follower, Journal, JournalError};
-use crate::pair::Pair;
-use crate::resync::{Progress, Reason, Resyncer, Step, WriteGate};
-use crate::upstream::{Outcome, UpRequest};
+use crate::recovery::pairing::{PairingState, PickFor};
+use crate::recovery::resync::{Progress, Reason, Resyncer, Step, WriteGate};
+use crate::session::broker::{Broker, Runs};
 
 pub struct Applier {
     pub index: usize,
@@ -36,21 +37,14 @@ pub struct Applier {
     pub per_try: Duration,
     pub gate: WriteGate,
     /// The running (or last) full resync, shown on the status page.
-    pub progress: Arc<std::sync::Mutex<Option<Progress>>>,
-    /// Set once initial pairing is decided; no chassis joins before.
-    pub paired: Arc<std::sync::atomic::AtomicBool>,
-    /// Whether mutations are accepted ([`crate::gateway::Gateway::ids_ready`]):
-    /// cleared, with `pairing_blocked` set, when no chassis can be the reference.
-    pub ids_ready: Arc<std::sync::atomic::AtomicBool>,
-    /// Why the pair is blocked until an operator picks a source; no chassis
-    /// joins meanwhile.
-    pub pairing_blocked: Arc<std::sync::Mutex<Option<String>>>,
-    /// The source an operator picked to settle a blocked pair (`pairgate resync
-    /// <target>`): it is made in sync on their word, the target is rebuilt.
-    pub source_pick: Arc<std::sync::Mutex<Option<usize>>>,
+    pub progress: Arc<parking_lot::Mutex<Option<Progress>>>,
+    /// Where the pair stands in being made one: no chassis joins before it is
+    /// paired; blocked here when no chassis can be the reference; an
+    /// operator's pick (`pairgate resync <target>`) is made in sync on their word.
+    pub pairing: Arc<PairingState>,
     pub stats: Arc<crate::stats::Stats>,
     /// Entries on the wire, voided, accepted (shared with the request path).
-    pub attempts: Arc<crate::attempts::Attempts>,
+    pub attempts: Arc<crate::chassis::attempts::Attempts>,
 }
 
 /// The request an entry becomes on a chassis. A sealed body is opened here,
@@ -87,6 +81,13 @@ pub fn request_for<'a>(entry: &'a Entry, journal: &Journal, timeout: Duration) -
     })
 }
 
+/// What a decided answer is stored as for a client's `Idempotency-Key` (its
+/// status, content type and body), given again to a repeat.
+pub fn client_response(a: &crate::chassis::upstream::Answered) -> ClientResponse {
+    let headers = a.content_type.iter().filter_map(|v| v.to_str().ok()).map(|v| ("content-type".to_string(), v.to_string())).collect();
+    ClientResponse { status: a.status, headers, body: a.body.clone() }
+}
+
 /// The code of the answer an entry gets when its body cannot be opened.
 pub const UNREADABLE_ENTRY: &str = "journal_entry_unreadable";
 
@@ -101,7 +102,7 @@ fn unreadable(chassis: &str, entry: &Entry, e: &JournalError) -> Outcome {
         "message": format!("the gateway cannot read back this request (journal entry {}): its sealed body does not open with the journal key; \
                             it was applied nowhere, send it again", entry.seq),
     }});
-    Outcome::Answered(crate::upstream::Answered {
+    Outcome::Answered(crate::chassis::upstream::Answered {
         status: 422,
         content_type: Some(HeaderValue::from_static("application/json")),
         body: Bytes::from(body.to_string()),
@@ -126,18 +127,15 @@ impl Applier {
         let other = Pair::other(me);
         let member = &self.pair.members[me];
         // A blocked pair settled by an operator: their pick is the source.
-        match self.source_pick.lock().map(|p| *p).unwrap_or(None) {
-            Some(source) if source == me => {
-                if let Ok(mut p) = self.source_pick.lock() {
-                    *p = None;
-                }
+        match self.pairing.pick_for(me) {
+            PickFor::Source => {
                 tracing::warn!(chassis = %self.name(), "in sync as the operator's pick; {} is rebuilt from it", self.peer_name());
                 member.detector.signal(Signal::CaughtUp);
                 return;
             }
             // The target: its resync is requested and waits for the source.
-            Some(_) => return,
-            None => {}
+            PickFor::Target => return,
+            PickFor::None => {}
         }
         match self.pair.state(other) {
             ChassisState::InSync | ChassisState::CatchingUp => {
@@ -173,7 +171,7 @@ impl Applier {
     /// Both chassis back and different: the one that matches its last
     /// verified point is in sync and the other is rebuilt from it; if neither
     /// does (or both claim to), refuse to guess until an operator picks.
-    fn settle(&self, verdict: &crate::resync::Verdict, me_ok: bool, other_ok: bool) {
+    fn settle(&self, verdict: &crate::recovery::resync::Verdict, me_ok: bool, other_ok: bool) {
         let (me, other) = (self.index, Pair::other(self.index));
         let (reference, stale) = match (me_ok, other_ok) {
             (true, false) => (me, other),
@@ -193,11 +191,7 @@ impl Applier {
 
     /// Neither chassis can be shown to hold what the journal says: mutations
     /// are refused (503 `not_paired`) and status says what to run.
-    fn block(&self, verdict: &crate::resync::Verdict) {
-        if self.source_pick.lock().map(|p| p.is_some()).unwrap_or(false) {
-            // An operator picked meanwhile (this verify started before): theirs stands.
-            return;
-        }
+    fn block(&self, verdict: &crate::recovery::resync::Verdict) {
         let short = |d: &str| d.chars().take(12).collect::<String>();
         let names = [self.pair.members[0].upstream.name.as_str(), self.pair.members[1].upstream.name.as_str()];
         let seen: Vec<String> = (0..2)
@@ -221,11 +215,10 @@ impl Applier {
             b = names[1],
             seq = verdict.seq,
         );
-        tracing::error!("{msg}");
-        if let Ok(mut b) = self.pairing_blocked.lock() {
-            *b = Some(msg);
+        // An operator who picked meanwhile (this verify started before) stands.
+        if self.pairing.block(msg.clone()) {
+            tracing::error!("{msg}");
         }
-        self.ids_ready.store(false, std::sync::atomic::Ordering::SeqCst);
     }
 
     fn peer_name(&self) -> &str {
@@ -241,20 +234,19 @@ impl Applier {
         let names = (self.name().to_string(), self.pair.members[source].upstream.name.clone());
         let attempt = member.resync_attempt.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
         let report = |step: Step| {
-            if let Ok(mut p) = self.progress.lock() {
-                *p = Some(Progress {
-                    chassis: names.0.clone(),
-                    source: names.1.clone(),
-                    reason,
-                    phase: step.phase.to_string(),
-                    at_seq: step.seq,
-                    rows: step.rows,
-                    bytes: step.bytes,
-                    bytes_total: step.bytes_total,
-                    attempt,
-                    elapsed_ms: started.elapsed().as_millis() as u64,
-                });
-            }
+            let mut p = self.progress.lock();
+            *p = Some(Progress {
+                chassis: names.0.clone(),
+                source: names.1.clone(),
+                reason,
+                phase: step.phase.to_string(),
+                at_seq: step.seq,
+                rows: step.rows,
+                bytes: step.bytes,
+                bytes_total: step.bytes_total,
+                attempt,
+                elapsed_ms: started.elapsed().as_millis() as u64,
+            });
         };
         tracing::warn!(chassis = %self.name(), ?reason, "full resync from {}", names.1);
         member.detector.signal(Signal::Resync);
@@ -376,7 +368,7 @@ impl Applier {
     /// Whether joining is allowed yet: initial pairing decided, and the pair
     /// not blocked waiting for an operator.
     fn ready(&self) -> bool {
-        self.paired.load(std::sync::atomic::Ordering::SeqCst) && self.pairing_blocked.lock().map(|b| b.is_none()).unwrap_or(false)
+        self.pairing.lets_join()
     }
 
     /// A client that sent an `Idempotency-Key` and got `outcome_unknown` (or
@@ -384,7 +376,7 @@ impl Applier {
     /// answer of the entry becomes the key's stored answer. Only a key still
     /// in flight *for this entry* is touched; a key answered by the request
     /// itself stays as it is.
-    async fn record_client_answer(&self, entry: &Entry, a: &crate::upstream::Answered) {
+    async fn record_client_answer(&self, entry: &Entry, a: &crate::chassis::upstream::Answered) {
         let Some(key) = &entry.client_key else { return };
         let fp = match self.journal.entry_fingerprint(entry) {
             Ok(fp) => fp,
@@ -395,10 +387,7 @@ impl Applier {
         };
         match self.journal.begin_client_key(&entry.account, key, &fp) {
             Ok(ClientKeyState::InFlight { seq: Some(seq) }) if seq == entry.seq => {
-                let headers =
-                    a.content_type.iter().filter_map(|v| v.to_str().ok()).map(|v| ("content-type".to_string(), v.to_string())).collect();
-                let response = ClientResponse { status: a.status, headers, body: a.body.clone() };
-                if let Err(e) = self.journal.finish_client_key(&entry.account, key, response).await {
+                if let Err(e) = self.journal.finish_client_key(&entry.account, key, client_response(a)).await {
                     tracing::warn!(seq = entry.seq, "recording the client's answer: {e}");
                 }
             }
@@ -497,9 +486,9 @@ pub const ACCOUNT_REFUSED: &str = "account_refused";
 
 /// The decided answer for an entry that was not sent because its account
 /// could not log in: 401 `account_refused`, in the chassis' error shape.
-pub fn account_refused(why: &str) -> crate::upstream::Answered {
+pub fn account_refused(why: &str) -> crate::chassis::upstream::Answered {
     let body = serde_json::json!({"error": {"code": ACCOUNT_REFUSED, "message": format!("your account could not be confirmed by the chassis ({why}); log in again")}});
-    crate::upstream::Answered {
+    crate::chassis::upstream::Answered {
         status: 401,
         content_type: Some(HeaderValue::from_static("application/json")),
         body: Bytes::from(body.to_string()),

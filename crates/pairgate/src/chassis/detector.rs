@@ -105,11 +105,11 @@ struct Detector {
 }
 
 /// Start a detector in `initial` state.
-pub fn spawn(name: &str, initial: ChassisState, down_after: Duration) -> DetectorHandle {
+pub fn spawn(tasks: &crate::tasks::Tasks, name: &str, initial: ChassisState, down_after: Duration) -> DetectorHandle {
     let (tx, rx) = mpsc::channel(1024);
     let (state_tx, state_rx) = watch::channel(initial);
     let d = Detector { name: name.to_string(), rx, tx: state_tx, down_after };
-    tokio::spawn(d.run(initial));
+    tasks.spawn("detector", d.run(initial));
     DetectorHandle { name: name.to_string(), tx, state: state_rx }
 }
 
@@ -225,7 +225,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn every_transition() {
-        let d = spawn("a", ChassisState::InSync, Duration::from_millis(1500));
+        let d = spawn(&crate::tasks::Tasks::default(), "a", ChassisState::InSync, Duration::from_millis(1500));
         // Probes keep it in sync past down_after.
         for _ in 0..5 {
             tokio::time::advance(Duration::from_millis(500)).await;

@@ -15,8 +15,8 @@
 //! whose acceptance was forgotten is decided on its own merits (its account's
 //! login); anti-entropy then catches a difference.
 
+use parking_lot::{Mutex, MutexGuard};
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::{Mutex, MutexGuard};
 
 #[derive(Default)]
 struct Inner {
@@ -51,9 +51,7 @@ impl Drop for Claim<'_> {
 
 impl Attempts {
     fn lock(&self) -> MutexGuard<'_, Inner> {
-        // Every update below leaves the maps consistent: a panic elsewhere
-        // while holding the lock cannot leave half a change behind.
-        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+        self.inner.lock()
     }
 
     /// Claim `seq` for one attempt, unless it is voided (here, or durably:

@@ -6,10 +6,12 @@
 //! is no automatic failback, so a flapping chassis cannot flap the room.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use crate::detector::{ChassisState, DetectorHandle};
-use crate::upstream::Upstream;
+use parking_lot::Mutex;
+
+use crate::chassis::detector::{ChassisState, DetectorHandle};
+use crate::chassis::upstream::Upstream;
 
 /// One chassis: how to reach it, and what we believe about it.
 pub struct Member {
@@ -19,7 +21,7 @@ pub struct Member {
     /// Why the last health probe failed (a refused certificate says so), for the status page.
     pub last_error: Arc<Mutex<Option<String>>>,
     /// A full resync asked for (divergence, admin, anti-entropy, pairing).
-    pub resync: Arc<crate::resync_request::ResyncFlag>,
+    pub resync: Arc<crate::recovery::resync_request::ResyncFlag>,
     /// Full resyncs completed (imported) since the gateway started.
     pub resyncs_done: Arc<std::sync::atomic::AtomicU64>,
     /// Attempts of full resyncs that failed (and were retried) since start.
@@ -54,7 +56,7 @@ impl Pair {
     /// The chassis that answers reads and whose answer a mutation returns, if
     /// any is in sync. Re-evaluated on every call from the detectors' states.
     pub fn primary(&self) -> Option<usize> {
-        let mut p = self.primary.lock().unwrap_or_else(|e| e.into_inner());
+        let mut p = self.primary.lock();
         let serving = |i: usize| self.state(i).serves();
         let next = match *p {
             Some(cur) if serving(cur) => Some(cur),
@@ -81,7 +83,7 @@ impl Pair {
 
     /// Make `i` primary (admin action, or after a failover decided by a request).
     pub fn set_primary(&self, i: usize) {
-        let mut p = self.primary.lock().unwrap_or_else(|e| e.into_inner());
+        let mut p = self.primary.lock();
         self.moved(*p, i.min(1));
         *p = Some(i.min(1));
     }
@@ -112,7 +114,7 @@ impl Pair {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::detector::ChassisState::{Down, InSync};
+    use crate::chassis::detector::ChassisState::{Down, InSync};
 
     fn pair() -> (Pair, [tokio::sync::watch::Sender<ChassisState>; 2]) {
         let member = |index: usize, name: &str| {

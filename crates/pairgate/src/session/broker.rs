@@ -25,8 +25,8 @@ use std::time::Duration;
 use reqwest::Method;
 use serde_json::json;
 
+use crate::chassis::upstream::{Answered, Outcome, UpRequest, Upstream};
 use crate::session::{AccountInfo, BackendSessions, BackendToken, LoginLimiter, Secret, SessionStore};
-use crate::upstream::{Answered, Outcome, UpRequest, Upstream};
 
 /// An outcome after which the session must be looked at: a 401, or a body
 /// the chassis stopped reading (it may have refused the session early).
@@ -68,7 +68,7 @@ pub struct Broker {
     pub recent: Recent,
     /// Per chassis: why the service account cannot log in (None: it can, or
     /// has not tried yet). Shown on the status page.
-    pub service_status: [std::sync::Mutex<Option<String>>; 2],
+    pub service_status: [parking_lot::Mutex<Option<String>>; 2],
 }
 
 /// How long a chassis' "this password is right" is reused for new gateway
@@ -84,7 +84,7 @@ pub const RECENT_LOGIN_TTL: Duration = Duration::from_secs(60);
 /// dropped when any user is changed through the gateway.
 pub struct Recent {
     salt: [u8; 16],
-    entries: std::sync::Mutex<std::collections::HashMap<String, Confirmed>>,
+    entries: parking_lot::Mutex<std::collections::HashMap<String, Confirmed>>,
 }
 
 /// Who the account is, the salted hash of the password confirmed, and when.
@@ -108,7 +108,7 @@ impl Recent {
     /// The account, if `password` was confirmed by a chassis in the last minute.
     pub fn check(&self, username: &str, password: &str) -> Option<AccountInfo> {
         let want = self.hash(password);
-        let entries = self.entries.lock().ok()?;
+        let entries = self.entries.lock();
         let (account, got, at) = entries.get(username)?;
         // Compare without an early exit.
         let same = got.iter().zip(want.iter()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0;
@@ -117,19 +117,22 @@ impl Recent {
 
     pub fn remember(&self, username: &str, password: &str, account: &AccountInfo) {
         let h = self.hash(password);
-        if let Ok(mut e) = self.entries.lock() {
+        {
+            let mut e = self.entries.lock();
             e.insert(username.to_string(), (account.clone(), h, std::time::Instant::now()));
         }
     }
 
     pub fn forget(&self, username: &str) {
-        if let Ok(mut e) = self.entries.lock() {
+        {
+            let mut e = self.entries.lock();
             e.remove(username);
         }
     }
 
     pub fn clear(&self) {
-        if let Ok(mut e) = self.entries.lock() {
+        {
+            let mut e = self.entries.lock();
             e.clear();
         }
     }
@@ -315,11 +318,12 @@ impl Broker {
 
     /// Why the service account cannot log in to chassis `i`, if it cannot.
     pub fn service_problem(&self, i: usize) -> Option<String> {
-        self.service_status[i].lock().ok().and_then(|s| s.clone())
+        self.service_status[i].lock().clone()
     }
 
     fn set_service_problem(&self, i: usize, problem: Option<String>) {
-        if let Ok(mut s) = self.service_status[i].lock() {
+        {
+            let mut s = self.service_status[i].lock();
             *s = problem;
         }
     }

@@ -1,0 +1,14 @@
+//! The chassis side: both chassis and which is primary ([`pair`]), each one's
+//! HTTPS client ([`upstream`]), health probes ([`health`]) and state machine
+//! ([`detector`]), and the applier that sends it the journal in seq order
+//! ([`applier`], with [`attempts`]: who is sending what).
+//!
+//! A namespace only: each file is its own module (tests/layout.rs checks
+//! them one by one for cycles).
+
+pub mod applier;
+pub mod attempts;
+pub mod detector;
+pub mod health;
+pub mod pair;
+pub mod upstream;

@@ -1,0 +1,40 @@
+//! The gateway's own answers: health (a `health` route rule, no session),
+//! and `/_pairgate/…` (status and the admin actions, with the admin token).
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+
+use super::Ctx;
+use crate::error::GatewayError;
+use crate::gateway::Gateway;
+
+/// Runs for a path under `/_pairgate`: never forwarded to a chassis.
+pub fn gateway_route(gw: &Gateway, ctx: &Ctx) -> Response {
+    if ctx.path == "/_pairgate/status" {
+        return crate::status::status(gw, &ctx.headers).into_response();
+    }
+    crate::admin::handle(gw, &ctx.method, &ctx.path, &ctx.headers, &ctx.body)
+}
+
+/// Health, answered by the gateway without a session (a `health` route rule):
+/// 200 while it can serve reads and mutations, 503 with the reason otherwise.
+pub fn health(gw: &Gateway) -> Response {
+    let primary = gw.pair.primary();
+    let why = if primary.is_none() {
+        Some("no chassis is in sync: reads and mutations cannot be served".to_string())
+    } else if gw.pairing.accepts_mutations().is_err() {
+        let blocked = gw.pairing.blocked();
+        Some(format!("mutations are refused: {}", blocked.unwrap_or_else(|| "the pair is not paired yet".into())))
+    } else {
+        None
+    };
+    match why {
+        Some(why) => GatewayError::Unavailable(why).into_response(),
+        None => {
+            let in_sync: Vec<&str> =
+                (0..2).filter(|&i| gw.pair.state(i).serves()).map(|i| gw.pair.members[i].upstream.name.as_str()).collect();
+            let primary = primary.map(|i| gw.pair.members[i].upstream.name.clone());
+            (StatusCode::OK, axum::Json(serde_json::json!({"status": "ok", "primary": primary, "in_sync": in_sync}))).into_response()
+        }
+    }
+}

@@ -1,0 +1,161 @@
+//! The life of a request through the gateway, as named phases.
+//!
+//! ```text
+//! canonicalise ─▶ classify ─▶ authenticate ─▶ read body ─┬─ read ─────▶ primary, else the other in-sync chassis
+//!                                                         ├─ mutate ───▶ sequence + journal ─▶ appliers ─▶ answer
+//!                                                         ├─ login / logout (session broker)
+//!                                                         ├─ events ───▶ WebSocket relay that follows the primary
+//!                                                         ├─ admin ────▶ health, status, `/_pairgate` actions
+//!                                                         └─ static ───▶ primary, else the other
+//! ```
+//! [`handle`] runs the first phases once, building one [`Ctx`]; each route
+//! kind's phase is a file of this folder taking that context, its doc saying
+//! when it runs. (Pingora's `ProxyHttp` is the model.)
+
+mod accounts;
+mod admin;
+mod body;
+mod context;
+mod events;
+mod idempotency;
+mod login;
+mod mutate;
+mod read;
+mod relay;
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{FromRequestParts, Request, State, WebSocketUpgrade};
+use axum::http::{header, HeaderMap};
+use axum::response::{IntoResponse, Response};
+
+use crate::config::RouteKind;
+use crate::error::GatewayError;
+use crate::front::ClientAddr;
+use crate::gateway::Gateway;
+use crate::path::Reserved;
+use crate::session::{bearer_token, AuthError};
+
+pub use context::{Ctx, Session};
+pub use read::HEDGE_AFTER;
+
+type Gw = Arc<Gateway>;
+
+/// The one handler: every request enters here.
+pub async fn handle(State(gw): State<Gw>, req: Request) -> Response {
+    let (mut parts, body) = req.into_parts();
+    // Phase 0, canonicalise: one spelling of the path, decided before anything
+    // looks at it; that spelling is classified and forwarded, nothing else.
+    let path = match crate::path::canonical(parts.uri.path()) {
+        Ok(p) => p,
+        Err(e) => return GatewayError::BadPath(e.to_string()).into_response(),
+    };
+    let query = parts.uri.query().map(str::to_string);
+    let path_and_query = match &query {
+        Some(q) => format!("{path}?{q}"),
+        None => path.clone(),
+    };
+    // Phase 1, classify: `/_sim` (the simulator's fault hooks) is never
+    // forwarded anywhere and `/_pairgate` is the gateway's own; otherwise the
+    // route rules of `gateway.toml` say what kind of request this is (a
+    // mutating method with no rule is a mutation, never sent to one chassis only).
+    let reserved = crate::path::reserved(&path);
+    if reserved == Some(Reserved::Refused) {
+        return GatewayError::NoRoute(path).into_response();
+    }
+    let class = gw.cfg.classify(parts.method.as_str(), &path);
+    let mut ctx = Ctx {
+        client: parts.extensions.get::<ClientAddr>().map(|c| c.0),
+        method: parts.method.clone(),
+        path,
+        path_and_query,
+        query,
+        headers: std::mem::take(&mut parts.headers),
+        class,
+        body: Bytes::new(),
+    };
+    if reserved == Some(Reserved::Gateway) {
+        return match body::read(body, body::unauthenticated_limit(&gw)).await {
+            Ok(b) => {
+                ctx.body = b;
+                admin::gateway_route(&gw, &ctx)
+            }
+            Err(e) => e.into_response(),
+        };
+    }
+    match ctx.class.kind {
+        RouteKind::Static => read::forward(&gw, &ctx, None).await,
+        RouteKind::Health => admin::health(&gw),
+        RouteKind::Login => match body::read(body, body::unauthenticated_limit(&gw)).await {
+            Ok(b) => {
+                ctx.body = b;
+                login::login(&gw, &ctx).await
+            }
+            Err(e) => e.into_response(),
+        },
+        RouteKind::Events => {
+            // The browser's WebSocket cannot set a header: its token may come
+            // in the query.
+            let session = match authenticate(&gw, &ctx.headers, ctx.query.as_deref()) {
+                Ok(s) => s,
+                Err(e) => return e.into_response(),
+            };
+            // The upgrade reads its own headers (`Connection`, `Upgrade`, the key).
+            parts.headers = std::mem::take(&mut ctx.headers);
+            match WebSocketUpgrade::from_request_parts(&mut parts, &gw).await {
+                Ok(ws) => events::relay(&gw, ws, session),
+                Err(rej) => rej.into_response(),
+            }
+        }
+        RouteKind::Logout | RouteKind::Read | RouteKind::Mutate => {
+            let session = match authenticate(&gw, &ctx.headers, None) {
+                Ok(s) => s,
+                Err(e) => return e.into_response(),
+            };
+            // Phase 3, read body: bounded by `listen.max_body_bytes` for a
+            // request a session vouches for.
+            ctx.body = match body::read(body, gw.cfg.listen.max_body_bytes).await {
+                Ok(b) => b,
+                Err(e) => return e.into_response(),
+            };
+            let response = match ctx.class.kind {
+                RouteKind::Logout => login::logout(&gw, &session),
+                RouteKind::Read => read::forward(&gw, &ctx, Some(&session)).await,
+                _ => {
+                    let response = mutate::mutate(&gw, &ctx, &session).await;
+                    if response.status().is_success() {
+                        accounts::end_sessions_of_changed_account(&gw, &ctx);
+                    }
+                    response
+                }
+            };
+            if relay::is_account_refused(&response) {
+                accounts::end_account(&gw, &session.principal.username, "a chassis refused the account's credentials");
+            }
+            response
+        }
+    }
+}
+
+/// Phase 2, authenticate: runs for every kind but static, health and login.
+/// The bearer token must be a live gateway session (the browser never holds
+/// a chassis token).
+fn authenticate(gw: &Gateway, headers: &HeaderMap, query: Option<&str>) -> Result<Session, GatewayError> {
+    let from_header = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    let token = match bearer_token(from_header) {
+        Ok(t) => t.to_string(),
+        Err(_) => match query.and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("token="))) {
+            Some(t) => t.to_string(),
+            None => return Err(GatewayError::MissingToken),
+        },
+    };
+    match gw.broker.store.verify(&token) {
+        Ok(principal) => Ok(Session { principal, token }),
+        Err(e) => Err(auth_error(e)),
+    }
+}
+
+fn auth_error(e: AuthError) -> GatewayError {
+    GatewayError::Unauthorized { code: e.code(), message: e.message() }
+}

@@ -1,0 +1,85 @@
+//! The read phase: reads and static files, answered by one in-sync chassis.
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use axum::response::{IntoResponse, Response};
+
+use super::relay::{forward_headers, relay};
+use super::{Ctx, Session};
+use crate::chassis::detector::Signal;
+use crate::chassis::upstream::{Outcome, UpRequest};
+use crate::error::GatewayError;
+use crate::gateway::Gateway;
+use crate::session::broker::Runs;
+
+/// How long a read waits for the primary before also asking the other
+/// in-sync chassis (docs/design.md's budget: a hung chassis adds ≤ 100 ms to p99).
+pub const HEDGE_AFTER: Duration = Duration::from_millis(100);
+
+/// Runs for a `read` route (authenticated: sent as the session's account) and
+/// a `static` one (no session: no token). Sent to the primary; if that fails
+/// in any way (refused, reset, timeout, 5xx) the other in-sync chassis answers
+/// in the same request (guarantee 5).
+pub async fn forward(gw: &Gateway, ctx: &Ctx, session: Option<&Session>) -> Response {
+    use futures_util::stream::{FuturesUnordered, StreamExt};
+    gw.stats.reads.fetch_add(1, Ordering::Relaxed);
+    let path = ctx.path_and_query.as_str();
+    let attempt = |i: usize| async move {
+        let m = &gw.pair.members[i];
+        let make = || UpRequest {
+            method: ctx.method.clone(),
+            path_and_query: path,
+            headers: forward_headers(&ctx.headers),
+            body: ctx.body.clone(),
+            token: None,
+            timeout: gw.cfg.timeouts.per_try,
+        };
+        let outcome = match session {
+            Some(s) => gw.broker.send(i, &m.upstream, &Runs::User(s.principal.username.clone()), make).await,
+            None => m.upstream.send(make()).await,
+        };
+        (i, outcome)
+    };
+    // The primary first; the other in-sync chassis as soon as the primary
+    // fails, or if it has not answered within HEDGE_AFTER (a silently hung
+    // chassis costs a read that much, not a whole per-try timeout).
+    let mut order = gw.pair.read_order().into_iter();
+    let mut pending = FuturesUnordered::new();
+    if let Some(i) = order.next() {
+        pending.push(attempt(i));
+    }
+    let hedge = tokio::time::sleep(HEDGE_AFTER);
+    tokio::pin!(hedge);
+    let mut last = String::from("no chassis is in sync");
+    loop {
+        tokio::select! {
+            Some((i, outcome)) = pending.next() => {
+                let m = &gw.pair.members[i];
+                match &outcome {
+                    Outcome::Answered(a) if !a.is_server_error() => return relay(a, None),
+                    // Not the chassis' failure: the account's own login.
+                    Outcome::AccountRefused(why) => return relay(&crate::chassis::applier::account_refused(why), None),
+                    Outcome::Refused(_) => m.detector.signal(Signal::Refused),
+                    _ => m.detector.signal(Signal::Failed),
+                }
+                tracing::warn!(chassis = %m.upstream.name, path, "read failed over: {}", outcome.describe());
+                last = outcome.describe();
+                if let Some(j) = order.next() {
+                    pending.push(attempt(j));
+                } else if pending.is_empty() {
+                    break;
+                }
+            }
+            _ = &mut hedge, if order.len() > 0 => {
+                if let Some(j) = order.next() {
+                    tracing::debug!(path, "read hedged to the other chassis");
+                    pending.push(attempt(j));
+                }
+            }
+            else => break,
+        }
+    }
+    gw.stats.failed_reads.fetch_add(1, Ordering::Relaxed);
+    GatewayError::Unavailable(last).into_response()
+}
