@@ -16,14 +16,13 @@
 //!
 //! `BENCH_SECONDS` (default 5) sets each throughput phase's length.
 
-#[path = "../tests/common/mod.rs"]
-mod common;
-
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::pair::{events_socket, Pair};
-use common::Api;
+use pairgate_suite::api::{client_trusting, Api};
+use pairgate_suite::certs::make_cert;
+use pairgate_suite::chassis_proc::{SimOpts, SimProcess};
+use pairgate_suite::pair::{events_socket, Pair};
 use serde_json::json;
 
 /// Latencies of one phase.
@@ -98,11 +97,11 @@ fn rss_kib(pid: u32) -> u64 {
 /// A baseline chassis of its own (HTTPS, like the gateway's), never behind
 /// the gateway — direct writes to the gateway's chassis would make them
 /// diverge — set up with the same walls and windows.
-async fn baseline_chassis(dir: &std::path::Path, name: &str, clients: u32) -> (common::SimProcess, Api) {
-    let (cert, key) = common::pair::make_cert(dir, name);
-    let sim = common::SimProcess::start(common::SimOpts { tls: Some((cert.clone(), key)), ..common::SimOpts::default() });
+async fn baseline_chassis(dir: &std::path::Path, name: &str, clients: u32) -> (SimProcess, Api) {
+    let (cert, key) = make_cert(dir, name).expect("a certificate");
+    let sim = SimProcess::start(SimOpts { tls: Some((cert.clone(), key)), ..SimOpts::default() }).await;
     let mut api = Api::new(&sim.base);
-    api.http = common::client_trusting(Some(&cert));
+    api.http = client_trusting(Some(&cert));
     let r = api.post("/login", json!({"username": "admin", "password": "admin"})).await;
     api.token = r.body["token"].as_str().map(str::to_string);
     for n in 0..clients {

@@ -15,15 +15,14 @@
 //! cargo build --release --workspace && cargo bench --bench resync
 //! ```
 
-#[path = "../tests/common/mod.rs"]
-mod common;
-
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::pair::Pair;
-use common::Api;
+use pairgate_suite::api::{client_trusting, Api};
+use pairgate_suite::certs::make_cert;
+use pairgate_suite::chassis_proc::{SimOpts, SimProcess};
+use pairgate_suite::pair::Pair;
 use serde_json::json;
 
 /// The shipped timeouts, not the tests' short ones.
@@ -99,10 +98,10 @@ fn secs(d: Duration) -> String {
 #[tokio::main]
 async fn main() {
     let tmp = tempfile::tempdir().expect("tempdir");
-    let (cert, key) = common::pair::make_cert(tmp.path(), "spare");
-    let spare = common::SimProcess::start(common::SimOpts { tls: Some((cert.clone(), key)), ..common::SimOpts::default() });
+    let (cert, key) = make_cert(tmp.path(), "spare").expect("a certificate");
+    let spare = SimProcess::start(SimOpts { tls: Some((cert.clone(), key)), ..SimOpts::default() }).await;
     let mut into = Api::new(&spare.base);
-    into.http = common::client_trusting(Some(&cert));
+    into.http = client_trusting(Some(&cert));
     let r = into.post("/login", json!({"username": "admin", "password": "admin"})).await;
     into.token = r.body["token"].as_str().map(str::to_string);
 

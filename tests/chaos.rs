@@ -116,8 +116,8 @@ fn both_chassis_back_at_once_under_writes_serve_again_quickly() {
         site.chassis[0].kill9();
         site.chassis[1].kill9();
         tokio::time::sleep(Duration::from_millis(800)).await;
-        site.chassis[0].start().await.expect("restart a");
-        site.chassis[1].start().await.expect("restart b");
+        site.chassis[0].ensure_running().await.expect("restart a");
+        site.chassis[1].ensure_running().await.expect("restart b");
         let back = Instant::now();
         let (mut served, mut synced) = (None, None);
         while back.elapsed() < Duration::from_secs(20) && synced.is_none() {
@@ -139,8 +139,12 @@ fn both_chassis_back_at_once_under_writes_serve_again_quickly() {
         assert!(
             served.is_some_and(|s| s <= limit),
             "no chassis served within {limit:?} of both coming back (served after {served:?}, in sync after {synced:?}); gateway log: {}",
-            site.gateway.log.display()
+            site.logs.join("gateway.log").display()
         );
-        assert!(synced.is_some(), "both chassis not in sync within 20 s of coming back; gateway log: {}", site.gateway.log.display());
+        assert!(
+            synced.is_some(),
+            "both chassis not in sync within 20 s of coming back; gateway log: {}",
+            site.logs.join("gateway.log").display()
+        );
     });
 }

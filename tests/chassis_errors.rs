@@ -2,9 +2,8 @@
 //! `{"error": {"code", "message"}}`; bad input of every kind is refused with
 //! a clear error and changes nothing (the digest is compared before/after).
 
-mod common;
-
-use common::{Api, Reply, SimOpts, SimProcess};
+use pairgate_suite::api::{Api, Reply};
+use pairgate_suite::chassis_proc::{SimOpts, SimProcess};
 use serde_json::{json, Value};
 
 fn assert_error_shape(r: &Reply, status: u16, code: &str) {
@@ -16,7 +15,7 @@ fn assert_error_shape(r: &Reply, status: u16, code: &str) {
 }
 
 async fn setup() -> (SimProcess, Api, u64) {
-    let sim = SimProcess::start(SimOpts::default());
+    let sim = SimProcess::start(SimOpts::default()).await;
     let api = Api::login(&sim.base, "admin", "admin").await;
     let wall = api.post("/walls", json!({"name": "Main", "rows": 2, "cols": 2, "outputs": [1, 2, 3, 4]})).await.ok().id();
     api.post(&format!("/walls/{wall}/windows"), json!({"source_id": 1, "x": 0, "y": 0, "w": 1920, "h": 1080})).await.ok();

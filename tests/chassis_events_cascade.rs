@@ -3,12 +3,11 @@
 //! superior routes the subordinate's cascade link; calls carry
 //! `Idempotency-Key: <origin>/<seq>/<k>` when the request had `X-Origin-Seq`).
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::{Api, SimOpts, SimProcess};
 use futures_util::StreamExt;
+use pairgate_suite::api::Api;
+use pairgate_suite::chassis_proc::{SimOpts, SimProcess};
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message;
 
@@ -34,7 +33,7 @@ async fn next_event(ws: &mut Socket, limit: Duration) -> Option<Value> {
 
 #[tokio::test]
 async fn events_are_pushed_in_order_and_a_preempted_socket_is_closed() {
-    let sim = SimProcess::start(SimOpts::default());
+    let sim = SimProcess::start(SimOpts::default()).await;
     let api = Api::login(&sim.base, "admin", "admin").await;
     let mut ws = connect(&sim, api.token.as_deref().unwrap()).await;
     let wall = api.post("/walls", json!({"name": "W", "rows": 1, "cols": 1, "outputs": [1]})).await.ok().id();
@@ -59,8 +58,8 @@ async fn events_are_pushed_in_order_and_a_preempted_socket_is_closed() {
 
 #[tokio::test]
 async fn a_subordinate_registers_at_its_superior_and_the_superior_routes_its_link() {
-    let sup = SimProcess::start(SimOpts { serial: "SUP".into(), ..SimOpts::default() });
-    let sub = SimProcess::start(SimOpts { serial: "SUB".into(), inputs: 4, ..SimOpts::default() });
+    let sup = SimProcess::start(SimOpts { serial: "SUP".into(), ..SimOpts::default() }).await;
+    let sub = SimProcess::start(SimOpts { serial: "SUB".into(), inputs: 4, ..SimOpts::default() }).await;
     let up = Api::login(&sup.base, "admin", "admin").await;
     // The cascade account, on both systems.
     up.post("/users", json!({"username": "cascade", "password": "c-pw", "role": "admin"})).await.ok();

@@ -3,11 +3,10 @@
 //! connect, a dropped connection, a 5xx before or after applying, latency,
 //! a power-off that ends the process).
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::{client, Api, SimOpts, SimProcess};
+use pairgate_suite::api::{client, Api};
+use pairgate_suite::chassis_proc::{SimOpts, SimProcess};
 use serde_json::{json, Value};
 
 async fn sim_put(api: &Api, spec: Value) -> u16 {
@@ -28,7 +27,7 @@ async fn health(base: &str) -> Result<u16, String> {
 
 #[tokio::test]
 async fn hooks_are_off_unless_enabled() {
-    let sim = SimProcess::start(SimOpts { hooks: false, ..SimOpts::default() });
+    let sim = SimProcess::start(SimOpts { hooks: false, ..SimOpts::default() }).await;
     let api = Api::login(&sim.base, "admin", "admin").await;
     assert_eq!(sim_put(&api, json!({"fail_next": 1})).await, 404);
     api.get("/walls").await.ok();
@@ -36,7 +35,7 @@ async fn hooks_are_off_unless_enabled() {
 
 #[tokio::test]
 async fn request_faults() {
-    let sim = SimProcess::start(SimOpts::default());
+    let sim = SimProcess::start(SimOpts::default()).await;
     let api = Api::login(&sim.base, "admin", "admin").await;
     // Invalid spec.
     assert_eq!(sim_put(&api, json!({"error_rate": 2.0})).await, 422);
@@ -71,7 +70,7 @@ async fn request_faults() {
 
 #[tokio::test]
 async fn connection_faults_refuse_and_drop_then_heal() {
-    let sim = SimProcess::start(SimOpts::default());
+    let sim = SimProcess::start(SimOpts::default()).await;
     let api = Api::login(&sim.base, "admin", "admin").await;
 
     assert_eq!(sim_put(&api, json!({"refuse_ms": 800})).await, 200);
@@ -103,7 +102,7 @@ async fn connection_faults_refuse_and_drop_then_heal() {
 
 #[tokio::test]
 async fn power_off_ends_the_process_and_a_restart_brings_the_state_back() {
-    let mut sim = SimProcess::start(SimOpts::default());
+    let mut sim = SimProcess::start(SimOpts::default()).await;
     let api = Api::login(&sim.base, "admin", "admin").await;
     api.post("/kvm/hosts", json!({"name": "h", "port": 1})).await.ok();
     let digest = api.digest().await;
@@ -119,7 +118,7 @@ async fn power_off_ends_the_process_and_a_restart_brings_the_state_back() {
     }
     assert!(exited, "the process ended after power off");
     assert!(health(&sim.base).await.is_err());
-    sim.restart();
+    sim.restart().await;
     let api = Api::login(&sim.base, "admin", "admin").await;
     assert_eq!(api.digest().await, digest);
 }

@@ -3,14 +3,13 @@
 //! histories; the same requests with the same `X-Id-Block` give identical ids
 //! and digests; an exhausted block fails with 422 and changes nothing.
 
-mod common;
-
-use common::{Api, SimOpts, SimProcess};
+use pairgate_suite::api::Api;
+use pairgate_suite::chassis_proc::{SimOpts, SimProcess};
 use serde_json::json;
 
 async fn pair() -> (SimProcess, SimProcess, Api, Api) {
-    let a = SimProcess::start(SimOpts { serial: "A".into(), ..SimOpts::default() });
-    let b = SimProcess::start(SimOpts { serial: "B".into(), ..SimOpts::default() });
+    let a = SimProcess::start(SimOpts { serial: "A".into(), ..SimOpts::default() }).await;
+    let b = SimProcess::start(SimOpts { serial: "B".into(), ..SimOpts::default() }).await;
     let api_a = Api::login(&a.base, "admin", "admin").await;
     let api_b = Api::login(&b.base, "admin", "admin").await;
     (a, b, api_a, api_b)

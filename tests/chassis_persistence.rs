@@ -2,9 +2,9 @@
 //! import into a fresh chassis gives the same digest; the chassis serves
 //! HTTPS with its own certificate.
 
-mod common;
-
-use common::{Api, SimOpts, SimProcess};
+use pairgate_suite::api::{client, client_trusting, Api};
+use pairgate_suite::certs::make_cert;
+use pairgate_suite::chassis_proc::{SimOpts, SimProcess};
 use serde_json::json;
 
 /// A little of everything, so the digest covers every table kind.
@@ -30,16 +30,16 @@ async fn populate(api: &Api) {
 
 #[tokio::test]
 async fn kill_9_and_restart_keeps_everything() {
-    let mut sim = SimProcess::start(SimOpts::default());
+    let mut sim = SimProcess::start(SimOpts::default()).await;
     let api = Api::login(&sim.base, "admin", "admin").await;
     populate(&api).await;
     let digest = api.digest().await;
     let outputs = api.outputs().await;
     let export = api.get("/system/export").await.ok().body;
 
-    sim.restart(); // SIGKILL, then the same command line
-                   // Sessions are in memory only: a restarted chassis forgot every token.
-    let stale = Api { http: common::client(), ..api.clone() }.get("/walls").await;
+    sim.restart().await; // SIGKILL, then the same command line
+                         // Sessions are in memory only: a restarted chassis forgot every token.
+    let stale = Api { http: client(), ..api.clone() }.get("/walls").await;
     assert_eq!(stale.status, 401, "{stale:?}");
     let api = Api::login(&sim.base, "admin", "admin").await;
     assert_eq!(api.digest().await, digest);
@@ -51,7 +51,7 @@ async fn kill_9_and_restart_keeps_everything() {
     assert_eq!(next, 2);
     // Idempotency keys survive a restart too.
     let r1 = api.call("POST", "/kvm/hosts", Some(json!({"name": "PC-3", "port": 5})), &[("Idempotency-Key", "k-1")]).await.ok();
-    sim.restart();
+    sim.restart().await;
     let api = Api::login(&sim.base, "admin", "admin").await;
     let r2 = api.call("POST", "/kvm/hosts", Some(json!({"name": "PC-3", "port": 5})), &[("Idempotency-Key", "k-1")]).await;
     assert_eq!((r2.status, &r2.body), (r1.status, &r1.body));
@@ -60,8 +60,8 @@ async fn kill_9_and_restart_keeps_everything() {
 
 #[tokio::test]
 async fn export_import_into_a_fresh_chassis_gives_the_same_digest() {
-    let a = SimProcess::start(SimOpts::default());
-    let b = SimProcess::start(SimOpts { serial: "B".into(), ..SimOpts::default() });
+    let a = SimProcess::start(SimOpts::default()).await;
+    let b = SimProcess::start(SimOpts { serial: "B".into(), ..SimOpts::default() }).await;
     let api_a = Api::login(&a.base, "admin", "admin").await;
     let api_b = Api::login(&b.base, "admin", "admin").await;
     populate(&api_a).await;
@@ -99,8 +99,8 @@ async fn export_import_into_a_fresh_chassis_gives_the_same_digest() {
 
 #[tokio::test]
 async fn digest_ignores_write_order_and_password_salts() {
-    let a = SimProcess::start(SimOpts::default());
-    let b = SimProcess::start(SimOpts::default());
+    let a = SimProcess::start(SimOpts::default()).await;
+    let b = SimProcess::start(SimOpts::default()).await;
     let api_a = Api::login(&a.base, "admin", "admin").await;
     let api_b = Api::login(&b.base, "admin", "admin").await;
     // Same final state, rows written in a different order (explicit ids).
@@ -124,16 +124,11 @@ async fn digest_ignores_write_order_and_password_salts() {
 #[tokio::test]
 async fn serves_https_with_its_own_certificate() {
     let dir = tempfile::tempdir().unwrap();
-    let key = rcgen::KeyPair::generate().unwrap();
-    let params = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()]).unwrap();
-    let cert = params.self_signed(&key).unwrap();
-    let (cert_path, key_path) = (dir.path().join("chassis.pem"), dir.path().join("chassis.key"));
-    std::fs::write(&cert_path, cert.pem()).unwrap();
-    std::fs::write(&key_path, key.serialize_pem()).unwrap();
-    let sim = SimProcess::start(SimOpts { tls: Some((cert_path.clone(), key_path)), ..SimOpts::default() });
+    let (cert_path, key_path) = make_cert(dir.path(), "chassis").unwrap();
+    let sim = SimProcess::start(SimOpts { tls: Some((cert_path.clone(), key_path)), ..SimOpts::default() }).await;
     assert!(sim.base.starts_with("https://"));
     let mut api = Api::new(&sim.base);
-    api.http = common::client_trusting(Some(&cert_path));
+    api.http = client_trusting(Some(&cert_path));
     let r = api.post("/login", json!({"username": "admin", "password": "admin"})).await.ok();
     assert!(r.body["token"].is_string());
     // A client that does not trust this certificate is refused.

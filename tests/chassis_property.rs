@@ -7,12 +7,10 @@
 //! exist, outputs in use, windows outside the wall): both chassis must refuse
 //! them the same way.
 
-mod common;
-
 use std::net::SocketAddr;
 
 use chassis_sim::{ChassisConfig, Listen};
-use common::Api;
+use pairgate_suite::api::Api;
 use proptest::prelude::*;
 use serde_json::{json, Value};
 

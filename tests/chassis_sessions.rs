@@ -1,18 +1,17 @@
 //! One session per account (the preemption defect), exactly as the contract
 //! says, and roles: a viewer cannot mutate, an operator cannot manage users.
 
-mod common;
-
-use common::{Api, SimOpts, SimProcess};
+use pairgate_suite::api::{client, Api, Reply};
+use pairgate_suite::chassis_proc::{SimOpts, SimProcess};
 use serde_json::json;
 
-async fn login_raw(base: &str, user: &str, pw: &str, force: bool) -> common::Reply {
+async fn login_raw(base: &str, user: &str, pw: &str, force: bool) -> Reply {
     Api::new(base).post("/login", json!({"username": user, "password": pw, "force": force})).await
 }
 
 #[tokio::test]
 async fn login_preemption_exactly_as_specified() {
-    let sim = SimProcess::start(SimOpts::default());
+    let sim = SimProcess::start(SimOpts::default()).await;
     let first = Api::login(&sim.base, "admin", "admin").await;
     first.get("/walls").await.ok();
 
@@ -52,7 +51,7 @@ async fn login_preemption_exactly_as_specified() {
 
 #[tokio::test]
 async fn sessions_are_per_account_not_global() {
-    let sim = SimProcess::start(SimOpts::default());
+    let sim = SimProcess::start(SimOpts::default()).await;
     let admin = Api::login(&sim.base, "admin", "admin").await;
     admin.post("/users", json!({"username": "op", "password": "op-pw", "role": "operator"})).await.ok();
     let op = Api::login(&sim.base, "op", "op-pw").await;
@@ -70,7 +69,7 @@ async fn sessions_are_per_account_not_global() {
 
 #[tokio::test]
 async fn roles_are_enforced() {
-    let sim = SimProcess::start(SimOpts::default());
+    let sim = SimProcess::start(SimOpts::default()).await;
     let admin = Api::login(&sim.base, "admin", "admin").await;
     admin.post("/users", json!({"username": "op", "password": "op-pw", "role": "operator"})).await.ok();
     admin.post("/users", json!({"username": "view", "password": "view-pw", "role": "viewer"})).await.ok();
@@ -118,9 +117,9 @@ async fn roles_are_enforced() {
     ] {
         // /_sim lives outside /api/v1.
         let r = if p.starts_with("/_sim") {
-            let http = common::client();
+            let http = client();
             let resp = http.put(format!("{}{}", sim.base, p)).bearer_auth(op.token.clone().unwrap()).json(&b).send().await.unwrap();
-            common::Reply { status: resp.status().as_u16(), body: resp.json().await.unwrap() }
+            Reply { status: resp.status().as_u16(), body: resp.json().await.unwrap() }
         } else {
             op.call(m, &p, b, &[]).await
         };

@@ -2,12 +2,12 @@
 //! secrets once, serves two chassis over HTTPS with them and the gateway in
 //! front, keeps the state across runs, and stops its children on SIGTERM.
 
-mod common;
-
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{bin_path, client_trusting, free_port};
+use pairgate_suite::api::{client_trusting, Api};
+use pairgate_suite::bins::bin_path;
+use pairgate_suite::process::free_port;
 
 async fn healthy(port: u16, cert: &std::path::Path) -> bool {
     let http = client_trusting(Some(cert));
@@ -64,7 +64,7 @@ async fn wait_healthy(port: u16, cert: &std::path::Path) {
 }
 
 /// Log in through the demo's gateway once it is serving (bounded wait).
-async fn gateway_login(port: u16, state: &std::path::Path) -> common::Api {
+async fn gateway_login(port: u16, state: &std::path::Path) -> Api {
     let cert = state.join("certs/gateway.pem");
     let t = Instant::now();
     while t.elapsed() < Duration::from_secs(20) {
@@ -72,7 +72,7 @@ async fn gateway_login(port: u16, state: &std::path::Path) -> common::Api {
             tokio::time::sleep(Duration::from_millis(50)).await;
             continue;
         }
-        let mut api = common::Api::new(&format!("https://127.0.0.1:{port}"));
+        let mut api = Api::new(&format!("https://127.0.0.1:{port}"));
         api.http = client_trusting(Some(&cert));
         if let Ok(r) = api
             .http
@@ -124,8 +124,8 @@ async fn sigterm_and_wait(demo: &mut Demo, limit: Duration) -> Option<std::proce
 
 /// A client of the chassis on `port` (trusting `cert`), logged in directly as
 /// `user` with `force` (the gateway may hold that account's session).
-async fn direct_login(port: u16, cert: &std::path::Path, user: &str, password: &str) -> common::Api {
-    let mut direct = common::Api::new(&format!("https://127.0.0.1:{port}"));
+async fn direct_login(port: u16, cert: &std::path::Path, user: &str, password: &str) -> Api {
+    let mut direct = Api::new(&format!("https://127.0.0.1:{port}"));
     direct.http = client_trusting(Some(cert));
     let r = direct.post("/login", serde_json::json!({"username": user, "password": password, "force": true})).await.ok();
     direct.token = r.body["token"].as_str().map(str::to_string);
@@ -143,7 +143,7 @@ async fn demo_serves_two_https_chassis_keeps_state_and_stops_cleanly() {
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("demo");
     // Three consecutive ports: the gateway's and the two chassis'.
-    let port = free_port();
+    let port = free_port().expect("a free port");
     let (pa, pb) = (port + 1, port + 2);
     let mut demo = start(port, &state);
     let (ca, cb) = (state.join("certs/chassis-a.pem"), state.join("certs/chassis-b.pem"));
@@ -186,7 +186,7 @@ async fn demo_serves_two_https_chassis_keeps_state_and_stops_cleanly() {
 async fn demo_survives_a_whole_site_power_loss() {
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("demo");
-    let port = free_port();
+    let port = free_port().expect("a free port");
     let mut demo = start(port, &state);
     let api = gateway_login(port, &state).await;
     let mut ids = Vec::new();
@@ -211,7 +211,7 @@ async fn demo_survives_a_whole_site_power_loss() {
     let t = Instant::now();
     let mut hosts = serde_json::Value::Null;
     while t.elapsed() < Duration::from_secs(30) {
-        let mut again = common::Api::new(&api.base);
+        let mut again = Api::new(&api.base);
         again.http = client_trusting(Some(&state.join("certs/gateway.pem")));
         again.token = api.token.clone();
         if let Ok(r) = again.http.get(format!("{}/api/v1/kvm/hosts", again.base)).bearer_auth(again.token.clone().unwrap()).send().await {
@@ -294,7 +294,7 @@ fn alive(pid: u32) -> bool {
 async fn demo_seeds_a_room_on_both_chassis_and_supervises_its_chassis() {
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("demo");
-    let port = free_port();
+    let port = free_port().expect("a free port");
     let (pa, pb) = (port + 1, port + 2);
     let (mut demo, mut term) = start_attached(port, &state);
     let room = term.expect("the room line", Duration::from_secs(90), |l| l.trim_start().starts_with("room "));

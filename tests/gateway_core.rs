@@ -1,13 +1,12 @@
 //! The gateway core, end to end: real `pairgate` and two real HTTPS
 //! `chassis-sim` processes on 127.0.0.1.
 
-mod common;
-
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use common::pair::Pair;
-use common::{Api, SimOpts, SimProcess};
+use pairgate_suite::api::Api;
+use pairgate_suite::chassis_proc::{SimOpts, SimProcess};
+use pairgate_suite::pair::Pair;
 use serde_json::json;
 
 /// One client's share of the workload; returns (table, id) for every row
@@ -66,8 +65,8 @@ async fn concurrent_clients_through_the_gateway_leave_identical_chassis() {
 #[tokio::test]
 async fn the_old_client_side_scheme_gives_different_ids() {
     // What the gateway replaces: a client sending every request to both chassis.
-    let a = SimProcess::start(SimOpts::default());
-    let b = SimProcess::start(SimOpts::default());
+    let a = SimProcess::start(SimOpts::default()).await;
+    let b = SimProcess::start(SimOpts::default()).await;
     let (ca, cb) = (Api::login(&a.base, "admin", "admin").await, Api::login(&b.base, "admin", "admin").await);
     // One chassis was once used alone (a wall created and deleted there).
     let w = ca.post("/walls", json!({"name": "old", "rows": 1, "cols": 1, "outputs": [9]})).await.ok().id();

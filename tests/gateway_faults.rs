@@ -2,16 +2,14 @@
 //! session preempted behind its back, a gateway restart, a chassis with the
 //! wrong certificate, bad input, and retries with `Idempotency-Key`.
 
-mod common;
-
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use base64::Engine;
-use common::pair::{events_socket, Pair};
-use common::Api;
 use futures_util::StreamExt;
+use pairgate_suite::api::{client_trusting, Api};
+use pairgate_suite::pair::{events_socket, Pair};
 use serde_json::{json, Value};
 
 #[derive(Default)]
@@ -96,9 +94,9 @@ async fn kill_9_of_the_primary_loses_no_read_and_no_write_and_it_replays_on_retu
 
     // Back on the same state: the journal replays what it missed.
     if victim == 0 {
-        pair.a.restart()
+        pair.a.restart().await
     } else {
-        pair.b.restart()
+        pair.b.restart().await
     }
     let status = pair.gw.wait_in_sync(Duration::from_secs(20)).await;
     assert_eq!(status["divergences"], 0);
@@ -141,7 +139,7 @@ async fn a_gateway_restart_keeps_sessions_and_data() {
     let before = api.post("/kvm/hosts", json!({"name": "h", "port": 1})).await.ok().id();
     pair.gw.restart(); // kill -9, same config and state
     pair.gw.wait_in_sync(Duration::from_secs(20)).await;
-    let api = Api { http: common::client_trusting(Some(&pair.gw.cert)), ..api };
+    let api = Api { http: client_trusting(Some(&pair.gw.cert)), ..api };
     assert_eq!(api.get("/kvm/hosts").await.ok().body[0]["id"], json!(before), "same token, no new login");
     // The id counter did not go back: a new create gets a fresh id.
     let after = api.post("/kvm/hosts", json!({"name": "h2", "port": 2})).await.ok().id();
@@ -305,7 +303,7 @@ async fn outcome_unknown_then_a_retry_with_the_same_key_gets_the_replayed_answer
     // Both chassis apply every request but lose its answer (500 after applying)
     // until the faults are cleared.
     let direct = [pair.direct(0).await, pair.direct(1).await];
-    let sim = |d: &common::Api, method: reqwest::Method, spec: Value| {
+    let sim = |d: &Api, method: reqwest::Method, spec: Value| {
         let req = d.http.request(method, format!("{}/_sim/faults", d.base)).bearer_auth(d.token.clone().unwrap_or_default());
         async move { req.json(&spec).send().await.map(|r| r.status().as_u16()).ok() }
     };

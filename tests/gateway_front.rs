@@ -1,18 +1,17 @@
 //! The gateway's front: static files pass through, logins are rate-limited,
 //! and a SIGTERM lets in-flight mutations finish.
 
-mod common;
-
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::pair::Pair;
+use pairgate_suite::api::client_trusting;
+use pairgate_suite::pair::Pair;
 use serde_json::json;
 
 #[tokio::test]
 async fn the_chassis_web_client_is_served_through_the_gateway() {
     let pair = Pair::start().await;
-    let http = common::client_trusting(Some(&pair.gw.cert));
+    let http = client_trusting(Some(&pair.gw.cert));
     let r = http.get(format!("{}/", pair.gw.base)).send().await.unwrap();
     assert_eq!(r.status(), 200);
     assert!(r.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
@@ -67,7 +66,7 @@ async fn sigterm_finishes_the_mutation_in_flight() {
     }
     assert_eq!(code, Some(0), "exit status after SIGTERM");
     // New connections are refused once it is gone.
-    assert!(common::client_trusting(Some(&pair.gw.cert)).get(format!("{}/", pair.gw.base)).send().await.is_err());
+    assert!(client_trusting(Some(&pair.gw.cert)).get(format!("{}/", pair.gw.base)).send().await.is_err());
 }
 
 #[tokio::test]

@@ -2,11 +2,10 @@
 //! connections are closed, a flood of idle TLS connections does not stop a normal
 //! client, and an unauthenticated request may not make the gateway buffer much.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::pair::Pair;
+use pairgate_suite::api::{client_trusting, tls_connector};
+use pairgate_suite::pair::Pair;
 use rustls::pki_types::ServerName;
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -83,7 +82,7 @@ fn slow_loris(connector: TlsConnector, port: u16, head: String, trickle: Vec<u8>
 async fn slow_loris_clients_and_a_thousand_idle_connections_do_not_stop_a_normal_client() {
     let pair = Pair::start_with(limits).await;
     let port = pair.gw.port;
-    let h1 = common::tls_connector(&pair.gw.cert, &[b"http/1.1"]);
+    let h1 = tls_connector(&pair.gw.cert, &[b"http/1.1"]);
 
     // 1,000 idle TLS connections (handshake done, no request), twice the cap.
     let mut idle = Vec::new();
@@ -152,7 +151,7 @@ async fn idle_connections_are_closed_after_idle_timeout_http1_and_http2() {
     let port = pair.gw.port;
 
     // HTTP/2: the preface and an empty SETTINGS frame, then nothing.
-    let h2 = common::tls_connector(&pair.gw.cert, &[b"h2"]);
+    let h2 = tls_connector(&pair.gw.cert, &[b"h2"]);
     let mut s = tls_connect(&h2, port).await.expect("h2 connect");
     assert_eq!(s.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
     s.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00").await.expect("h2 preface");
@@ -162,7 +161,7 @@ async fn idle_connections_are_closed_after_idle_timeout_http1_and_http2() {
     assert!(t.elapsed() >= Duration::from_millis(1000), "closed after {:?}, before the idle timeout", t.elapsed());
 
     // HTTP/1.1: one request, then idle keep-alive.
-    let h1 = common::tls_connector(&pair.gw.cert, &[b"http/1.1"]);
+    let h1 = tls_connector(&pair.gw.cert, &[b"http/1.1"]);
     let mut s = tls_connect(&h1, port).await.expect("h1 connect");
     s.write_all(b"GET /api/v1/system/info HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n").await.expect("h1 request");
     let mut buf = [0u8; 1024];
@@ -183,7 +182,7 @@ async fn unauthenticated_requests_may_send_a_small_body_only() {
     let r = api.raw("POST", "/login", big.clone(), "application/json").await;
     assert_eq!((r.status, r.body["error"]["code"].as_str()), (413, Some("body_too_large")), "{r:?}");
     // The same before the admin token is checked on /_pairgate.
-    let http = common::client_trusting(Some(&pair.gw.cert));
+    let http = client_trusting(Some(&pair.gw.cert));
     let resp = http
         .post(format!("{}/_pairgate/maintenance/a", pair.gw.base))
         .header("content-type", "application/json")

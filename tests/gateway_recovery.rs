@@ -4,13 +4,12 @@
 //! start in front of a chassis in service copies it onto the new one, and
 //! refuses to guess when both hold different data; admin actions work.
 
-mod common;
-
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::pair::{wait_for, Pair};
-use common::{bin_path, Api};
+use pairgate_suite::api::Api;
+use pairgate_suite::bins::bin_path;
+use pairgate_suite::pair::{wait_for, Pair};
 use serde_json::json;
 
 fn pairgate(args: &[&str], config: &std::path::Path) -> std::process::Output {
@@ -36,7 +35,7 @@ async fn a_chassis_that_comes_back_wiped_is_rebuilt_while_clients_keep_working()
         let _ = std::fs::remove_file(entry.unwrap().path());
     }
     api.post("/kvm/hosts", json!({"name": "while down", "port": 4})).await.ok();
-    pair.b.restart();
+    pair.b.restart().await;
     pair.provision_service_account(1).await;
     // Clients keep working during the resync.
     let t = Instant::now();
@@ -96,7 +95,7 @@ async fn a_chassis_that_missed_more_than_the_journal_keeps_gets_a_full_resync() 
     // journal, which kept the last 5 entries.
     pair.gw.restart();
     wait_for(&pair, "the gateway back", Duration::from_secs(20), |s| s["chassis"][0]["state"] == "in_sync").await;
-    pair.b.restart();
+    pair.b.restart().await;
     let s = wait_for(&pair, "a full resync of b", Duration::from_secs(30), |s| s["resync"]["phase"] == "done").await;
     assert_eq!(s["resync"]["reason"], "journal_truncated", "{s}");
     pair.assert_identical(Duration::from_secs(30)).await;

@@ -2,14 +2,12 @@
 //! attempt, idle or under an operator room's load, and a chassis rebuilt
 //! from its peer keeps its own service password.
 
-mod common;
-
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::pair::{chassis, wait_for, Pair, SERVICE_PASSWORDS, SERVICE_USER};
-use common::{client_trusting, Api};
+use pairgate_suite::api::{client_trusting, Api};
+use pairgate_suite::pair::{chassis, wait_for, Pair, SERVICE_PASSWORDS, SERVICE_USER};
 use serde_json::json;
 
 /// One large pair at a time in this test binary: two of them side by side
@@ -164,7 +162,7 @@ async fn a_rebuilt_chassis_keeps_its_own_password_for_the_gateways_account() {
     assert!(!phases.iter().any(|p| p.starts_with("failed")), "{phases:?}");
     pair.b.kill9();
     wait_for(&pair, "chassis b down", Duration::from_secs(10), |s| chassis(s, "b")["state"] == "down").await;
-    pair.b.restart();
+    pair.b.restart().await;
     let s = pair.gw.wait_in_sync(Duration::from_secs(20)).await;
     assert_eq!(chassis(&s, "b")["service_login"]["code"], "ok", "{s}");
     // Its own password works there, the other chassis' does not.
@@ -184,7 +182,7 @@ async fn a_refused_import_is_reported_with_the_answer_that_came_back() {
     let _turn = LARGE.lock().await;
     let mut pair = Pair::start_with_rows(20_000, shipped_timing).await;
     pair.b.opts.max_import = Some(500_000);
-    pair.b.restart();
+    pair.b.restart().await;
     pair.gw.wait_in_sync(Duration::from_secs(30)).await;
     pair.ask_resync("b").await;
     let s = wait_for(&pair, "a failed attempt", Duration::from_secs(30), |s| {
@@ -234,7 +232,7 @@ async fn a_primary_back_wiped_mid_request_does_not_answer_the_client_and_is_the_
     for entry in std::fs::read_dir(&pair.a.state_dir).expect("state dir") {
         std::fs::remove_file(entry.expect("entry").path()).expect("remove a state file");
     }
-    pair.a.restart();
+    pair.a.restart().await;
     pair.provision_service_account(0).await;
     assert_eq!(route.await.expect("the route's task").status, 200);
     let r = rename.await.expect("the rename's task");

@@ -5,14 +5,13 @@
 //! the session store), nor written to its log even at trace level; and the
 //! state directory is 0700 with every file in it 0600.
 
-mod common;
-
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::pair::Pair;
-use common::{client_trusting, free_port, Api};
+use pairgate_suite::api::{client_trusting, Api};
+use pairgate_suite::pair::Pair;
+use pairgate_suite::process::free_port;
 use serde_json::json;
 
 /// A fresh random password (letters and digits: the same bytes in JSON,
@@ -102,7 +101,7 @@ async fn passwords_in_mutations_are_applied_but_never_stored_or_logged_in_the_cl
     admin.put(&format!("/users/{dave}"), json!({"password": dave_pw})).await.ok();
     // The cascade superior, with its password (nothing listens there: the
     // chassis' registration simply fails).
-    let superior = format!("https://127.0.0.1:{}", free_port());
+    let superior = format!("https://127.0.0.1:{}", free_port().expect("a free port"));
     admin.put("/cascade/superior", json!({"url": superior, "username": "upstream", "password": superior_pw})).await.ok();
     // The new user logs in through the gateway (the password is sealed in the session store).
     let carol = pair.gw.login("carol", &carol_pw).await;

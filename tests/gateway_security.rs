@@ -4,11 +4,11 @@
 //! needs no session, a voided entry is never sent, a lost service login is
 //! shown, and recovery does not slow every click.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::pair::{wait_for, Pair};
+use pairgate_suite::api::{client_trusting, tls_connector};
+use pairgate_suite::http::roots_trusting;
+use pairgate_suite::pair::{wait_for, Pair, SERVICE_USER};
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -71,7 +71,7 @@ async fn a_deleted_or_changed_user_loses_her_session_and_never_gets_the_service_
 async fn raw_request(pair: &Pair, method: &str, target: &str, token: &str, body: &str) -> (u16, String) {
     let tcp = tokio::net::TcpStream::connect(("127.0.0.1", pair.gw.port)).await.unwrap();
     let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
-    let mut tls = common::tls_connector(&pair.gw.cert, &[b"http/1.1"]).connect(name, tcp).await.unwrap();
+    let mut tls = tls_connector(&pair.gw.cert, &[b"http/1.1"]).connect(name, tcp).await.unwrap();
     let req = format!(
         "{method} {target} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
@@ -137,7 +137,9 @@ async fn no_spelling_of_a_path_reaches_the_simulators_hooks_or_is_classified_as_
 async fn parallel_wrong_passwords_over_http2_get_no_more_than_the_allowance() {
     let pair = Pair::start_with(|t| *t = t.replace("login_attempts_per_minute = 1000", "login_attempts_per_minute = 10")).await;
     // One client, one HTTP/2 connection, 200 logins at once.
-    let mut tls = rustls::ClientConfig::builder().with_root_certificates(common::roots_trusting(&pair.gw.cert)).with_no_client_auth();
+    let mut tls = rustls::ClientConfig::builder()
+        .with_root_certificates(roots_trusting(&pair.gw.cert).expect("trust the gateway's certificate"))
+        .with_no_client_auth();
     tls.alpn_protocols = vec![b"h2".to_vec()];
     let http = reqwest::Client::builder().tls_backend_preconfigured(tls).http2_prior_knowledge().build().unwrap();
     let url = format!("{}/api/v1/login", pair.gw.base);
@@ -165,7 +167,7 @@ async fn parallel_wrong_passwords_over_http2_get_no_more_than_the_allowance() {
 #[tokio::test]
 async fn health_answers_without_a_session_and_says_when_the_gateway_cannot_serve() {
     let mut pair = Pair::start().await;
-    let http = common::client_trusting(Some(&pair.gw.cert));
+    let http = client_trusting(Some(&pair.gw.cert));
     let url = format!("{}/api/v1/system/health", pair.gw.base);
     let r = http.get(&url).send().await.unwrap();
     assert_eq!(r.status(), 200);
@@ -228,7 +230,7 @@ async fn an_entry_answered_not_applied_is_never_sent_later() {
     }
     let name = voided.expect("a journaled mutation answered not_applied");
     // b comes back and replays what it missed: never the voided entry.
-    pair.b.restart();
+    pair.b.restart().await;
     let s = pair.gw.wait_in_sync(Duration::from_secs(30)).await;
     for i in 0..2 {
         let hosts = pair.direct(i).await.get("/kvm/hosts").await.ok().body;
@@ -244,9 +246,8 @@ async fn a_lost_service_login_is_shown_in_status() {
     let pair = Pair::start().await;
     let admin = pair.gw.login("admin", "admin").await;
     let users = admin.get("/users").await.ok().body;
-    let service =
-        users.as_array().unwrap().iter().find(|u| u["username"] == common::pair::SERVICE_USER).expect("the service account").clone();
-    assert_ne!(common::pair::SERVICE_USER, "admin", "the gateway has its own account");
+    let service = users.as_array().unwrap().iter().find(|u| u["username"] == SERVICE_USER).expect("the service account").clone();
+    assert_ne!(SERVICE_USER, "admin", "the gateway has its own account");
     admin.put(&format!("/users/{}", service["id"]), json!({"password": "locked-out-now"})).await.ok();
     wait_for(&pair, "status saying service_login_failed", Duration::from_secs(20), |s| {
         s["chassis"].as_array().is_some_and(|c| c.iter().any(|c| c["service_login"]["code"] == "service_login_failed"))
@@ -262,7 +263,7 @@ async fn a_chassis_being_rebuilt_does_not_slow_every_mutation_by_the_grace() {
     admin.post("/kvm/hosts", json!({"name": "warm", "port": 1})).await.ok();
     // b's import (and everything else it does) now takes 2.5 s.
     pair.sim_faults(1, json!({"latency_ms": 2500})).await;
-    let http = common::client_trusting(Some(&pair.gw.cert));
+    let http = client_trusting(Some(&pair.gw.cert));
     let r = http.post(format!("{}/_pairgate/resync/b", pair.gw.base)).bearer_auth(&pair.gw.admin_token).send().await.unwrap();
     assert_eq!(r.status(), 202);
     wait_for(&pair, "b in full_resync", Duration::from_secs(10), |s| s["chassis"][1]["state"] == "full_resync").await;

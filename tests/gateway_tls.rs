@@ -1,11 +1,10 @@
 //! The gateway's TLS front: the server's cipher-suite order wins for TLS 1.2.
 
-mod common;
-
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::pair::Pair;
+use pairgate_suite::http::roots_trusting;
+use pairgate_suite::pair::Pair;
 use rustls::pki_types::ServerName;
 use rustls::{CipherSuite, SupportedCipherSuite};
 use tokio::net::TcpStream;
@@ -30,7 +29,7 @@ async fn tls12_uses_the_servers_cipher_suite_order_not_the_clients() {
     assert_ne!(reversed[0].suite(), servers_first, "the test itself: the orders differ");
 
     let provider = rustls::crypto::CryptoProvider { cipher_suites: reversed, ..rustls::crypto::ring::default_provider() };
-    let roots = common::roots_trusting(&pair.gw.cert);
+    let roots = roots_trusting(&pair.gw.cert).expect("trust the gateway's certificate");
     let cfg = rustls::ClientConfig::builder_with_provider(Arc::new(provider))
         .with_protocol_versions(&[&rustls::version::TLS12])
         .expect("TLS 1.2 with these suites")

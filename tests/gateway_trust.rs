@@ -5,15 +5,14 @@
 //! its state is rebuilt from the other one, not the reverse; two chassis both
 //! changed behind the gateway's back block the pair until an operator picks.
 
-mod common;
-
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::pair::{wait_for, GatewayProcess, Pair};
-use common::Api;
+use pairgate_suite::api::Api;
+use pairgate_suite::gateway_proc::GatewayProcess;
+use pairgate_suite::pair::{wait_for, Pair};
 use serde_json::{json, Value};
 
 /// SIGTERM the gateway and wait (bounded) for its clean exit.
@@ -80,7 +79,7 @@ async fn a_preferred_chassis_restored_from_an_old_copy_is_rebuilt_not_trusted() 
     pair.a.kill9();
     let old_copy = pair.dir.path().join("a-state-copy");
     copy_dir(&pair.a.state_dir, &old_copy);
-    pair.a.restart();
+    pair.a.restart().await;
     pair.gw.restart();
     pair.gw.wait_in_sync(Duration::from_secs(30)).await;
     for k in 0..3u32 {
@@ -93,7 +92,7 @@ async fn a_preferred_chassis_restored_from_an_old_copy_is_rebuilt_not_trusted() 
     pair.a.kill9();
     empty_dir(&pair.a.state_dir);
     copy_dir(&old_copy, &pair.a.state_dir);
-    pair.a.restart();
+    pair.a.restart().await;
     let all = names(&["before 0", "before 1", "before 2", "after 0", "after 1", "after 2"]);
     assert_eq!(host_names(&pair.direct(0).await).await, names(&["before 0", "before 1", "before 2"]), "a is really stale");
     assert_eq!(host_names(&pair.direct(1).await).await, all, "b holds everything");

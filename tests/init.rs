@@ -5,14 +5,14 @@
 //! them the gateway's account (`init --provision`) and serve a gateway one can
 //! log in through.
 
-mod common;
-
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{bin_path, client_trusting, free_port, read_listening_port};
+use pairgate_suite::api::client_trusting;
+use pairgate_suite::bins::bin_path;
+use pairgate_suite::process::{free_port, read_listening_port};
 
 /// `pairgate ARGS` run in `dir`, as a user in that directory would.
 fn pairgate(dir: &Path, args: &[&str]) -> Output {
@@ -60,7 +60,7 @@ impl Drop for Proc {
 /// gateway port, chassis ports).
 fn scratch_copy() -> (tempfile::TempDir, u16, [u16; 2]) {
     let shipped = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("gateway.toml")).expect("the shipped gateway.toml");
-    let (g, a, b) = (free_port(), free_port(), free_port());
+    let (g, a, b) = (free_port().expect("a free port"), free_port().expect("a free port"), free_port().expect("a free port"));
     assert!(g != a && a != b && g != b, "three distinct ports");
     let text = shipped
         .replace("addr = \"127.0.0.1:8443\"", &format!("addr = \"127.0.0.1:{g}\""))

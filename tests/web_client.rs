@@ -5,15 +5,17 @@
 //! `CHROMEDRIVER_BIN` pointing elsewhere). Leaves screenshots in
 //! `test-artifacts/` (web_client*.png) and chromedriver's log next to them.
 
-mod common;
-
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
-use common::{Api, SimOpts, SimProcess};
+use pairgate_suite::api::{client, Api};
+use pairgate_suite::bins::artifacts_dir;
+use pairgate_suite::chassis_proc::{SimOpts, SimProcess};
+use pairgate_suite::pair::Pair;
+use pairgate_suite::process::free_port;
 use serde_json::{json, Value};
 
 /// The W3C key under which an element reference travels.
@@ -53,8 +55,8 @@ impl Browser {
         for bin in [chromium_bin(), chromedriver_bin()] {
             assert!(std::path::Path::new(&bin).exists(), "{bin} is missing: install Debian's `chromium` and `chromium-driver`");
         }
-        let port = common::free_port();
-        let log = common::artifacts_dir().join("chromedriver.log");
+        let port = free_port().expect("a free port");
+        let log = artifacts_dir().join("chromedriver.log");
         let child = Command::new(chromedriver_bin())
             .arg(format!("--port={port}"))
             .arg(format!("--log-path={}", log.display()))
@@ -65,7 +67,7 @@ impl Browser {
             .expect("spawn chromedriver");
         let profile = tempfile::tempdir().expect("profile tempdir");
         let mut b = Browser {
-            http: common::client(),
+            http: client(),
             port,
             base: format!("http://127.0.0.1:{port}"),
             session: None,
@@ -253,7 +255,7 @@ impl Browser {
     /// Save a screenshot as `test-artifacts/{name}` (checked to be a real PNG).
     async fn save_screenshot(&self, name: &str) -> Res<()> {
         let png = self.screenshot().await?;
-        let path = common::artifacts_dir().join(name);
+        let path = artifacts_dir().join(name);
         std::fs::write(&path, &png).map_err(|e| format!("write {}: {e}", path.display()))?;
         if !png.starts_with(b"\x89PNG\r\n\x1a\n") || png.len() < 5_000 {
             return Err(format!("screenshot is not a real PNG ({} bytes)", png.len()));
@@ -345,7 +347,7 @@ async fn wait_window(api: &Api, wall: u64, wid: u64, limit: Duration, pred: impl
 
 #[tokio::test]
 async fn web_client_logs_in_drags_a_window_and_follows_events() {
-    let sim = SimProcess::start(SimOpts::default());
+    let sim = SimProcess::start(SimOpts::default()).await;
     let admin = Api::login(&sim.base, "admin", "admin").await;
 
     let wall = admin.post("/walls", json!({"name": "Main", "rows": 2, "cols": 2, "outputs": [1, 2, 3, 4]})).await.ok();
@@ -360,7 +362,7 @@ async fn web_client_logs_in_drags_a_window_and_follows_events() {
     let outcome = run_ui(&browser, &sim.base, &admin, wall_id, win_id, (wall_w, wall_h), None, "web_client.png").await;
     if let Err(e) = outcome {
         if let Ok(png) = browser.screenshot().await {
-            let _ = std::fs::write(common::artifacts_dir().join("web_client_failure.png"), png);
+            let _ = std::fs::write(artifacts_dir().join("web_client_failure.png"), png);
         }
         let status = browser.exec("return document.querySelector('#status')?.textContent", json!([])).await.unwrap_or(Value::Null);
         browser.quit().await;
@@ -437,7 +439,7 @@ async fn run_ui(
 
     // Screenshot for a human.
     let png = b.screenshot().await?;
-    let path = common::artifacts_dir().join(shot);
+    let path = artifacts_dir().join(shot);
     std::fs::write(&path, &png).map_err(|e| format!("write {}: {e}", path.display()))?;
     if !png.starts_with(b"\x89PNG\r\n\x1a\n") || png.len() < 5_000 {
         return Err(format!("screenshot is not a real PNG ({} bytes)", png.len()));
@@ -451,7 +453,7 @@ async fn run_ui(
 /// killed half-way: the operator sees nothing happen.
 #[tokio::test]
 async fn web_client_works_through_the_gateway_while_a_chassis_dies() {
-    let mut pair = common::pair::Pair::start_with(|t| {
+    let mut pair = Pair::start_with(|t| {
         let start = t.find("tls_cert = ").expect("tls_cert line");
         let end = t[start..].find("[state]").map(|e| start + e).expect("[state]");
         t.replace_range(start..end, "insecure_http = true\n");
@@ -470,7 +472,7 @@ async fn web_client_works_through_the_gateway_while_a_chassis_dies() {
     let outcome = run_ui(&browser, &base, &admin, wall_id, win_id, (3840, 2160), Some(&mut pair.a), "web_client_gateway.png").await;
     if let Err(e) = outcome {
         if let Ok(png) = browser.screenshot().await {
-            let _ = std::fs::write(common::artifacts_dir().join("web_client_gateway_failure.png"), png);
+            let _ = std::fs::write(artifacts_dir().join("web_client_gateway_failure.png"), png);
         }
         browser.quit().await;
         panic!("{e}");
@@ -601,7 +603,7 @@ async fn configure_ui(b: &Browser, base: &str) -> Res<u64> {
 #[tokio::test]
 async fn web_client_configures_both_chassis_through_the_gateway() {
     let started = Instant::now();
-    let pair = common::pair::Pair::start().await;
+    let pair = Pair::start().await;
     let mut browser = Browser::start_with(true).await;
     let base = pair.gw.base.clone();
     let outcome = configure_ui(&browser, &base).await;
@@ -609,7 +611,7 @@ async fn web_client_configures_both_chassis_through_the_gateway() {
         Ok(id) => id,
         Err(e) => {
             if let Ok(png) = browser.screenshot().await {
-                let _ = std::fs::write(common::artifacts_dir().join("web_client_gateway_config_failure.png"), png);
+                let _ = std::fs::write(artifacts_dir().join("web_client_gateway_config_failure.png"), png);
             }
             let status = browser.status_bar().await.unwrap_or_default();
             browser.quit().await;
@@ -817,7 +819,7 @@ async fn wait_gone(api: &Api, path: &str, limit: Duration) -> Res<()> {
 
 #[tokio::test]
 async fn web_client_configures_walls_sources_kvm_plans_schedules_and_users() {
-    let sim = SimProcess::start(SimOpts::default());
+    let sim = SimProcess::start(SimOpts::default()).await;
     // A second admin reads the results: the browser's admin keeps its session.
     let admin = Api::login(&sim.base, "admin", "admin").await;
     admin.post("/users", json!({"username": "auditor", "password": "auditor-pass-1", "role": "admin"})).await.ok();
@@ -827,7 +829,7 @@ async fn web_client_configures_walls_sources_kvm_plans_schedules_and_users() {
     let mut browser = Browser::start().await;
     if let Err(e) = configure_rest(&browser, &sim.base, &auditor).await {
         if let Ok(png) = browser.screenshot().await {
-            let _ = std::fs::write(common::artifacts_dir().join("web_client_config_failure.png"), png);
+            let _ = std::fs::write(artifacts_dir().join("web_client_config_failure.png"), png);
         }
         let status = browser.status_bar().await.unwrap_or_default();
         browser.quit().await;

@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::chassis_proc::ChassisProc;
+use crate::chassis_proc::SimProcess;
 use crate::http::{Http, Sent};
 use crate::site::NAMES;
 
@@ -37,6 +37,16 @@ const TRANSFER_TIMEOUT: Duration = Duration::from_secs(120);
 /// Append `n` IP sources to the `sources` table of an export document, from
 /// the table's `next_id` on, and move `next_id` past them. Returns their ids.
 pub fn add_sources(doc: &mut Value, n: usize) -> Result<Range<u64>, String> {
+    append_sources(
+        doc,
+        n,
+        |id| json!({"id": id, "name": format!("bulk-{id}"), "kind": "ip", "url": format!("rtsp://bulk-{id}.invalid/stream"), "builtin": false}),
+    )
+}
+
+/// [`add_sources`] with the rows made by `row` (given each id). The end-to-end
+/// tests' large states ([`crate::pair::load_rows`]) are made this way too.
+pub fn append_sources(doc: &mut Value, n: usize, row: impl Fn(u64) -> Value) -> Result<Range<u64>, String> {
     if n > MAX_BULK_ROWS {
         return Err(format!("{n} bulk rows: at most {MAX_BULK_ROWS}"));
     }
@@ -48,16 +58,14 @@ pub fn add_sources(doc: &mut Value, n: usize) -> Result<Range<u64>, String> {
         return Err(format!("the sources table already holds ids in {ids:?} (next_id {first})"));
     }
     rows.reserve(n);
-    for id in ids.clone() {
-        rows.push(json!({"id": id, "name": format!("bulk-{id}"), "kind": "ip", "url": format!("rtsp://bulk-{id}.invalid/stream"), "builtin": false}));
-    }
+    rows.extend(ids.clone().map(row));
     table["next_id"] = json!(ids.end);
     Ok(ids)
 }
 
 /// An admin client straight to one chassis, for the (large) transfers.
-async fn admin(c: &ChassisProc, cert: &std::path::Path) -> Result<Http, String> {
-    let mut http = Http::trusting(&c.base(), cert, TRANSFER_TIMEOUT)?;
+async fn admin(c: &SimProcess, cert: &std::path::Path) -> Result<Http, String> {
+    let mut http = Http::trusting(&c.base, cert, TRANSFER_TIMEOUT)?;
     http.login("admin", "admin", true).await?;
     Ok(http)
 }
@@ -65,7 +73,7 @@ async fn admin(c: &ChassisProc, cert: &std::path::Path) -> Result<Http, String> 
 /// Load `n` bulk sources into both chassis (running, no gateway yet): export
 /// a, add the rows, import the document into both, and check that both
 /// digests are then equal. Returns the bulk rows' ids.
-pub async fn load(chassis: &[ChassisProc; 2], certs: &[std::path::PathBuf; 2], n: usize) -> Result<Range<u64>, String> {
+pub async fn load(chassis: &[SimProcess; 2], certs: &[std::path::PathBuf; 2], n: usize) -> Result<Range<u64>, String> {
     let a = admin(&chassis[0], &certs[0]).await?;
     let mut doc = match a.get("/api/v1/system/export").await {
         Sent::Answer { status: 200, body } => body,

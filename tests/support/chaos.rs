@@ -317,7 +317,7 @@ async fn heal_and_collect(site: &mut Site, clock: Clock, harness: &mut Check) ->
     }
     for i in 0..2 {
         if !site.chassis[i].is_running() {
-            if let Err(e) = site.chassis[i].start().await {
+            if let Err(e) = site.chassis[i].ensure_running().await {
                 harness.problems.push(format!("final restart: {e}"));
             }
         }

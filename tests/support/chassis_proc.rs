@@ -1,67 +1,168 @@
-//! One `chassis-sim` process over HTTPS with `--sim-hooks`, on a fixed port
-//! and state folder, so that a `kill -9` (or its own power-off) followed by
-//! [`ChassisProc::start`] brings back the *same* chassis: same port, same
-//! SQLite state, same certificate. Always stopped by its PID.
+//! One `chassis-sim` process on 127.0.0.1, always stopped by its PID (on
+//! drop too). A `kill -9` (or its own power-off) followed by a start brings
+//! back the *same* chassis: same port, same SQLite state, same certificate.
+//!
+//! The end-to-end tests start one on a port the kernel picks with a fresh
+//! state folder ([`SimProcess::start`], which panics on failure); the fault
+//! campaign one over HTTPS on a fixed port and state folder, its log in a
+//! file ([`SimProcess::launch`], which returns the failure).
 
-use std::fs::OpenOptions;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// How long a (re)started chassis may take to listen.
+use crate::bins::{self, TEST_BUILD};
+use crate::process::{append_log, read_listening_port, still_running, test_log_stderr};
+
+/// How long a (re)started chassis may take to say it listens, and then to
+/// accept a connection.
 const START_LIMIT: Duration = Duration::from_secs(20);
 
-pub struct ChassisProc {
-    pub name: String,
+/// How a simulated chassis is started.
+#[derive(Clone, Debug)]
+pub struct SimOpts {
+    pub serial: String,
+    pub inputs: u32,
+    pub outputs: u32,
+    /// `--sim-hooks`: the `/_sim` fault hooks.
+    pub hooks: bool,
+    pub ephemeral: bool,
+    /// HTTPS with this certificate and key (PEM); plain HTTP if None.
+    pub tls: Option<(PathBuf, PathBuf)>,
+    /// `--max-import` (the simulator's default when None).
+    pub max_import: Option<usize>,
+    /// The port; 0: whatever the kernel gives at the first start (a restart
+    /// then reuses that port).
     pub port: u16,
-    pub state_dir: PathBuf,
-    pub cert: PathBuf,
-    pub key: PathBuf,
-    pub log: PathBuf,
-    bin: PathBuf,
-    child: Option<Child>,
+    /// The state folder (created if missing); None: a fresh temporary one,
+    /// removed with the process handle.
+    pub state_dir: Option<PathBuf>,
+    /// Append the chassis' log (its stderr) to this file; None: see
+    /// [`test_log_stderr`].
+    pub log: Option<PathBuf>,
+    /// The `chassis-sim` binary; None: the one beside this executable.
+    pub bin: Option<PathBuf>,
 }
 
-impl ChassisProc {
-    /// Describe the chassis; nothing runs until [`ChassisProc::start`].
-    pub fn new(bin: PathBuf, name: &str, port: u16, state_dir: PathBuf, cert: PathBuf, key: PathBuf, log: PathBuf) -> ChassisProc {
-        ChassisProc { name: name.to_string(), port, state_dir, cert, key, log, bin, child: None }
+impl Default for SimOpts {
+    fn default() -> Self {
+        SimOpts {
+            serial: "SIM-TEST".into(),
+            inputs: 16,
+            outputs: 16,
+            hooks: true,
+            ephemeral: false,
+            tls: None,
+            max_import: None,
+            port: 0,
+            state_dir: None,
+            log: None,
+            bin: None,
+        }
+    }
+}
+
+/// A `chassis-sim` child process. Killed (SIGKILL, by PID) on drop.
+pub struct SimProcess {
+    pub child: Option<Child>,
+    pub port: u16,
+    /// `https://127.0.0.1:PORT` (`http://` without TLS).
+    pub base: String,
+    pub state_dir: PathBuf,
+    /// What the next (re)start runs with.
+    pub opts: SimOpts,
+    bin: PathBuf,
+    _tmp: Option<tempfile::TempDir>,
+}
+
+impl SimProcess {
+    /// Start a chassis and wait (bounded) until it listens; panics if it
+    /// does not.
+    pub async fn start(opts: SimOpts) -> SimProcess {
+        SimProcess::launch(opts).await.unwrap_or_else(|e| panic!("chassis-sim did not start: {e}"))
     }
 
-    pub fn base(&self) -> String {
-        format!("https://127.0.0.1:{}", self.port)
+    /// Start a chassis and wait (bounded) until it listens.
+    pub async fn launch(opts: SimOpts) -> Result<SimProcess, String> {
+        let bin = match &opts.bin {
+            Some(bin) => bin.clone(),
+            None => bins::find("chassis-sim", TEST_BUILD)?,
+        };
+        let (state_dir, tmp) = match &opts.state_dir {
+            Some(dir) => (dir.clone(), None),
+            None => {
+                let tmp = tempfile::tempdir().map_err(|e| format!("tempdir: {e}"))?;
+                (tmp.path().to_path_buf(), Some(tmp))
+            }
+        };
+        let mut p = SimProcess { child: None, port: opts.port, base: String::new(), state_dir, opts, bin, _tmp: tmp };
+        p.ensure_running().await?;
+        Ok(p)
     }
 
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)
     }
 
-    /// Start the process (if it is not running) and wait, bounded, until it
-    /// accepts TCP connections.
-    pub async fn start(&mut self) -> Result<(), String> {
-        if self.is_running() {
-            return Ok(());
-        }
-        std::fs::create_dir_all(&self.state_dir).map_err(|e| format!("{}: {e}", self.state_dir.display()))?;
-        let log = OpenOptions::new().create(true).append(true).open(&self.log).map_err(|e| format!("{}: {e}", self.log.display()))?;
-        let child = Command::new(&self.bin)
-            .arg("--listen")
+    /// The serial number, which names the chassis in messages.
+    fn name(&self) -> &str {
+        &self.opts.serial
+    }
+
+    fn command(&self) -> Result<Command, String> {
+        let o = &self.opts;
+        let mut cmd = Command::new(&self.bin);
+        cmd.arg("--listen")
             .arg(format!("127.0.0.1:{}", self.port))
             .arg("--state")
             .arg(&self.state_dir)
             .arg("--serial")
-            .arg(format!("CHAOS-{}", self.name.to_uppercase()))
-            .arg("--tls-cert")
-            .arg(&self.cert)
-            .arg("--tls-key")
-            .arg(&self.key)
-            .arg("--sim-hooks")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .map_err(|e| format!("spawning {}: {e}", self.bin.display()))?;
+            .arg(&o.serial)
+            .arg("--inputs")
+            .arg(o.inputs.to_string())
+            .arg("--outputs")
+            .arg(o.outputs.to_string());
+        if o.hooks {
+            cmd.arg("--sim-hooks");
+        }
+        if o.ephemeral {
+            cmd.arg("--ephemeral");
+        }
+        if let Some((cert, key)) = &o.tls {
+            cmd.arg("--tls-cert").arg(cert).arg("--tls-key").arg(key);
+        }
+        if let Some(n) = o.max_import {
+            cmd.arg("--max-import").arg(n.to_string());
+        }
+        let stderr = match &o.log {
+            Some(path) => Stdio::from(append_log(path)?),
+            None => test_log_stderr(),
+        };
+        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(stderr);
+        Ok(cmd)
+    }
+
+    /// Where to look when it fails.
+    fn log_hint(&self) -> String {
+        self.opts.log.as_ref().map(|l| format!(" (see {})", l.display())).unwrap_or_default()
+    }
+
+    /// Start the process if it is not running (the same command line, on
+    /// the same port and state), read the port it says it listens on, and
+    /// wait (bounded) until it accepts TCP connections.
+    pub async fn ensure_running(&mut self) -> Result<(), String> {
+        if self.is_running() {
+            return Ok(());
+        }
+        std::fs::create_dir_all(&self.state_dir).map_err(|e| format!("{}: {e}", self.state_dir.display()))?;
+        let mut child = self.command()?.spawn().map_err(|e| format!("spawning {}: {e}", self.bin.display()))?;
+        let stdout = child.stdout.take().ok_or("the chassis' stdout is not piped")?;
         self.child = Some(child);
+        let read = tokio::task::spawn_blocking(move || read_listening_port(stdout, START_LIMIT)).await;
+        let port = read.map_err(|e| format!("reading the port of chassis {}: {e}", self.name()))?;
+        self.port = port.map_err(|e| format!("chassis {}: {e}{}", self.name(), self.log_hint()))?;
+        let scheme = if self.opts.tls.is_some() { "https" } else { "http" };
+        self.base = format!("{scheme}://127.0.0.1:{}", self.port);
         self.wait_listening().await
     }
 
@@ -74,7 +175,7 @@ impl ChassisProc {
             if let Some(child) = self.child.as_mut() {
                 if let Ok(Some(status)) = child.try_wait() {
                     self.child = None;
-                    return Err(format!("chassis {} exited while starting: {status} (see {})", self.name, self.log.display()));
+                    return Err(format!("chassis {} exited while starting: {status}{}", self.name(), self.log_hint()));
                 }
             }
             if start.elapsed() > START_LIMIT {
@@ -82,7 +183,14 @@ impl ChassisProc {
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        Err(format!("chassis {} did not listen on {} within {START_LIMIT:?}", self.name, self.port))
+        Err(format!("chassis {} did not listen on {} within {START_LIMIT:?}", self.name(), self.port))
+    }
+
+    /// `kill -9` the process and start it again on the same port and state
+    /// (with `opts` as they are now); panics if it does not listen again.
+    pub async fn restart(&mut self) {
+        self.kill9();
+        self.ensure_running().await.unwrap_or_else(|e| panic!("chassis-sim did not start again: {e}"));
     }
 
     /// Still alive? (Reaps it if it exited, e.g. after a power-off.)
@@ -107,10 +215,7 @@ impl ChassisProc {
 
     /// `kill -9` by PID, and reap.
     pub fn kill9(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        crate::process::kill9(&mut self.child);
     }
 
     /// Delete every file of the state folder (the SQLite database and its
@@ -132,11 +237,11 @@ impl ChassisProc {
     }
 
     /// Replace the state folder's files with those in `from` (a copy made by
-    /// [`ChassisProc::save_state`]). Only while the process is stopped.
+    /// [`SimProcess::save_state`]). Only while the process is stopped.
     pub fn restore_state(&mut self, from: &Path) -> Result<usize, String> {
         self.require_stopped("restore the state of")?;
         if files_in(from)?.is_empty() {
-            return Err(format!("the copy of chassis {} in {} holds no files", self.name, from.display()));
+            return Err(format!("the copy of chassis {} in {} holds no files", self.name(), from.display()));
         }
         clear_files(&self.state_dir)?;
         copy_files(from, &self.state_dir)
@@ -144,7 +249,7 @@ impl ChassisProc {
 
     fn require_stopped(&mut self, what: &str) -> Result<(), String> {
         if self.is_running() {
-            return Err(format!("cannot {what} chassis {} while it runs", self.name));
+            return Err(format!("cannot {what} chassis {} while it runs", self.name()));
         }
         Ok(())
     }
@@ -182,21 +287,8 @@ fn copy_files(from: &Path, to: &Path) -> Result<usize, String> {
     Ok(files.len())
 }
 
-impl Drop for ChassisProc {
+impl Drop for SimProcess {
     fn drop(&mut self) {
         self.kill9();
-    }
-}
-
-/// Whether a child process is still alive; reaps (and forgets) it if it
-/// exited. Shared by the chassis and gateway process handles.
-pub fn still_running(child: &mut Option<Child>) -> bool {
-    match child.as_mut().map(Child::try_wait) {
-        Some(Ok(None)) => true,
-        Some(_) => {
-            *child = None;
-            false
-        }
-        None => false,
     }
 }

@@ -367,7 +367,7 @@ async fn inject(site: &mut Site, p: &Plan, n: usize, clock: Clock) -> FaultRecor
                 site.chassis[t].kill9();
             }
             tokio::time::sleep(p.hold).await;
-            if let Err(e) = site.chassis[t].start().await {
+            if let Err(e) = site.chassis[t].ensure_running().await {
                 harness_error = Some(e);
             }
         }
@@ -381,7 +381,7 @@ async fn inject(site: &mut Site, p: &Plan, n: usize, clock: Clock) -> FaultRecor
             site.chassis[second].kill9();
             tokio::time::sleep(p.hold).await;
             for i in [second, first] {
-                if let Err(e) = site.chassis[i].start().await {
+                if let Err(e) = site.chassis[i].ensure_running().await {
                     harness_error = Some(e);
                 }
                 tokio::time::sleep(p.stagger).await;
@@ -432,7 +432,7 @@ async fn stopped(
         Err(e) => (String::new(), Some(e)),
     };
     tokio::time::sleep_until(until.into()).await;
-    if let Err(e) = site.chassis[t].start().await {
+    if let Err(e) = site.chassis[t].ensure_running().await {
         error = Some(e);
     }
     (start_us, did, error)

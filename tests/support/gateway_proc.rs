@@ -1,38 +1,53 @@
 //! The `pairgate` process: same configuration and state across a `kill -9`
 //! and restart (docs/design.md: a restart loses nothing acknowledged and keeps
-//! every session). Its log goes to a file (`RUST_LOG` filter chosen by the
-//! caller), appended across restarts so one file tells the whole story.
+//! every session), always stopped by its PID (on drop too). Its log goes to
+//! a file when one is given (`RUST_LOG` filter chosen by the caller),
+//! appended across restarts so one file tells the whole story.
 
-use std::fs::OpenOptions;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::gateway_config::ADMIN_TOKEN;
+use crate::api::Api;
 use crate::http::{Http, Sent};
+use crate::process::{append_log, still_running, test_log_stderr};
 
-pub struct GatewayProc {
+pub struct GatewayProcess {
+    pub child: Option<Child>,
     pub port: u16,
+    /// `https://127.0.0.1:PORT` (`http://` for a configuration with `insecure_http = true`).
+    pub base: String,
     pub config: PathBuf,
+    /// The gateway's certificate, the one its clients trust.
     pub cert: PathBuf,
-    pub log: PathBuf,
-    pub log_filter: String,
+    /// The bearer token of `/_pairgate/...`.
+    pub admin_token: String,
+    /// When set, the gateway logs with this filter (`RUST_LOG`) to this file,
+    /// appended across restarts, instead of following `PAIRGATE_TEST_LOG`.
+    pub log: Option<(String, PathBuf)>,
     bin: PathBuf,
-    child: Option<Child>,
     status_client: Http,
 }
 
-impl GatewayProc {
-    pub fn new(bin: PathBuf, port: u16, config: PathBuf, cert: PathBuf, log: PathBuf, log_filter: &str) -> Result<GatewayProc, String> {
-        let mut status_client = Http::trusting(&format!("https://127.0.0.1:{port}"), &cert, Duration::from_secs(2))?;
-        status_client.token = Some(ADMIN_TOKEN.to_string());
-        Ok(GatewayProc { port, config, cert, log, log_filter: log_filter.to_string(), bin, child: None, status_client })
-    }
-
-    pub fn base(&self) -> String {
-        format!("https://127.0.0.1:{}", self.port)
+impl GatewayProcess {
+    /// Describe the gateway; nothing runs until [`GatewayProcess::start`].
+    /// `https` says whether `config` serves HTTPS (no `insecure_http`).
+    pub fn new(
+        bin: PathBuf,
+        config: PathBuf,
+        port: u16,
+        https: bool,
+        cert: PathBuf,
+        admin_token: &str,
+        log: Option<(String, PathBuf)>,
+    ) -> Result<GatewayProcess, String> {
+        let scheme = if https { "https" } else { "http" };
+        let base = format!("{scheme}://127.0.0.1:{port}");
+        let mut status_client = Http::trusting(&base, &cert, Duration::from_secs(2))?;
+        status_client.token = Some(admin_token.to_string());
+        Ok(GatewayProcess { child: None, port, base, config, cert, admin_token: admin_token.to_string(), log, bin, status_client })
     }
 
     pub fn pid(&self) -> Option<u32> {
@@ -40,35 +55,55 @@ impl GatewayProc {
     }
 
     /// Start the process if it is not running. Does not wait: see
-    /// [`GatewayProc::wait_answering`].
+    /// [`GatewayProcess::wait_answering`].
     pub fn start(&mut self) -> Result<(), String> {
         if self.is_running() {
             return Ok(());
         }
-        let log = OpenOptions::new().create(true).append(true).open(&self.log).map_err(|e| format!("{}: {e}", self.log.display()))?;
-        let child = Command::new(&self.bin)
-            .arg("--config")
-            .arg(&self.config)
-            .env("RUST_LOG", &self.log_filter)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .map_err(|e| format!("spawning {}: {e}", self.bin.display()))?;
-        self.child = Some(child);
+        let mut cmd = Command::new(&self.bin);
+        cmd.arg("--config").arg(&self.config).stdin(Stdio::null());
+        match &self.log {
+            Some((filter, path)) => {
+                let file = append_log(path)?;
+                let copy = file.try_clone().map_err(|e| format!("{}: {e}", path.display()))?;
+                cmd.env("RUST_LOG", filter).env("NO_COLOR", "1").stdout(Stdio::from(copy)).stderr(Stdio::from(file));
+            }
+            None => {
+                // PAIRGATE_TEST_LOG=pairgate=debug (any filter) shows the gateway's log.
+                cmd.env("RUST_LOG", std::env::var("PAIRGATE_TEST_LOG").unwrap_or_else(|_| "off".into()))
+                    .stdout(Stdio::null())
+                    .stderr(test_log_stderr());
+            }
+        }
+        self.child = Some(cmd.spawn().map_err(|e| format!("spawning {}: {e}", self.bin.display()))?);
         Ok(())
     }
 
+    /// `kill -9` the process and start it again, same configuration and
+    /// state; panics if it cannot be spawned. Does not wait.
+    pub fn restart(&mut self) {
+        self.kill9();
+        self.start().unwrap_or_else(|e| panic!("the gateway did not start again: {e}"));
+    }
+
     pub fn is_running(&mut self) -> bool {
-        crate::chassis_proc::still_running(&mut self.child)
+        still_running(&mut self.child)
     }
 
     /// `kill -9` by PID, and reap.
     pub fn kill9(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        crate::process::kill9(&mut self.child);
+    }
+
+    /// SIGTERM by PID (a clean shutdown), reaped within `limit`; `kill -9`
+    /// after that. Whether it exited on its own.
+    pub fn stop(&mut self, limit: Duration) -> bool {
+        crate::process::terminate(&mut self.child, limit)
+    }
+
+    /// Where to look when it fails.
+    fn log_hint(&self) -> String {
+        self.log.as_ref().map(|(_, l)| format!(" (see {})", l.display())).unwrap_or_default()
     }
 
     /// `GET /_pairgate/status` (None while the gateway does not answer it).
@@ -87,18 +122,61 @@ impl GatewayProc {
                 return Ok(s);
             }
             if !self.is_running() {
-                return Err(format!("the gateway exited (see {})", self.log.display()));
+                return Err(format!("the gateway exited{}", self.log_hint()));
             }
             if start.elapsed() > limit {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
-        Err(format!("the gateway did not answer its status page within {limit:?} (see {})", self.log.display()))
+        Err(format!("the gateway did not answer its status page within {limit:?}{}", self.log_hint()))
+    }
+
+    /// Poll the status page every `every` (bounded by `limit`) until `pred`
+    /// holds: that status; else the last status seen (Null if none).
+    pub async fn poll_status(&self, limit: Duration, every: Duration, pred: impl Fn(&Value) -> bool) -> Result<Value, Value> {
+        let start = Instant::now();
+        let mut last = Value::Null;
+        for _ in 0..100_000 {
+            if let Some(s) = self.status().await {
+                if pred(&s) {
+                    return Ok(s);
+                }
+                last = s;
+            }
+            if start.elapsed() > limit {
+                break;
+            }
+            tokio::time::sleep(every).await;
+        }
+        Err(last)
+    }
+
+    /// Wait (bounded) until both chassis are in sync and ids are ready;
+    /// panics with the last status if they are not.
+    pub async fn wait_in_sync(&self, limit: Duration) -> Value {
+        match self.poll_status(limit, Duration::from_millis(100), all_in_sync).await {
+            Ok(s) => s,
+            Err(last) => panic!("pair not in sync within {limit:?}: {last}"),
+        }
+    }
+
+    /// A client that trusts exactly the gateway's certificate.
+    pub fn api(&self) -> Api {
+        Api::trusting(&self.base, &self.cert)
+    }
+
+    /// Log in through the gateway (force = false); panics unless 200.
+    pub async fn login(&self, user: &str, password: &str) -> Api {
+        let mut api = self.api();
+        let r = api.post("/login", serde_json::json!({"username": user, "password": password})).await;
+        assert_eq!(r.status, 200, "gateway login {user}: {r:?}");
+        api.token = r.body["token"].as_str().map(str::to_string);
+        api
     }
 }
 
-impl Drop for GatewayProc {
+impl Drop for GatewayProcess {
     fn drop(&mut self) {
         self.kill9();
     }

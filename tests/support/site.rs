@@ -14,7 +14,6 @@
 //! taken while that chassis was stopped (at setup, and again whenever a
 //! fault stops it), for `restore_old_copy` to put back later.
 
-use std::net::TcpListener;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -23,18 +22,19 @@ use serde_json::Value;
 
 use crate::bins::Bins;
 use crate::certs::make_cert;
-use crate::chassis_proc::ChassisProc;
+use crate::chassis_proc::{SimOpts, SimProcess};
 use crate::fault_proxy::FaultProxy;
-use crate::gateway_config::GatewayConfig;
-use crate::gateway_proc::{all_in_sync, GatewayProc};
+use crate::gateway_config::{GatewayConfig, ADMIN_TOKEN, JWT_SECRET};
+use crate::gateway_proc::{all_in_sync, GatewayProcess};
 use crate::http::{Http, Sent};
+use crate::process::free_port;
 
 pub const NAMES: [&str; 2] = ["a", "b"];
 
 pub struct Site {
-    pub chassis: [ChassisProc; 2],
+    pub chassis: [SimProcess; 2],
     pub proxies: [FaultProxy; 2],
-    pub gateway: GatewayProc,
+    pub gateway: GatewayProcess,
     pub chassis_certs: [PathBuf; 2],
     pub logs: PathBuf,
     /// Ids of the bulk sources loaded at setup (empty if none).
@@ -56,12 +56,6 @@ pub struct StateCopy {
 /// How long one direct request to a chassis may take: exports of a state
 /// with tens of thousands of rows take a second or more on a debug build.
 const DIRECT_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// A port that was free a moment ago on 127.0.0.1.
-pub fn free_port() -> Result<u16, String> {
-    let l = TcpListener::bind("127.0.0.1:0").map_err(|e| format!("binding an ephemeral port: {e}"))?;
-    Ok(l.local_addr().map_err(|e| format!("ephemeral port: {e}"))?.port())
-}
 
 impl Site {
     /// Start everything and wait (bounded) until both chassis are in sync.
@@ -86,20 +80,21 @@ impl Site {
         let mut certs = Vec::new();
         for name in NAMES {
             let (cert, key) = make_cert(d, &format!("chassis-{name}"))?;
-            let mut c = ChassisProc::new(
-                bins.chassis_sim.clone(),
-                name,
-                free_port()?,
-                d.join(format!("chassis-{name}-state")),
-                cert.clone(),
-                key,
-                logs.join(format!("chassis-{name}.log")),
-            );
-            c.start().await?;
+            let c = SimProcess::launch(SimOpts {
+                serial: format!("CHAOS-{}", name.to_uppercase()),
+                tls: Some((cert.clone(), key)),
+                hooks: true,
+                port: free_port()?,
+                state_dir: Some(d.join(format!("chassis-{name}-state"))),
+                log: Some(logs.join(format!("chassis-{name}.log"))),
+                bin: Some(bins.chassis_sim.clone()),
+                ..SimOpts::default()
+            })
+            .await?;
             chassis.push(c);
             certs.push(cert);
         }
-        let mut chassis: [ChassisProc; 2] = chassis.try_into().map_err(|_| "two chassis")?;
+        let mut chassis: [SimProcess; 2] = chassis.try_into().map_err(|_| "two chassis")?;
         let chassis_certs: [PathBuf; 2] = certs.try_into().map_err(|_| "two certificates")?;
         let bulk = if bulk_rows > 0 { crate::bulk::load(&chassis, &chassis_certs, bulk_rows).await? } else { 0..0 };
         let mut copies = Vec::new();
@@ -107,7 +102,7 @@ impl Site {
             let copy = StateCopy { dir: d.join(format!("chassis-{name}-copy")), taken: "at setup".into() };
             c.kill9();
             c.save_state(&copy.dir)?;
-            c.start().await?;
+            c.ensure_running().await?;
             copies.push(copy);
         }
         let copies: [StateCopy; 2] = copies.try_into().map_err(|_| "two copies")?;
@@ -120,9 +115,14 @@ impl Site {
             cert: &gcert,
             key: &gkey,
             chassis: [(proxies[0].port(), &chassis_certs[0]), (proxies[1].port(), &chassis_certs[1])],
+            username: "admin",
+            passwords: ["admin", "admin"],
+            admin_token: ADMIN_TOKEN,
+            jwt_secret: JWT_SECRET,
         }
         .write()?;
-        let mut gateway = GatewayProc::new(bins.pairgate.clone(), port, config, gcert, logs.join("gateway.log"), log_filter)?;
+        let log = Some((log_filter.to_string(), logs.join("gateway.log")));
+        let mut gateway = GatewayProcess::new(bins.pairgate.clone(), config, port, true, gcert, ADMIN_TOKEN, log)?;
         gateway.start()?;
         let site = Site { chassis, proxies, gateway, chassis_certs, logs: logs.to_path_buf(), bulk, copies, _dir: dir };
         site.wait_in_sync(Duration::from_secs(30)).await?;
@@ -131,27 +131,14 @@ impl Site {
 
     /// A client of the gateway (not logged in).
     pub fn gateway_client(&self, timeout: Duration) -> Result<Http, String> {
-        Http::trusting(&self.gateway.base(), &self.gateway.cert, timeout)
+        Http::trusting(&self.gateway.base, &self.gateway.cert, timeout)
     }
 
     /// Wait (bounded) for both chassis in sync with lag 0; the last status
     /// seen is in the error.
     pub async fn wait_in_sync(&self, limit: Duration) -> Result<Value, String> {
-        let start = Instant::now();
-        let mut last = Value::Null;
-        for _ in 0..100_000 {
-            if let Some(s) = self.gateway.status().await {
-                if all_in_sync(&s) {
-                    return Ok(s);
-                }
-                last = s;
-            }
-            if start.elapsed() > limit {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        Err(format!("not both in sync within {limit:?}; last status: {last}"))
+        let polled = self.gateway.poll_status(limit, Duration::from_millis(50), all_in_sync).await;
+        polled.map_err(|last| format!("not both in sync within {limit:?}; last status: {last}"))
     }
 
     /// An admin client straight to chassis `i`, bypassing proxy and gateway:
@@ -164,7 +151,7 @@ impl Site {
 
     /// [`Site::direct`] whose requests may each take up to `timeout`.
     pub async fn direct_with_timeout(&self, i: usize, limit: Duration, timeout: Duration) -> Result<Http, String> {
-        let mut http = Http::trusting(&self.chassis[i].base(), &self.chassis_certs[i], timeout)?;
+        let mut http = Http::trusting(&self.chassis[i].base, &self.chassis_certs[i], timeout)?;
         let start = Instant::now();
         let mut last = String::new();
         for _ in 0..200 {
