@@ -42,6 +42,8 @@ pub struct SimOpts {
     pub log: Option<PathBuf>,
     /// The `chassis-sim` binary; None: the one beside this executable.
     pub bin: Option<PathBuf>,
+    /// More arguments, e.g. `--without id_block` (older firmware).
+    pub args: Vec<String>,
 }
 
 impl Default for SimOpts {
@@ -58,6 +60,7 @@ impl Default for SimOpts {
             state_dir: None,
             log: None,
             bin: None,
+            args: Vec::new(),
         }
     }
 }
@@ -134,6 +137,7 @@ impl SimProcess {
         if let Some(n) = o.max_import {
             cmd.arg("--max-import").arg(n.to_string());
         }
+        cmd.args(&o.args);
         let stderr = match &o.log {
             Some(path) => Stdio::from(append_log(path)?),
             None => test_log_stderr(),

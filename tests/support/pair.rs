@@ -88,32 +88,47 @@ impl Pair {
 
     /// As `start_with`; `wait` says whether to wait for both chassis in sync.
     pub async fn start_with_wait(edit: impl FnOnce(&mut String), wait: bool) -> Pair {
-        Pair::start_full(edit, wait, None, 0).await
+        Pair::start_full(edit, wait, None, 0, [Vec::new(), Vec::new()]).await
+    }
+
+    /// A pair whose chassis run with these extra simulator arguments each
+    /// (e.g. `--without export_import`: older firmware), the gateway logging
+    /// at info to `gateway.log`; not waited for in sync.
+    pub async fn start_firmware(args: [&[&str]; 2], edit: impl FnOnce(&mut String)) -> Pair {
+        let args = args.map(|a| a.iter().map(|s| s.to_string()).collect());
+        Pair::start_full(edit, false, Some("pairgate=info".into()), 0, args).await
     }
 
     /// A pair whose chassis both hold `rows` extra IP sources (the same on
     /// each, loaded directly before the gateway starts: see [`load_rows`]),
     /// with a hook to edit the gateway configuration text first.
     pub async fn start_with_rows(rows: u64, edit: impl FnOnce(&mut String)) -> Pair {
-        Pair::start_full(edit, true, None, rows).await
+        Pair::start_full(edit, true, None, rows, [Vec::new(), Vec::new()]).await
     }
 
     /// As `start_with`, the gateway logging with `filter` (a `RUST_LOG`
     /// value) to the file `gateway.log` in the pair's directory
     /// (`pair.gw.log`). Waits for both chassis in sync.
     pub async fn start_logged(edit: impl FnOnce(&mut String), filter: &str) -> Pair {
-        Pair::start_full(edit, true, Some(filter.to_string()), 0).await
+        Pair::start_full(edit, true, Some(filter.to_string()), 0, [Vec::new(), Vec::new()]).await
     }
 
-    async fn start_full(edit: impl FnOnce(&mut String), wait: bool, log_filter: Option<String>, rows: u64) -> Pair {
+    async fn start_full(
+        edit: impl FnOnce(&mut String),
+        wait: bool,
+        log_filter: Option<String>,
+        rows: u64,
+        sim_args: [Vec<String>; 2],
+    ) -> Pair {
         let dir = tempfile::tempdir().expect("tempdir");
         let d = dir.path();
         let cert = |name: &str| make_cert(d, name).unwrap_or_else(|e| panic!("{e}"));
         let (ca, ka) = cert("chassis-a");
         let (cb, kb) = cert("chassis-b");
         let (gc, gk) = cert("gateway");
-        let a = SimProcess::start(SimOpts { serial: "A".into(), tls: Some((ca.clone(), ka)), ..SimOpts::default() }).await;
-        let b = SimProcess::start(SimOpts { serial: "B".into(), tls: Some((cb.clone(), kb)), ..SimOpts::default() }).await;
+        let [args_a, args_b] = sim_args;
+        let a = SimProcess::start(SimOpts { serial: "A".into(), tls: Some((ca.clone(), ka)), args: args_a, ..SimOpts::default() }).await;
+        let b = SimProcess::start(SimOpts { serial: "B".into(), tls: Some((cb.clone(), kb)), args: args_b, ..SimOpts::default() }).await;
         create_service_account(&a.base, &ca, SERVICE_PASSWORDS[0]).await;
         create_service_account(&b.base, &cb, SERVICE_PASSWORDS[1]).await;
         if rows > 0 {

@@ -149,6 +149,7 @@ impl Gateway {
                 resyncs_done: Default::default(),
                 resyncs_failed: Default::default(),
                 resync_attempt: Default::default(),
+                features: Default::default(),
             });
             service.push(ServiceAccount { username: c.username.clone(), password: password(&c.password)? });
         }
@@ -209,6 +210,9 @@ impl Gateway {
                 attempts: self.attempts.clone(),
             };
             self.tasks.spawn("applier", applier.run());
+            let configured = self.cfg.chassis[i].features;
+            let discover = crate::recovery::discovery::discover(self.pair.clone(), self.broker.clone(), i, configured, timeouts.per_try);
+            self.tasks.spawn("feature discovery", discover);
         }
         let pairer = Arc::new(Pairer {
             pair: self.pair.clone(),

@@ -48,6 +48,9 @@ pub fn status(gw: &Gateway, headers: &HeaderMap) -> Response {
                 "applied_seq": applied,
                 "lag": applied.map(|a| last.saturating_sub(a)),
                 "last_error": m.last_error.lock().clone(),
+                // What its firmware offers and how the gateway works with it
+                // (null until the chassis first answered).
+                "firmware": m.features.lock().clone(),
                 "resyncs": m.resyncs_done.load(Ordering::SeqCst),
                 "resyncs_failed": m.resyncs_failed.load(Ordering::SeqCst),
                 "service_login": match gw.broker.service_problem(m.index) {

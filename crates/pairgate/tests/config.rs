@@ -401,6 +401,7 @@ fn semantic_errors_name_their_line() {
         (edit(BASE, "password_file = \"a.password\"", "password_env = \"A B\""), "password_env", |p| matches!(p, Problem::BadEnvName { .. })),
         (edit(BASE, "password_file = \"a.password\"", "password_file = \"a.password\"\npassword_env = \"PW\""), "password_env", |p| matches!(p, Problem::PasswordSourceTwice { .. })),
         (edit(BASE, "ca_cert = \"a.pem\"", "ca_cert = \"\""), "ca_cert = \"\"", |p| matches!(p, Problem::EmptyPath { .. })),
+        (edit(BASE, "password_file = \"a.password\"", "password_file = \"a.password\"\nfeatures = [\"id_block\", \"hdmi\"]"), "features = [", |p| matches!(p, Problem::UnknownFeature { value, .. } if value == "hdmi")),
         (edit(BASE, "tls_cert = \"gw.pem\"", "insecure_http = true\ntls_cert = \"gw.pem\""), "tls_cert", |p| matches!(p, Problem::TlsWithInsecureHttp { key: "tls_cert" })),
         (edit(BASE, "admin_token_file = \"admin.token\"", "admin_token_file = \"admin.token\"\nadmin_token = \"s3cret\""), "admin_token =", |p| *p == Problem::InlineSecret { key: "admin_token" }),
         (format!("{BASE}\n[timeouts]\nper_try_ms = 5\n"), "per_try_ms", |p| matches!(p, Problem::OutOfRange { min: 10, max: 60_000, value: 5, .. })),

@@ -9,6 +9,7 @@
 pub mod applier;
 pub mod attempts;
 pub mod detector;
+pub mod features;
 pub mod health;
 pub mod pair;
 pub mod upstream;

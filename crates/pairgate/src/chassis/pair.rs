@@ -28,6 +28,8 @@ pub struct Member {
     pub resyncs_failed: Arc<std::sync::atomic::AtomicU64>,
     /// Attempts made of the resync under way (0 when none is).
     pub resync_attempt: Arc<std::sync::atomic::AtomicU64>,
+    /// What its firmware offers, once known (`recovery/discovery.rs`).
+    pub features: Mutex<Option<crate::chassis::features::Discovered>>,
 }
 
 pub struct Pair {
@@ -130,6 +132,7 @@ mod tests {
                 resyncs_done: Arc::default(),
                 resyncs_failed: Arc::default(),
                 resync_attempt: Arc::default(),
+                features: Default::default(),
             };
             (m, state)
         };

@@ -165,6 +165,9 @@ pub enum Problem {
     #[error("chassis name {value:?} is not usable (it appears in logs, metrics and status)")]
     BadChassisName { value: String },
 
+    #[error("chassis {chassis}: unknown feature {value:?}")]
+    UnknownFeature { chassis: String, value: String },
+
     #[error("chassis name {name:?} is already used by the chassis at line {first_line}")]
     DuplicateChassisName { name: String, first_line: usize },
 
@@ -285,6 +288,10 @@ impl Problem {
             ChassisCount { .. } => "a pair is exactly two chassis: write two `[[chassis]]` tables".into(),
             BadChassisName { .. } => "use 1 to 32 characters from a-z, A-Z, 0-9, '-' and '_', e.g. name = \"a\"".into(),
             DuplicateChassisName { .. } => "give each chassis its own name".into(),
+            UnknownFeature { .. } => format!(
+                "list only what the chassis' firmware offers, from {}; or remove `features` and the gateway asks the chassis (GET /system/info)",
+                crate::chassis::features::Feature::ALL.map(|f| f.name()).join(", ")
+            ),
             BadChassisUrl { .. } => "write the chassis' base address as https://HOST:PORT (or http://HOST:PORT for a plain-HTTP chassis), with an explicit port and no path, user or query, e.g. url = \"https://10.0.0.11:443\"".into(),
             DuplicateChassisUrl { .. } => "point the two chassis at two different boxes: a pair of one chassis is no redundancy".into(),
             ChassisIsGateway { .. } => "point the chassis at the chassis' own address, not at the gateway's `listen.addr`".into(),

@@ -64,6 +64,7 @@ pub(crate) struct RawChassis {
     pub password_env: Option<S<String>>,
     pub password: Option<S<IgnoredAny>>,
     pub preferred_primary: Option<S<bool>>,
+    pub features: Option<S<Vec<S<String>>>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

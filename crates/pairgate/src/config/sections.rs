@@ -104,6 +104,9 @@ pub struct Chassis {
     pub password: SecretSource,
     /// Which chassis is primary when both are in sync (no automatic failback).
     pub preferred_primary: bool,
+    /// What its firmware offers, if `gateway.toml` says (for firmware without
+    /// `GET /system/info`); `None`: the gateway asks the chassis.
+    pub features: Option<crate::chassis::features::Features>,
     /// Line of the chassis' `[[chassis]]` header.
     pub line: usize,
 }

@@ -245,7 +245,21 @@ impl Validator<'_, '_> {
                 SecretSource::Env(var.clone())
             }
         };
+        let features = match &r.features {
+            None => None,
+            Some(list) => {
+                let mut set = Vec::new();
+                for item in list.get_ref() {
+                    match crate::chassis::features::Feature::parse(item.get_ref()) {
+                        Some(f) => set.push(f),
+                        None => return Err(self.err(item.span(), Problem::UnknownFeature { chassis: name, value: item.get_ref().clone() })),
+                    }
+                }
+                Some(set.into_iter().collect())
+            }
+        };
         Ok(Chassis {
+            features,
             name,
             url,
             ca_cert,

@@ -5,6 +5,7 @@
 //! them one by one for cycles).
 
 pub mod anti_entropy;
+pub mod discovery;
 pub mod pairing;
 pub mod resync;
 pub mod resync_request;

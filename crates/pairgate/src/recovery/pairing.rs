@@ -19,6 +19,7 @@ use parking_lot::Mutex;
 use reqwest::Method;
 
 use crate::chassis::detector::ChassisState;
+use crate::chassis::features::Feature;
 use crate::chassis::pair::Pair;
 use crate::error::GatewayError;
 use crate::journal::Sequencer;
@@ -29,8 +30,10 @@ use crate::session::broker::Broker;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Pairing {
     /// First start: both chassis are being inspected and the id counter
-    /// raised above them. Mutations are refused (503 `not_applied`).
-    Inspecting,
+    /// raised above them. Mutations are refused: 503 `not_applied`, or
+    /// `not_paired` saying `stuck`, why inspecting cannot go on (a chassis
+    /// whose firmware has no export, which pairing reads).
+    Inspecting { stuck: Option<String> },
     /// A later start: the id counter is above both (mutations accepted); no
     /// chassis joins until both answer or [`start_grace`] passed.
     Waiting,
@@ -47,7 +50,7 @@ pub enum Pairing {
 impl Pairing {
     pub fn name(&self) -> &'static str {
         match self {
-            Pairing::Inspecting => "inspecting",
+            Pairing::Inspecting { .. } => "inspecting",
             Pairing::Waiting => "waiting",
             Pairing::Paired { .. } => "paired",
             Pairing::Blocked { .. } => "blocked",
@@ -78,7 +81,7 @@ pub enum PickFor {
 impl PairingState {
     /// `paired_before`: an earlier start established the id floor.
     pub fn new(paired_before: bool) -> PairingState {
-        let now = if paired_before { Pairing::Waiting } else { Pairing::Inspecting };
+        let now = if paired_before { Pairing::Waiting } else { Pairing::Inspecting { stuck: None } };
         PairingState { now: Mutex::new(now), picked: tokio::sync::Notify::new() }
     }
 
@@ -90,7 +93,8 @@ impl PairingState {
     pub fn accepts_mutations(&self) -> Result<(), GatewayError> {
         match &*self.now.lock() {
             Pairing::Waiting | Pairing::Paired { .. } => Ok(()),
-            Pairing::Inspecting => Err(GatewayError::NotApplied),
+            Pairing::Inspecting { stuck: None } => Err(GatewayError::NotApplied),
+            Pairing::Inspecting { stuck: Some(why) } => Err(GatewayError::NotPaired(why.clone())),
             Pairing::Blocked { why, .. } => Err(GatewayError::NotPaired(why.clone())),
         }
     }
@@ -100,11 +104,19 @@ impl PairingState {
         matches!(*self.now.lock(), Pairing::Paired { .. })
     }
 
-    /// Why the pair is blocked, if it is.
+    /// Why the pair is blocked (or its inspection stuck), if it is.
     pub fn blocked(&self) -> Option<String> {
         match &*self.now.lock() {
-            Pairing::Blocked { why, .. } => Some(why.clone()),
+            Pairing::Blocked { why, .. } | Pairing::Inspecting { stuck: Some(why) } => Some(why.clone()),
             _ => None,
+        }
+    }
+
+    /// A first start's inspection cannot go on (`Some`: why), or can again.
+    fn inspecting(&self, stuck: Option<String>) {
+        let mut now = self.now.lock();
+        if let Pairing::Inspecting { stuck: old } = &mut *now {
+            *old = stuck;
         }
     }
 
@@ -231,10 +243,21 @@ impl Pairer {
         let mut seen: [Option<Inspection>; 2] = [None, None];
         let mut delay = Duration::from_millis(100);
         while seen.iter().any(Option::is_none) {
+            let mut stuck = None;
             for (i, slot) in seen.iter_mut().enumerate() {
-                if slot.is_none() {
-                    *slot = self.inspect(i).await;
+                if slot.is_some() {
+                    continue;
                 }
+                match self.cannot_inspect(i) {
+                    Some(why) => stuck = Some(why),
+                    None => *slot = self.inspect(i).await,
+                }
+            }
+            if self.state.blocked() != stuck {
+                if let Some(why) = &stuck {
+                    tracing::error!("pairing cannot go on: {why}");
+                }
+                self.state.inspecting(stuck);
             }
             if seen.iter().any(Option::is_none) {
                 tokio::time::sleep(delay).await;
@@ -296,6 +319,22 @@ impl Pairer {
                 delay = (delay * 2).min(Duration::from_secs(2));
             }
         }
+    }
+
+    /// Why chassis `i` cannot be inspected, if its firmware is known to lack
+    /// what inspecting reads (its export).
+    fn cannot_inspect(&self, i: usize) -> Option<String> {
+        let m = &self.pair.members[i];
+        let known = m.features.lock();
+        let d = known.as_ref()?;
+        (!d.has(Feature::ExportImport)).then(|| {
+            format!(
+                "chassis {} offers no export/import (features: {}), which pairing reads and rebuilds with; \
+                 pairing through the ordinary API is not built yet",
+                m.upstream.name,
+                d.features.names().join(", ")
+            )
+        })
     }
 
     async fn inspect(&self, i: usize) -> Option<Inspection> {
@@ -379,6 +418,20 @@ mod tests {
         assert!(!later.lets_join(), "no chassis joins before both answered or the grace passed");
         later.waited();
         assert!(later.lets_join());
+    }
+
+    #[test]
+    fn a_stuck_inspection_says_why_mutations_are_refused_until_it_can_go_on() {
+        let s = PairingState::new(false);
+        s.inspecting(Some("chassis b offers no export/import".into()));
+        assert!(matches!(s.accepts_mutations(), Err(GatewayError::NotPaired(w)) if w.contains("no export")));
+        assert_eq!(s.blocked().as_deref(), Some("chassis b offers no export/import"));
+        assert!(!s.operator_pick(0), "an operator's pick does not settle firmware");
+        s.inspecting(None);
+        assert!(matches!(s.accepts_mutations(), Err(GatewayError::NotApplied)));
+        s.paired();
+        s.inspecting(Some("late".into()));
+        assert_eq!(s.get(), Pairing::Paired { pick: None }, "only an inspection can be stuck");
     }
 
     #[test]

@@ -1,0 +1,69 @@
+//! Any firmware (issue 9): the gateway learns what each chassis' firmware
+//! offers (`GET /system/info` `features`, or `[[chassis]] features` in
+//! gateway.toml), shows it in status with the way it works with each, and
+//! says what it cannot do yet instead of failing call after call.
+
+use std::time::Duration;
+
+use pairgate_suite::pair::{wait_for, Pair};
+use serde_json::{json, Value};
+
+const OLD_FIRMWARE: &[&str] = &["--without", "export_import", "--without", "id_block", "--without", "idempotency_key"];
+
+fn firmware(status: &Value, i: usize) -> &Value {
+    &status["chassis"][i]["firmware"]
+}
+
+#[tokio::test]
+async fn a_pair_of_old_firmware_is_told_apart_and_the_gateway_says_what_it_lacks() {
+    let pair = Pair::start_firmware([OLD_FIRMWARE, OLD_FIRMWARE], |_| {}).await;
+    let s = wait_for(&pair, "both chassis' features known and pairing stuck", Duration::from_secs(20), |s| {
+        firmware(s, 0).is_object() && firmware(s, 1).is_object() && s["pairing_blocked"].is_string()
+    })
+    .await;
+    for i in 0..2 {
+        let f = firmware(&s, i);
+        assert_eq!(f["source"], "reported", "{f}");
+        let names: Vec<&str> = f["features"].as_array().unwrap().iter().filter_map(Value::as_str).collect();
+        assert!(names.contains(&"origin_seq"), "{f}");
+        for gone in ["export_import", "id_block", "idempotency_key"] {
+            assert!(!names.contains(&gone), "{gone} listed: {f}");
+        }
+        assert_eq!(f["modes"], json!({"ids": "translate", "replay": "find_out", "compare": f["modes"]["compare"], "rebuild": "api"}));
+        let why = f["unsupported"].as_str().unwrap_or_default();
+        assert!(why.contains("id_block") && why.contains("export_import"), "{f}");
+    }
+    let blocked = s["pairing_blocked"].as_str().unwrap_or_default();
+    assert!(blocked.contains("offers no export/import"), "{s}");
+    assert_eq!(s["pairing"], "inspecting", "{s}");
+    // A mutation is refused with that reason, not a bare 503; nothing reaches a chassis.
+    let api = pair.gw.login("admin", "admin").await;
+    let r = api.post("/walls", json!({"name": "W", "rows": 1, "cols": 1, "outputs": [1]})).await;
+    assert_eq!((r.status, r.code()), (503, "not_paired"), "{r:?}");
+    assert!(r.body["error"]["message"].as_str().unwrap_or_default().contains("export/import"), "{r:?}");
+    for i in 0..2 {
+        let walls = pair.direct(i).await.get("/walls").await;
+        assert_eq!(walls.body.as_array().map(Vec::len), Some(0), "chassis {i}: {walls:?}");
+    }
+}
+
+#[tokio::test]
+async fn features_written_in_the_configuration_are_taken_instead_of_asking() {
+    let all = r#"features = ["id_block", "idempotency_key", "digest", "export_import", "origin_seq"]"#;
+    let pair = Pair::start_with(|text| {
+        *text =
+            text.replace("name = \"a\"\n", &format!("name = \"a\"\n{all}\n")).replace("name = \"b\"\n", &format!("name = \"b\"\n{all}\n"));
+    })
+    .await;
+    let s = wait_for(&pair, "features known", Duration::from_secs(10), |s| firmware(s, 0).is_object() && firmware(s, 1).is_object()).await;
+    for i in 0..2 {
+        let f = firmware(&s, i);
+        assert_eq!(f["source"], "configured", "{f}");
+        assert_eq!(f["features"], json!(["id_block", "idempotency_key", "digest", "export_import", "origin_seq"]), "{f}");
+        assert_eq!(f["modes"], json!({"ids": "id_block", "replay": "idempotency_key", "compare": "digest", "rebuild": "export_import"}));
+        assert_eq!(f["unsupported"], Value::Null, "{f}");
+    }
+    // And the pair works as ever.
+    let api = pair.gw.login("admin", "admin").await;
+    assert_eq!(api.post("/walls", json!({"name": "W", "rows": 1, "cols": 1, "outputs": [1]})).await.status, 201);
+}
