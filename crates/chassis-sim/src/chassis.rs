@@ -24,37 +24,56 @@ use crate::model::*;
 use crate::session::{Session, Sessions};
 use crate::store::{Idempotency, Store, StoreError, StoredReply};
 
-/// What the chassis advertises in `GET /system/info` `features`.
+/// What the chassis advertises in `GET /system/info` `features`; each can be
+/// switched off (`--without NAME`) to act like older firmware.
 #[derive(Clone, Debug)]
 pub struct Features {
     pub id_block: bool,
     pub idempotency_key: bool,
     pub export_import: bool,
     pub origin_seq: bool,
+    /// `GET /system/digest` (off: that route does not exist).
+    pub digest: bool,
 }
 
 impl Default for Features {
     fn default() -> Self {
-        Features { id_block: true, idempotency_key: true, export_import: true, origin_seq: true }
+        Features { id_block: true, idempotency_key: true, export_import: true, origin_seq: true, digest: true }
     }
 }
 
 impl Features {
+    /// Every feature by name, in the order `features` lists them: the one
+    /// place a name is spelled, for the listing and for `--without`.
+    fn flags(&mut self) -> [(&'static str, &mut bool); 5] {
+        [
+            ("id_block", &mut self.id_block),
+            ("idempotency_key", &mut self.idempotency_key),
+            ("export_import", &mut self.export_import),
+            ("origin_seq", &mut self.origin_seq),
+            ("digest", &mut self.digest),
+        ]
+    }
+
+    /// The names of every feature there is.
+    pub fn all_names() -> Vec<&'static str> {
+        Features::default().names()
+    }
+
+    /// The names of the features that are on.
     pub fn names(&self) -> Vec<&'static str> {
-        let mut v = Vec::new();
-        if self.id_block {
-            v.push("id_block");
+        self.clone().flags().into_iter().filter(|(_, on)| **on).map(|(name, _)| name).collect()
+    }
+
+    /// Switch one feature off by name; an unknown name is an error naming the known ones.
+    pub fn switch_off(&mut self, name: &str) -> Result<(), String> {
+        match self.flags().into_iter().find(|(n, _)| *n == name) {
+            Some((_, on)) => {
+                *on = false;
+                Ok(())
+            }
+            None => Err(format!("--without {name}: unknown feature ({})", Features::all_names().join(", "))),
         }
-        if self.idempotency_key {
-            v.push("idempotency_key");
-        }
-        if self.export_import {
-            v.push("export_import");
-        }
-        if self.origin_seq {
-            v.push("origin_seq");
-        }
-        v
     }
 }
 
