@@ -19,7 +19,7 @@ use crate::cascade::Effect;
 use crate::db::{Db, Tx, EXPORT_FORMAT};
 use crate::error::{ApiError, ApiResult};
 use crate::faults::Faults;
-use crate::ids::IdBlock;
+use crate::ids::{AutoIncrement, IdBlock};
 use crate::model::*;
 use crate::session::{Session, Sessions};
 use crate::store::{Idempotency, Store, StoreError, StoredReply};
@@ -88,6 +88,8 @@ pub struct ChassisConfig {
     /// Whether the `/_sim` fault hooks answer.
     pub hooks: bool,
     pub features: Features,
+    /// How the tables' own counters behave (`--auto-increment`).
+    pub auto_increment: AutoIncrement,
     pub session_idle: Duration,
     /// The URL other systems reach this chassis at (cascade registration).
     pub public_url: String,
@@ -108,6 +110,7 @@ impl Default for ChassisConfig {
             state_dir: None,
             hooks: false,
             features: Features::default(),
+            auto_increment: AutoIncrement::default(),
             session_idle: Duration::from_secs(30 * 60),
             public_url: String::new(),
             max_body: 1 << 20,
@@ -203,6 +206,11 @@ impl Chassis {
             if let Some(n) = loaded.meta.get("outputs").and_then(|v| v.parse().ok()) {
                 cfg.outputs = n;
             }
+            // MySQL before 8.0 kept its counters in memory only: they come
+            // back from the rows (the stored ones are not read).
+            if cfg.auto_increment == AutoIncrement::Mysql57 {
+                db.recount_auto_increment();
+            }
         }
         let (events, _) = broadcast::channel(4096);
         let cascade = crate::cascade::CascadeClient::new(cfg.peer_ca.as_deref());
@@ -245,7 +253,7 @@ impl Chassis {
         if let Some(stored) = key.and_then(|k| inner.idem.get(k)) {
             return Ok(Reply { status: StatusCode::from_u16(stored.status).unwrap_or(StatusCode::OK), body: stored.body.clone() });
         }
-        let mut tx = Tx::new(&mut inner.db, block);
+        let mut tx = Tx::new(&mut inner.db, block, self.cfg.auto_increment);
         let reply = match f(&mut tx) {
             Ok(r) => r,
             Err(e) => {

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use crate::ids::AutoIncrement;
 use crate::{ChassisConfig, Features, Listen};
 
 #[derive(clap::Parser, Debug, Clone)]
@@ -42,6 +43,10 @@ pub struct Args {
     /// idempotency_key, export_import, origin_seq or digest. Repeatable.
     #[arg(long = "without", value_name = "FEATURE")]
     without: Vec<String>,
+    /// How the tables' own auto-increment counters behave (ids the chassis
+    /// assigns itself; an X-Id-Block create takes its block's ids either way).
+    #[arg(long, value_enum, value_name = "MODE", default_value_t = AutoIncrement::Exact)]
+    auto_increment: AutoIncrement,
     /// Idle minutes before a session expires.
     #[arg(long, default_value_t = 30)]
     session_idle_min: u64,
@@ -77,6 +82,7 @@ pub fn config(args: &Args) -> Result<ChassisConfig, String> {
         state_dir: if args.ephemeral { None } else { args.state.clone() },
         hooks: args.sim_hooks,
         features: features(&args.without)?,
+        auto_increment: args.auto_increment,
         session_idle: Duration::from_secs(args.session_idle_min.max(1) * 60),
         public_url: args.public_url.clone().unwrap_or_default(),
         max_body: args.max_body,
