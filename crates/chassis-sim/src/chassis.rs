@@ -19,42 +19,61 @@ use crate::cascade::Effect;
 use crate::db::{Db, Tx, EXPORT_FORMAT};
 use crate::error::{ApiError, ApiResult};
 use crate::faults::Faults;
-use crate::ids::IdBlock;
+use crate::ids::{AutoIncrement, IdBlock};
 use crate::model::*;
 use crate::session::{Session, Sessions};
 use crate::store::{Idempotency, Store, StoreError, StoredReply};
 
-/// What the chassis advertises in `GET /system/info` `features`.
+/// What the chassis advertises in `GET /system/info` `features`; each can be
+/// switched off (`--without NAME`) to act like older firmware.
 #[derive(Clone, Debug)]
 pub struct Features {
     pub id_block: bool,
     pub idempotency_key: bool,
     pub export_import: bool,
     pub origin_seq: bool,
+    /// `GET /system/digest` (off: that route does not exist).
+    pub digest: bool,
 }
 
 impl Default for Features {
     fn default() -> Self {
-        Features { id_block: true, idempotency_key: true, export_import: true, origin_seq: true }
+        Features { id_block: true, idempotency_key: true, export_import: true, origin_seq: true, digest: true }
     }
 }
 
 impl Features {
+    /// Every feature by name, in the order `features` lists them: the one
+    /// place a name is spelled, for the listing and for `--without`.
+    fn flags(&mut self) -> [(&'static str, &mut bool); 5] {
+        [
+            ("id_block", &mut self.id_block),
+            ("idempotency_key", &mut self.idempotency_key),
+            ("export_import", &mut self.export_import),
+            ("origin_seq", &mut self.origin_seq),
+            ("digest", &mut self.digest),
+        ]
+    }
+
+    /// The names of every feature there is.
+    pub fn all_names() -> Vec<&'static str> {
+        Features::default().names()
+    }
+
+    /// The names of the features that are on.
     pub fn names(&self) -> Vec<&'static str> {
-        let mut v = Vec::new();
-        if self.id_block {
-            v.push("id_block");
+        self.clone().flags().into_iter().filter(|(_, on)| **on).map(|(name, _)| name).collect()
+    }
+
+    /// Switch one feature off by name; an unknown name is an error naming the known ones.
+    pub fn switch_off(&mut self, name: &str) -> Result<(), String> {
+        match self.flags().into_iter().find(|(n, _)| *n == name) {
+            Some((_, on)) => {
+                *on = false;
+                Ok(())
+            }
+            None => Err(format!("--without {name}: unknown feature ({})", Features::all_names().join(", "))),
         }
-        if self.idempotency_key {
-            v.push("idempotency_key");
-        }
-        if self.export_import {
-            v.push("export_import");
-        }
-        if self.origin_seq {
-            v.push("origin_seq");
-        }
-        v
     }
 }
 
@@ -69,6 +88,8 @@ pub struct ChassisConfig {
     /// Whether the `/_sim` fault hooks answer.
     pub hooks: bool,
     pub features: Features,
+    /// How the tables' own counters behave (`--auto-increment`).
+    pub auto_increment: AutoIncrement,
     pub session_idle: Duration,
     /// The URL other systems reach this chassis at (cascade registration).
     pub public_url: String,
@@ -89,6 +110,7 @@ impl Default for ChassisConfig {
             state_dir: None,
             hooks: false,
             features: Features::default(),
+            auto_increment: AutoIncrement::default(),
             session_idle: Duration::from_secs(30 * 60),
             public_url: String::new(),
             max_body: 1 << 20,
@@ -184,6 +206,11 @@ impl Chassis {
             if let Some(n) = loaded.meta.get("outputs").and_then(|v| v.parse().ok()) {
                 cfg.outputs = n;
             }
+            // MySQL before 8.0 kept its counters in memory only: they come
+            // back from the rows (the stored ones are not read).
+            if cfg.auto_increment == AutoIncrement::Mysql57 {
+                db.recount_auto_increment();
+            }
         }
         let (events, _) = broadcast::channel(4096);
         let cascade = crate::cascade::CascadeClient::new(cfg.peer_ca.as_deref());
@@ -226,7 +253,7 @@ impl Chassis {
         if let Some(stored) = key.and_then(|k| inner.idem.get(k)) {
             return Ok(Reply { status: StatusCode::from_u16(stored.status).unwrap_or(StatusCode::OK), body: stored.body.clone() });
         }
-        let mut tx = Tx::new(&mut inner.db, block);
+        let mut tx = Tx::new(&mut inner.db, block, self.cfg.auto_increment);
         let reply = match f(&mut tx) {
             Ok(r) => r,
             Err(e) => {

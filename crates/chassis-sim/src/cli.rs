@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use crate::ids::AutoIncrement;
 use crate::{ChassisConfig, Features, Listen};
 
 #[derive(clap::Parser, Debug, Clone)]
@@ -39,9 +40,13 @@ pub struct Args {
     #[arg(long)]
     sim_hooks: bool,
     /// Behave like older firmware lacking a feature: id_block,
-    /// idempotency_key, export_import or origin_seq. Repeatable.
+    /// idempotency_key, export_import, origin_seq or digest. Repeatable.
     #[arg(long = "without", value_name = "FEATURE")]
     without: Vec<String>,
+    /// How the tables' own auto-increment counters behave (ids the chassis
+    /// assigns itself; an X-Id-Block create takes its block's ids either way).
+    #[arg(long, value_enum, value_name = "MODE", default_value_t = AutoIncrement::Exact)]
+    auto_increment: AutoIncrement,
     /// Idle minutes before a session expires.
     #[arg(long, default_value_t = 30)]
     session_idle_min: u64,
@@ -62,38 +67,38 @@ pub struct Args {
 fn features(without: &[String]) -> Result<Features, String> {
     let mut f = Features::default();
     for name in without {
-        match name.as_str() {
-            "id_block" => f.id_block = false,
-            "idempotency_key" => f.idempotency_key = false,
-            "export_import" => f.export_import = false,
-            "origin_seq" => f.origin_seq = false,
-            other => return Err(format!("--without {other}: unknown feature (id_block, idempotency_key, export_import, origin_seq)")),
-        }
+        f.switch_off(name)?;
     }
     Ok(f)
 }
 
-/// Run one chassis until Ctrl-C, SIGTERM or a simulated power-off.
-pub async fn run(args: Args) -> ExitCode {
-    let features = match features(&args.without) {
-        Ok(f) => f,
-        Err(e) => {
-            eprintln!("chassis-sim: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    let cfg = ChassisConfig {
+/// The chassis options the command line asks for (an unknown `--without`
+/// name is an error naming the known ones).
+pub fn config(args: &Args) -> Result<ChassisConfig, String> {
+    Ok(ChassisConfig {
         serial: args.serial.clone(),
         inputs: args.inputs,
         outputs: args.outputs,
         state_dir: if args.ephemeral { None } else { args.state.clone() },
         hooks: args.sim_hooks,
-        features,
+        features: features(&args.without)?,
+        auto_increment: args.auto_increment,
         session_idle: Duration::from_secs(args.session_idle_min.max(1) * 60),
         public_url: args.public_url.clone().unwrap_or_default(),
         max_body: args.max_body,
         max_import: args.max_import,
         peer_ca: args.peer_ca.clone(),
+    })
+}
+
+/// Run one chassis until Ctrl-C, SIGTERM or a simulated power-off.
+pub async fn run(args: Args) -> ExitCode {
+    let cfg = match config(&args) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("chassis-sim: {e}");
+            return ExitCode::from(2);
+        }
     };
     let tls = args.tls_cert.clone().zip(args.tls_key.clone());
     let tls_on = tls.is_some();

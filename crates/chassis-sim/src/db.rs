@@ -16,7 +16,7 @@ use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 
 use crate::error::{ApiError, ApiResult};
-use crate::ids::IdBlock;
+use crate::ids::{AutoIncrement, IdBlock};
 use crate::model::*;
 
 /// One table: rows by id, and the MySQL-style counter (`highest id ever used + 1`).
@@ -96,6 +96,9 @@ macro_rules! tables {
             pub fn count(&self, t: TableName) -> usize {
                 match t { $(TableName::$variant => self.$field.rows.len()),* }
             }
+            pub fn max_id(&self, t: TableName) -> Option<u64> {
+                match t { $(TableName::$variant => self.$field.rows.keys().next_back().copied()),* }
+            }
         }
     };
 }
@@ -116,6 +119,15 @@ tables! {
     subordinates: Subordinate => Subordinates,
     cascade_links: CascadeLink => CascadeLinks,
     superior: Superior => Superior,
+}
+
+impl TableName {
+    /// Whether the table numbers its rows itself. The others are keyed by
+    /// what they describe (a route by its output, a cascade link by its
+    /// number, the one superior), so their counter never moves.
+    pub fn auto_increment(self) -> bool {
+        !matches!(self, TableName::Routes | TableName::CascadeLinks | TableName::Superior)
+    }
 }
 
 /// The export document's format tag.
@@ -162,6 +174,15 @@ impl Db {
         Ok(db)
     }
 
+    /// What MySQL before 8.0 does when it starts: it never stored its
+    /// auto-increment counters, so each is rebuilt as `max(id) + 1` (1 for
+    /// an empty table).
+    pub fn recount_auto_increment(&mut self) {
+        for &t in TableName::ALL.iter().filter(|t| t.auto_increment()) {
+            self.set_next_id(t, self.max_id(t).map_or(1, |max| max + 1));
+        }
+    }
+
     /// SHA-256 over the canonical export minus what legitimately differs
     /// between two chassis that applied the same requests: password hashes
     /// (random salts). serde_json's maps are sorted, rows are in id order, so
@@ -189,7 +210,7 @@ impl Db {
 #[derive(Clone, Copy, Debug)]
 enum IdSource {
     /// Each table's own counter: the MySQL behaviour, and the defect.
-    Auto,
+    Auto(AutoIncrement),
     /// `X-Id-Block`: the next id of the block, whatever the table.
     Block { next: u64, end: u64, size: u64 },
 }
@@ -232,10 +253,10 @@ impl Changes {
 }
 
 impl<'a> Tx<'a> {
-    pub fn new(db: &'a mut Db, block: Option<IdBlock>) -> Tx<'a> {
+    pub fn new(db: &'a mut Db, block: Option<IdBlock>, auto: AutoIncrement) -> Tx<'a> {
         let ids = match block {
             Some(b) => IdSource::Block { next: b.base, end: b.base + b.count, size: b.count },
-            None => IdSource::Auto,
+            None => IdSource::Auto(auto),
         };
         Tx { db, undo: Vec::new(), dirty: BTreeSet::new(), counters: BTreeSet::new(), ids, events: Vec::new(), effects: Vec::new() }
     }
@@ -253,10 +274,17 @@ impl<'a> Tx<'a> {
     }
 
     /// Create a row with the next id: from the request's block if it has one,
-    /// else from the table's auto-increment counter.
+    /// else from the table's auto-increment counter. In `mysql57` mode an id
+    /// from the counter is spent the moment it is taken: if this insert or
+    /// anything after it in the request fails, the counter stays past it.
     pub fn create<T: Row>(&mut self, build: impl FnOnce(u64) -> T) -> ApiResult<T> {
         let id = match &mut self.ids {
-            IdSource::Auto => T::table(self.db).next_id,
+            IdSource::Auto(AutoIncrement::Exact) => T::table(self.db).next_id,
+            IdSource::Auto(AutoIncrement::Mysql57) => {
+                let id = T::table(self.db).next_id;
+                self.move_counter::<T>(id.saturating_add(1).min(MAX_ID), false);
+                id
+            }
             IdSource::Block { next, end, size } => {
                 if *next >= *end {
                     return Err(ApiError::IdBlockExhausted(*size));
@@ -273,9 +301,21 @@ impl<'a> Tx<'a> {
             return Err(ApiError::IdInUse { table: T::TABLE.as_str(), id });
         }
         let row = build(id);
-        self.bump_counter::<T>(id + 1);
+        self.move_counter::<T>(id + 1, true);
         self.put(row.clone());
         Ok(row)
+    }
+
+    /// A create refused by a unique key (a taken username, KVM port or
+    /// output). A MySQL chassis finds the duplicate while inserting, when the
+    /// `rows` refused or already inserted rows of `T` have taken their ids:
+    /// in `mysql57` mode those ids are spent. Returns `err`, to fail with.
+    pub fn refused_insert<T: Row>(&mut self, rows: u64, err: ApiError) -> ApiError {
+        if let IdSource::Auto(AutoIncrement::Mysql57) = self.ids {
+            let next = T::table(self.db).next_id.saturating_add(rows).min(MAX_ID);
+            self.move_counter::<T>(next, false);
+        }
+        err
     }
 
     /// Insert or replace a row whose id the caller chose (routes, links).
@@ -302,12 +342,16 @@ impl<'a> Tx<'a> {
         Some(old)
     }
 
-    fn bump_counter<T: Row>(&mut self, at_least: u64) {
+    /// Move a table's counter up to `at_least`; `undoable`: a rollback moves
+    /// it back (else it stays, as a MySQL counter does).
+    fn move_counter<T: Row>(&mut self, at_least: u64, undoable: bool) {
         let table = T::table_mut(self.db);
         if table.next_id < at_least {
             let old = table.next_id;
             table.next_id = at_least;
-            self.undo.push(Box::new(move |db: &mut Db| T::table_mut(db).next_id = old));
+            if undoable {
+                self.undo.push(Box::new(move |db: &mut Db| T::table_mut(db).next_id = old));
+            }
             self.counters.insert(T::TABLE);
         }
     }
@@ -324,5 +368,76 @@ impl<'a> Tx<'a> {
 
     pub fn finish(self) -> (Changes, Vec<PendingEvent>, Vec<crate::cascade::Effect>) {
         (Changes { rows: self.dirty, counters: self.counters, undo: self.undo }, self.events, self.effects)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan(id: u64) -> Plan {
+        Plan { id, name: format!("p{id}"), routes: Vec::new() }
+    }
+
+    /// A request that creates a plan and then fails; the plans' counter after it.
+    fn failed_create(db: &mut Db, block: Option<IdBlock>, mode: AutoIncrement) -> u64 {
+        let mut tx = Tx::new(db, block, mode);
+        assert!(tx.create(plan).is_ok());
+        tx.rollback();
+        assert_eq!(db.count(TableName::Plans), 0, "the row itself is always rolled back");
+        db.next_id(TableName::Plans)
+    }
+
+    #[test]
+    fn a_rolled_back_create_spends_its_auto_id_only_in_mysql57() {
+        assert_eq!(failed_create(&mut Db::default(), None, AutoIncrement::Exact), 1);
+        assert_eq!(failed_create(&mut Db::default(), None, AutoIncrement::Mysql57), 2);
+        // An id from a block is the block's: the counter goes back in both modes.
+        let block = Some(IdBlock { base: 50, count: 1 });
+        assert_eq!(failed_create(&mut Db::default(), block, AutoIncrement::Exact), 1);
+        assert_eq!(failed_create(&mut Db::default(), block, AutoIncrement::Mysql57), 1);
+    }
+
+    #[test]
+    fn an_auto_id_in_use_is_spent_in_mysql57_so_a_retry_moves_on() {
+        let mut db = Db::default();
+        db.plans.rows.insert(1, plan(1));
+        for (mode, next) in [(AutoIncrement::Exact, 1), (AutoIncrement::Mysql57, 2)] {
+            db.plans.next_id = 1;
+            let mut tx = Tx::new(&mut db, None, mode);
+            assert!(matches!(tx.create(plan), Err(ApiError::IdInUse { id: 1, .. })));
+            tx.rollback();
+            assert_eq!(db.plans.next_id, next, "{mode:?}");
+        }
+    }
+
+    #[test]
+    fn refused_inserts_spend_ids_only_in_mysql57_without_a_block() {
+        for (mode, block, next) in [
+            (AutoIncrement::Exact, None, 1),
+            (AutoIncrement::Mysql57, None, 4),
+            (AutoIncrement::Mysql57, Some(IdBlock { base: 9, count: 3 }), 1),
+        ] {
+            let mut db = Db::default();
+            let mut tx = Tx::new(&mut db, block, mode);
+            let err = tx.refused_insert::<Plan>(3, ApiError::invalid("x", "refused"));
+            assert_eq!(err.code(), "x");
+            tx.rollback();
+            assert_eq!(db.plans.next_id, next, "{mode:?} {block:?}");
+        }
+    }
+
+    #[test]
+    fn recount_sets_max_id_plus_one_and_leaves_keyed_tables_alone() {
+        let mut db = Db::default();
+        db.plans.rows.insert(3, plan(3));
+        db.plans.rows.insert(7, plan(7));
+        db.plans.next_id = 12;
+        db.walls.next_id = 5;
+        db.routes.rows.insert(9, Route { id: 9, input: 1 });
+        db.recount_auto_increment();
+        assert_eq!(db.plans.next_id, 8);
+        assert_eq!(db.walls.next_id, 1, "an empty table starts again at 1");
+        assert_eq!(db.routes.next_id, 1, "a route is keyed by its output: no counter to rebuild");
     }
 }

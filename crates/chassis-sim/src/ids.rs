@@ -8,6 +8,22 @@
 use crate::error::ApiError;
 use crate::model::MAX_ID;
 
+/// How the chassis' own auto-increment counters behave (`--auto-increment`).
+/// Only ids the chassis assigns itself; a create under an `X-Id-Block` takes
+/// the block's ids in either mode.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum AutoIncrement {
+    /// Tidy: a request that fails gives its counter advances back, and
+    /// counters persist across restarts (identical request streams on two
+    /// chassis in the same state give identical ids).
+    #[default]
+    Exact,
+    /// MySQL 5.7 InnoDB: an id a failed create took stays spent (a gap), and
+    /// counters live in memory only, so each restart sets a table's counter
+    /// to `max(id) + 1` (ids deleted at a table's end are given out again).
+    Mysql57,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct IdBlock {
     pub base: u64,

@@ -48,8 +48,10 @@ pub async fn create_host(State(c): State<Arc<Chassis>>, m: Mutation, JsonBody(re
         return Err(ApiError::invalid("no_such_port", format!("KVM ports are 1..{KVM_PORTS}")));
     }
     c.mutate(&m.0, |tx| {
-        if let Some(h) = tx.all::<KvmHost>().find(|h| h.port == req.port) {
-            return Err(ApiError::conflict("port_in_use", format!("KVM port {} is host {}'s", req.port, h.id)));
+        let owner = tx.all::<KvmHost>().find(|h| h.port == req.port).map(|h| h.id);
+        if let Some(owner) = owner {
+            let taken = ApiError::conflict("port_in_use", format!("KVM port {} is host {owner}'s", req.port));
+            return Err(tx.refused_insert::<KvmHost>(1, taken));
         }
         let h = tx.create(|id| KvmHost { id, name, port: req.port })?;
         tx.emit("kvm_host.created", json!(h));

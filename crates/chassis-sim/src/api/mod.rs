@@ -27,12 +27,11 @@ pub fn router(chassis: Arc<Chassis>) -> Router {
         .route("/system/import", put(system::import))
         .layer(DefaultBodyLimit::max(import_limit))
         .layer(axum::Extension(BodyLimit(import_limit)));
-    let api = Router::new()
+    let mut api = Router::new()
         .route("/login", post(users::login))
         .route("/logout", post(users::logout))
         .route("/system/info", get(system::info))
         .route("/system/health", get(system::health))
-        .route("/system/digest", get(system::digest))
         .route("/system/export", get(system::export))
         .route("/users", get(users::list).post(users::create))
         .route("/users/{id}", get(users::one).put(users::update).delete(users::remove))
@@ -62,7 +61,13 @@ pub fn router(chassis: Arc<Chassis>) -> Router {
         .route("/cascade/subordinates", get(cascade::subordinates).post(cascade::register))
         .route("/cascade/links", get(cascade::links))
         .route("/cascade/links/{n}", put(cascade::set_link))
-        .route("/events", get(events::socket))
+        .route("/events", get(events::socket));
+    // Firmware without the digest has no such route: 404 like any unknown
+    // path, with or without a session.
+    if chassis.cfg.features.digest {
+        api = api.route("/system/digest", get(system::digest));
+    }
+    let api = api
         .layer(DefaultBodyLimit::max(limit))
         .layer(axum::Extension(BodyLimit(limit)))
         .merge(import)

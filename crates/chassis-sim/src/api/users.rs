@@ -81,7 +81,8 @@ pub async fn create(State(c): State<Arc<Chassis>>, m: Mutation, JsonBody(req): J
     let password_hash = hash(&req.password).await?;
     c.mutate(&m.0, |tx| {
         if tx.all::<User>().any(|u| u.username == req.username) {
-            return Err(ApiError::conflict("username_taken", format!("username '{}' is taken", req.username)));
+            let taken = ApiError::conflict("username_taken", format!("username '{}' is taken", req.username));
+            return Err(tx.refused_insert::<User>(1, taken));
         }
         let user = tx.create(|id| User { id, username: req.username.clone(), role: req.role, password_hash })?;
         tx.emit("user.created", view(&user));

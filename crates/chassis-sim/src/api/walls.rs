@@ -83,11 +83,14 @@ pub async fn create(State(c): State<Arc<Chassis>>, m: Mutation, JsonBody(req): J
         return Err(ApiError::invalid("duplicate_output", "each output may drive only one screen"));
     }
     c.mutate(&m.0, |tx| {
-        if let Some(used) = tx.all::<Screen>().find(|s| req.outputs.contains(&s.output)) {
-            return Err(ApiError::conflict(
-                "output_in_use",
-                format!("output {} already drives a screen of wall {}", used.output, used.wall_id),
-            ));
+        let used = tx.all::<Screen>().find(|s| req.outputs.contains(&s.output)).map(|s| (s.output, s.wall_id));
+        if let Some((output, wall)) = used {
+            let taken = ApiError::conflict("output_in_use", format!("output {output} already drives a screen of wall {wall}"));
+            // Row by row, the wall and its screens up to the first one
+            // whose output is taken had been inserted.
+            let screens = req.outputs.iter().position(|o| tx.all::<Screen>().any(|s| s.output == *o)).unwrap_or(0) as u64 + 1;
+            let taken = tx.refused_insert::<Wall>(1, taken);
+            return Err(tx.refused_insert::<Screen>(screens, taken));
         }
         let wall = tx.create(|id| Wall { id, name, rows: req.rows, cols: req.cols, screen_width: sw, screen_height: sh })?;
         for row in 0..req.rows {
