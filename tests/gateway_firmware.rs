@@ -67,3 +67,44 @@ async fn features_written_in_the_configuration_are_taken_instead_of_asking() {
     let api = pair.gw.login("admin", "admin").await;
     assert_eq!(api.post("/walls", json!({"name": "W", "rows": 1, "cols": 1, "outputs": [1]})).await.status, 201);
 }
+
+/// Every collection's listing on chassis `i`, read directly.
+async fn listings(pair: &Pair, i: usize) -> Vec<Value> {
+    let api = pair.direct(i).await;
+    let mut all = Vec::new();
+    for path in ["/users", "/sources", "/walls", "/kvm/hosts", "/plans"] {
+        all.push(api.get(path).await.ok().body);
+    }
+    all
+}
+
+#[tokio::test]
+async fn a_pair_without_digest_is_compared_by_its_listings_and_a_change_behind_its_back_is_healed() {
+    let pair = Pair::start_firmware([&["--without", "digest"], &["--without", "digest"]], |_| {}).await;
+    let s = pair.gw.wait_in_sync(Duration::from_secs(30)).await;
+    for i in 0..2 {
+        assert_eq!(firmware(&s, i)["modes"]["compare"], "listing", "{s}");
+    }
+    let api = pair.gw.login("admin", "admin").await;
+    let w = api.post("/walls", json!({"name": "Main", "rows": 1, "cols": 2, "outputs": [1, 2]})).await.ok().id();
+    api.post(&format!("/walls/{w}/windows"), json!({"source_id": 1, "x": 0, "y": 0, "w": 100, "h": 100})).await.ok();
+    api.post("/kvm/hosts", json!({"name": "h", "port": 3})).await.ok();
+    // Anti-entropy compares the listings and records a verified point at the last seq.
+    let s = wait_for(&pair, "a verified point at the last seq", Duration::from_secs(20), |s| {
+        s["chassis"].as_array().is_some_and(|c| c.iter().all(|c| c["verified"]["seq"] == s["last_seq"]))
+    })
+    .await;
+    assert!(s["chassis"][0]["verified"]["digest"].as_str().unwrap_or_default().starts_with("listing:"), "{s}");
+    // A rename made directly on the primary is seen in its listing and undone
+    // by rebuilding that chassis.
+    let primary = s["primary"].as_str().unwrap().to_string();
+    let p = usize::from(primary == "b");
+    pair.direct(p).await.put("/sources/1", json!({"name": "sneaky"})).await.ok();
+    let s =
+        wait_for(&pair, "anti-entropy", Duration::from_secs(20), |s| s["divergences"].as_u64() > Some(0) && s["resync"]["phase"] == "done")
+            .await;
+    assert_eq!(s["resync"]["chassis"], primary.as_str(), "{s}");
+    pair.gw.wait_in_sync(Duration::from_secs(30)).await;
+    assert_eq!(listings(&pair, 0).await, listings(&pair, 1).await);
+    assert_ne!(api.get("/sources/1").await.ok().body["name"], "sneaky");
+}

@@ -31,7 +31,7 @@ pub use chassis_url::{ChassisUrl, Scheme};
 pub use error::{ConfigError, Location, Problem};
 pub use external::FileChecks;
 pub use route::{Classified, PathPattern, RouteKind, RouteRule, RouteTable, RuleMethod, Segment};
-pub use sections::{Chassis, Journal, Listen, SecretSource, Sessions, State, Timeouts, Transport};
+pub use sections::{Chassis, Collection, Each, Journal, Listen, SecretSource, Sessions, State, Timeouts, Transport};
 
 use raw::RawConfig;
 use source_map::SourceMap;
@@ -59,6 +59,8 @@ pub struct Config {
     pub sessions: Sessions,
     /// The `[[route]]` rules and `default_mutate_id_block`.
     pub routes: RouteTable,
+    /// The `[[collection]]`s, in file order.
+    pub collections: Vec<Collection>,
     /// Whether the named files and environment variables were checked.
     pub file_checks: FileChecks,
 }

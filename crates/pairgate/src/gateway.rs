@@ -208,6 +208,7 @@ impl Gateway {
                 pairing: self.pairing.clone(),
                 stats: self.stats.clone(),
                 attempts: self.attempts.clone(),
+                collections: self.cfg.collections.clone().into(),
             };
             self.tasks.spawn("applier", applier.run());
             let configured = self.cfg.chassis[i].features;
@@ -222,6 +223,7 @@ impl Gateway {
             state_dir: self.cfg.state.dir.clone(),
             per_try: timeouts.per_try,
             down_after: timeouts.down_after,
+            collections: self.cfg.collections.clone().into(),
         });
         self.tasks.spawn("pairing", pairer.clone().pair_up());
         self.tasks.spawn("operator picks", pairer.settle_picks());
@@ -234,6 +236,7 @@ impl Gateway {
             stats: self.stats.clone(),
             per_try: timeouts.per_try,
             every: crate::recovery::anti_entropy::every(timeouts.health_interval),
+            collections: self.cfg.collections.clone().into(),
         };
         self.tasks.spawn("anti-entropy", anti_entropy.run());
         let trim = upkeep::trim_journal(self.journal.clone(), self.pair.clone(), self.attempts.clone(), self.answers.clone());
@@ -287,6 +290,7 @@ impl Gateway {
             broker: &self.broker,
             pair: &self.pair,
             per_try: self.cfg.timeouts.per_try,
+            collections: &self.cfg.collections,
         }
     }
 

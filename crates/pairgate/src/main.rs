@@ -321,6 +321,7 @@ fn print_summary(config: &Config) {
         println!("  chassis  {:<8} {}{}", c.name, c.url, preferred);
     }
     println!("  routes   {} rules; unknown mutating requests get {} IDs", config.routes.len(), config.routes.default_mutate_id_block());
+    println!("  compare  {} collections (read only when a chassis has no /system/digest)", config.collections.len());
     println!("  state    {}", config.state.dir.display());
     match config.file_checks {
         FileChecks::Check => println!("  files    checked"),

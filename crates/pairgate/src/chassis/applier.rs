@@ -45,6 +45,8 @@ pub struct Applier {
     pub stats: Arc<crate::stats::Stats>,
     /// Entries on the wire, voided, accepted (shared with the request path).
     pub attempts: Arc<crate::chassis::attempts::Attempts>,
+    /// What to compare when a chassis has no `/system/digest`.
+    pub collections: Arc<[crate::config::Collection]>,
 }
 
 /// The request an entry becomes on a chassis. A sealed body is opened here,
@@ -362,7 +364,14 @@ impl Applier {
     }
 
     fn resyncer(&self) -> Resyncer<'_> {
-        Resyncer { gate: &self.gate, journal: &self.journal, broker: &self.broker, pair: &self.pair, per_try: self.per_try }
+        Resyncer {
+            gate: &self.gate,
+            journal: &self.journal,
+            broker: &self.broker,
+            pair: &self.pair,
+            per_try: self.per_try,
+            collections: &self.collections,
+        }
     }
 
     /// Whether joining is allowed yet: initial pairing decided, and the pair

@@ -165,6 +165,21 @@ pub enum Problem {
     #[error("chassis name {value:?} is not usable (it appears in logs, metrics and status)")]
     BadChassisName { value: String },
 
+    #[error("collection path {value:?} is not usable")]
+    BadCollectionPath { value: String },
+
+    #[error("collection {path:?} is listed twice")]
+    DuplicateCollection { path: String },
+
+    #[error("collection {path:?} has a parameter but no `each`")]
+    CollectionNeedsEach { path: String },
+
+    #[error("collection {path:?} has `each` but no parameter to fill in")]
+    EachWithoutParam { path: String },
+
+    #[error("`each = {value:?}` names no earlier collection without a parameter")]
+    UnknownParentCollection { value: String },
+
     #[error("chassis {chassis}: unknown feature {value:?}")]
     UnknownFeature { chassis: String, value: String },
 
@@ -288,6 +303,11 @@ impl Problem {
             ChassisCount { .. } => "a pair is exactly two chassis: write two `[[chassis]]` tables".into(),
             BadChassisName { .. } => "use 1 to 32 characters from a-z, A-Z, 0-9, '-' and '_', e.g. name = \"a\"".into(),
             DuplicateChassisName { .. } => "give each chassis its own name".into(),
+            BadCollectionPath { .. } => "write the listing's GET path from the root, with at most one `{param}` segment and no query, e.g. path = \"/api/v1/walls/{id}/windows\"".into(),
+            DuplicateCollection { .. } => "list each collection once".into(),
+            CollectionNeedsEach { .. } => "add `each = \"/api/v1/…\"`: the earlier collection whose rows' ids fill the parameter in".into(),
+            EachWithoutParam { .. } => "remove `each`, or put the parameter in the path, e.g. \"/api/v1/walls/{id}/windows\"".into(),
+            UnknownParentCollection { .. } => "list the parent collection (without a parameter) before this one, and name its path exactly".into(),
             UnknownFeature { .. } => format!(
                 "list only what the chassis' firmware offers, from {}; or remove `features` and the gateway asks the chassis (GET /system/info)",
                 crate::chassis::features::Feature::ALL.map(|f| f.name()).join(", ")

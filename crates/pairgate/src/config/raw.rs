@@ -30,6 +30,15 @@ pub(crate) struct RawConfig {
     pub sessions: S<RawSessions>,
     #[serde(default)]
     pub route: Vec<S<RawRoute>>,
+    #[serde(default)]
+    pub collection: Vec<S<RawCollection>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawCollection {
+    pub path: S<String>,
+    pub each: Option<S<String>>,
 }
 
 #[derive(Debug, Deserialize)]

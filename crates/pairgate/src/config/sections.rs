@@ -111,6 +111,28 @@ pub struct Chassis {
     pub line: usize,
 }
 
+/// A `[[collection]]`: a listing the gateway reads (with its own account) to
+/// compare two chassis whose firmware has no `/system/digest`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Collection {
+    /// `GET` path of the listing, e.g. `/api/v1/walls`, or with one
+    /// `{param}`: `/api/v1/walls/{id}/windows`.
+    pub path: String,
+    /// For a path with a `{param}`: the listing (an earlier collection,
+    /// without a parameter) whose rows' `id`s fill it in, one `GET` each.
+    pub each: Option<Each>,
+    pub line: usize,
+}
+
+/// How a `{param}` of a collection's path is filled in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Each {
+    /// The parameter as written in the path, braces included: `{id}`.
+    pub param: String,
+    /// Index of the parent collection in `Config::collections`.
+    pub parent: usize,
+}
+
 /// Where a secret is read from at start-up. Never the secret itself.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SecretSource {

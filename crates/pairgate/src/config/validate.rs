@@ -15,7 +15,7 @@ use std::time::Duration;
 use super::chassis_url::ChassisUrl;
 use super::error::{ConfigError, Problem};
 use super::external::{Expect, Pending, Target};
-use super::raw::{RawChassis, RawConfig, RawJournal, RawListen, RawRoute, RawSessions, RawTimeouts, S};
+use super::raw::{RawChassis, RawCollection, RawConfig, RawJournal, RawListen, RawRoute, RawSessions, RawTimeouts, S};
 use super::route::{is_identifier, PathPattern, RouteKind, RouteRule, RouteTable, RuleMethod, Segment};
 use super::sections::*;
 use super::source_map::SourceMap;
@@ -61,6 +61,7 @@ pub(crate) fn validate(raw: RawConfig, map: &SourceMap<'_>, base_dir: &Path, che
     };
     let sessions = v.sessions(&raw.sessions)?;
     let routes = v.routes(&raw.route, to_u32(default_block))?;
+    let collections = v.collections(&raw.collection)?;
 
     let config = Config {
         file: map.file().to_path_buf(),
@@ -72,6 +73,7 @@ pub(crate) fn validate(raw: RawConfig, map: &SourceMap<'_>, base_dir: &Path, che
         journal,
         sessions,
         routes,
+        collections,
         file_checks: checks,
     };
     Ok((config, v.pending))
@@ -268,6 +270,36 @@ impl Validator<'_, '_> {
             preferred_primary: r.preferred_primary.as_ref().is_some_and(|p| *p.get_ref()),
             line: self.line(entry.span()),
         })
+    }
+
+    fn collections(&self, raw: &[S<RawCollection>]) -> Result<Vec<Collection>> {
+        let mut out: Vec<Collection> = Vec::new();
+        for entry in raw {
+            let r = entry.get_ref();
+            let path = r.path.get_ref();
+            let params: Vec<&str> = path.split('/').filter(|s| s.starts_with('{') && s.ends_with('}')).collect();
+            let well_formed = path.starts_with('/') && !path.contains("//") && !path.contains('?') && params.len() <= 1;
+            if !well_formed {
+                return Err(self.err(r.path.span(), Problem::BadCollectionPath { value: path.clone() }));
+            }
+            if out.iter().any(|c| &c.path == path) {
+                return Err(self.err(r.path.span(), Problem::DuplicateCollection { path: path.clone() }));
+            }
+            let each = match (params.first(), &r.each) {
+                (None, None) => None,
+                (Some(param), Some(each)) => {
+                    let parent = out.iter().position(|c| c.each.is_none() && &c.path == each.get_ref());
+                    let Some(parent) = parent else {
+                        return Err(self.err(each.span(), Problem::UnknownParentCollection { value: each.get_ref().clone() }));
+                    };
+                    Some(Each { param: param.to_string(), parent })
+                }
+                (Some(_), None) => return Err(self.err(entry.span(), Problem::CollectionNeedsEach { path: path.clone() })),
+                (None, Some(each)) => return Err(self.err(each.span(), Problem::EachWithoutParam { path: path.clone() })),
+            };
+            out.push(Collection { path: path.clone(), each, line: self.line(entry.span()) });
+        }
+        Ok(out)
     }
 
     fn timeouts(&self, t: &RawTimeouts) -> Result<Timeouts> {

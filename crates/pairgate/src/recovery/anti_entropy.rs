@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::chassis::pair::Pair;
+use crate::config::Collection;
 use crate::journal::Journal;
 use crate::recovery::pairing::PairingState;
 use crate::recovery::resync::{MismatchTarget, Reason, Resyncer, WriteGate};
@@ -31,11 +32,20 @@ pub struct AntiEntropy {
     pub stats: Arc<Stats>,
     pub per_try: Duration,
     pub every: Duration,
+    /// What to compare when a chassis has no `/system/digest`.
+    pub collections: Arc<[Collection]>,
 }
 
 impl AntiEntropy {
     fn resyncer(&self) -> Resyncer<'_> {
-        Resyncer { gate: &self.gate, journal: &self.journal, broker: &self.broker, pair: &self.pair, per_try: self.per_try }
+        Resyncer {
+            gate: &self.gate,
+            journal: &self.journal,
+            broker: &self.broker,
+            pair: &self.pair,
+            per_try: self.per_try,
+            collections: &self.collections,
+        }
     }
 
     /// Runs for the gateway's life: one check every [`every`], skipped while

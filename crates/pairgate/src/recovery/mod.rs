@@ -6,6 +6,8 @@
 
 pub mod anti_entropy;
 pub mod discovery;
+pub mod listing;
 pub mod pairing;
 pub mod resync;
 pub mod resync_request;
+pub mod service;

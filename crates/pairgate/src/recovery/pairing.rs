@@ -21,6 +21,7 @@ use reqwest::Method;
 use crate::chassis::detector::ChassisState;
 use crate::chassis::features::Feature;
 use crate::chassis::pair::Pair;
+use crate::config::Collection;
 use crate::error::GatewayError;
 use crate::journal::Sequencer;
 use crate::recovery::resync::Reason;
@@ -216,6 +217,8 @@ pub struct Pairer {
     pub state_dir: PathBuf,
     pub per_try: Duration,
     pub down_after: Duration,
+    /// What to compare when a chassis has no `/system/digest`.
+    pub collections: Arc<[Collection]>,
 }
 
 /// What pairing needs to know of a chassis: its highest id (rows and
@@ -368,7 +371,11 @@ impl Pairer {
                 _ => !rows.is_empty(),
             };
         }
-        let digest = crate::recovery::resync::digest(&self.broker, &self.pair, i, self.per_try).await.ok()?;
+        let method = crate::recovery::listing::method(&self.pair);
+        let digest = crate::recovery::resync::state_digest(&self.broker, &self.pair, i, &self.collections, method, self.per_try)
+            .await
+            .map_err(|e| tracing::warn!("digest for pairing: {e}"))
+            .ok()?;
         Some(Inspection { highest, has_data, digest })
     }
 

@@ -42,7 +42,9 @@ use tokio::sync::RwLock;
 
 use crate::chassis::pair::Pair;
 use crate::chassis::upstream::{bytes_text, Outcome, UpRequest};
+use crate::config::Collection;
 use crate::journal::{Journal, VerifiedPoint};
+use crate::recovery::listing::{self, Method as Compare};
 use crate::session::broker::{Broker, BrokerError, Runs};
 
 /// The longest new mutations are held while the chassis finish the entries
@@ -54,6 +56,8 @@ const GATE_WAIT: Duration = Duration::from_millis(500);
 pub type WriteGate = Arc<RwLock<()>>;
 
 pub use crate::recovery::resync_request::{Reason, ResyncFlag};
+use crate::recovery::service::call_failed;
+pub use crate::recovery::service::{digest, service_call, ResyncError};
 
 /// Progress of a running full resync, for `/_pairgate/status`.
 #[derive(Clone, Debug, Serialize)]
@@ -98,74 +102,6 @@ pub struct Step<'a> {
 impl<'a> Step<'a> {
     pub fn new(phase: &'a str, seq: u64) -> Step<'a> {
         Step { phase, seq, ..Step::default() }
-    }
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum ResyncError {
-    /// A call to a chassis that did not succeed: which call, on which
-    /// chassis, and what happened (its answer, or who closed what when).
-    #[error("{call} on chassis {chassis}: {what}")]
-    Call { chassis: String, call: String, what: String },
-    /// The source's export broke off while it was streamed into the target.
-    #[error("the export from chassis {chassis} broke off after {at}: {why}")]
-    ExportBroke { chassis: String, at: String, why: String },
-    /// The import made the target's copy of the gateway's own account
-    /// unusable and it could not be given its own password back.
-    #[error("chassis {0}: the gateway's own account after the import: {1}")]
-    ServiceAccount(String, String),
-    #[error("chassis {0} did not apply the journal's last entry in time")]
-    NotCaughtUp(String),
-    #[error("the source chassis {0} is not in sync")]
-    NoSource(String),
-    #[error("journal: {0}")]
-    Journal(#[from] crate::journal::JournalError),
-}
-
-/// A call with the gateway's service account.
-pub(crate) async fn service_call(
-    broker: &Broker,
-    pair: &Pair,
-    i: usize,
-    method: Method,
-    path: &str,
-    body: Option<Bytes>,
-    timeout: Duration,
-) -> Result<Bytes, ResyncError> {
-    let up = &pair.members[i].upstream;
-    let mut headers = HeaderMap::new();
-    if body.is_some() {
-        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    }
-    let body = body.unwrap_or_default();
-    let outcome = broker
-        .send(i, up, &Runs::Service, || UpRequest {
-            method: method.clone(),
-            path_and_query: path,
-            headers: headers.clone(),
-            body: body.clone(),
-            token: None,
-            timeout,
-        })
-        .await;
-    match outcome {
-        Outcome::Answered(a) if a.is_success() => Ok(a.body),
-        other => Err(call_failed(&up.name, &method, path, &other)),
-    }
-}
-
-fn call_failed(chassis: &str, method: &Method, path: &str, what: &Outcome) -> ResyncError {
-    ResyncError::Call { chassis: chassis.to_string(), call: format!("{method} {path}"), what: what.describe() }
-}
-
-pub async fn digest(broker: &Broker, pair: &Pair, i: usize, timeout: Duration) -> Result<String, ResyncError> {
-    let body = service_call(broker, pair, i, Method::GET, "/api/v1/system/digest", None, timeout).await?;
-    let bad =
-        |what: String| ResyncError::Call { chassis: pair.members[i].upstream.name.clone(), call: "GET /api/v1/system/digest".into(), what };
-    let v: serde_json::Value = serde_json::from_slice(&body).map_err(|e| bad(format!("answered 200 with no JSON: {e}")))?;
-    match v["digest"].as_str() {
-        Some(d) if !d.is_empty() => Ok(d.to_string()),
-        _ => Err(bad("answered 200 without a digest".into())),
     }
 }
 
@@ -238,6 +174,23 @@ pub struct Resyncer<'a> {
     pub broker: &'a Broker,
     pub pair: &'a Pair,
     pub per_try: Duration,
+    /// What to compare when a chassis has no `/system/digest` (`recovery/listing.rs`).
+    pub collections: &'a [Collection],
+}
+
+/// Chassis `i`'s state as one hash, compared the way `method` says.
+pub async fn state_digest(
+    broker: &Broker,
+    pair: &Pair,
+    i: usize,
+    collections: &[Collection],
+    method: Compare,
+    timeout: Duration,
+) -> Result<String, ResyncError> {
+    match method {
+        Compare::Chassis => digest(broker, pair, i, timeout).await,
+        Compare::Listing => listing::digest(broker, pair, i, collections, timeout).await,
+    }
 }
 
 impl Resyncer<'_> {
@@ -267,7 +220,9 @@ impl Resyncer<'_> {
             }
             // Nothing is appended while the gate is held: both chassis are at `seq`.
             let seq = wait_applied(self.journal, self.pair, &others, GATE_WAIT).await?;
-            let (a, b) = tokio::join!(digest(self.broker, self.pair, 0, self.per_try), digest(self.broker, self.pair, 1, self.per_try));
+            let method = listing::method(self.pair);
+            let digest = |i: usize| state_digest(self.broker, self.pair, i, self.collections, method, self.per_try);
+            let (a, b) = tokio::join!(digest(0), digest(1));
             Verdict { seq, digests: [a?, b?] }
         };
         if verdict.equal() {
