@@ -408,7 +408,16 @@ impl Applier {
         }
     }
 
-    /// Attempt one entry until the chassis decides it (or it is voided).
+    /// Whether this chassis recognises a resent entry by its `Idempotency-Key`
+    /// (so an unknown outcome may be resent). Not known yet: no.
+    fn recognises_repeats(&self) -> bool {
+        let known = self.pair.members[self.index].features.lock();
+        known.as_ref().is_some_and(|d| d.has(crate::chassis::features::Feature::IdempotencyKey))
+    }
+
+    /// Attempt one entry until the chassis decides it (or it is voided), or
+    /// (firmware without `Idempotency-Key`) until its outcome is unknown: then
+    /// the chassis is rebuilt instead of the entry being resent.
     async fn apply(&self, entry: &Entry) {
         let member = &self.pair.members[self.index];
         let mut runs = Runs::User(entry.account.clone());
@@ -477,9 +486,18 @@ impl Applier {
                     member.detector.signal(Signal::FellBehind);
                 }
                 other => {
-                    tracing::warn!(chassis = %self.name(), seq = entry.seq, "not applied: {}", other.describe());
                     member.detector.signal(Signal::Failed);
                     member.detector.signal(Signal::FellBehind);
+                    if !self.recognises_repeats() {
+                        // It may have applied it; a resend would apply it again.
+                        tracing::error!(
+                            chassis = %self.name(), seq = entry.seq,
+                            "outcome unknown ({}) on firmware without Idempotency-Key: not resent; rebuilding the chassis", other.describe()
+                        );
+                        member.resync.request(Reason::UnknownOutcome);
+                        return;
+                    }
+                    tracing::warn!(chassis = %self.name(), seq = entry.seq, "not applied: {}", other.describe());
                 }
             }
             tokio::time::sleep(backoff).await;

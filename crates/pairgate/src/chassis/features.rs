@@ -155,15 +155,11 @@ pub struct Discovered {
     pub unsupported: Option<String>,
 }
 
-/// The features this gateway needs today, each with what depends on it.
-/// (ID translation, comparison by listing and rebuilding through the API are
-/// issue 9's next steps; until then a chassis lacking these is named here.)
-const NEEDED: [(Feature, &str); 4] = [
-    (Feature::IdBlock, "ID translation"),
-    (Feature::IdempotencyKey, "replay without Idempotency-Key"),
-    (Feature::Digest, "comparing states without /system/digest"),
-    (Feature::ExportImport, "rebuilding through the ordinary API"),
-];
+/// The features this gateway still needs, each with what would replace it.
+/// (Without `digest` it compares listings; without `idempotency_key` an
+/// unknown outcome rebuilds the chassis instead of being resent. ID
+/// translation and rebuilding through the API are issue 9's next steps.)
+const NEEDED: [(Feature, &str); 2] = [(Feature::IdBlock, "ID translation"), (Feature::ExportImport, "rebuilding through the ordinary API")];
 
 impl Discovered {
     pub fn new(features: Features, source: Source) -> Discovered {

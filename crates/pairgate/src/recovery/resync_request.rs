@@ -16,6 +16,10 @@ pub enum Reason {
     JournalTruncated,
     Requested,
     InitialPairing,
+    /// An entry's outcome on a chassis that cannot recognise a repeat (no
+    /// `Idempotency-Key`) is unknown: never resent blindly, the chassis is
+    /// rebuilt instead.
+    UnknownOutcome,
 }
 
 /// A pending request to resync one chassis.
