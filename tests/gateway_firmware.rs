@@ -137,3 +137,31 @@ async fn without_idempotency_keys_an_unknown_outcome_is_never_resent_and_the_cha
     assert_eq!(a, b, "both chassis hold the same sources");
     assert_eq!(b.iter().filter(|s| s["name"] == "cam").count(), 1, "applied once on b: {b:?}");
 }
+
+#[tokio::test]
+async fn a_chassis_that_claims_id_blocks_but_ignores_them_is_caught_reported_and_rebuilt() {
+    // gateway.toml says b honours X-Id-Block; its firmware does not.
+    let all = r#"features = ["id_block", "idempotency_key", "digest", "export_import", "origin_seq"]"#;
+    let pair =
+        Pair::start_firmware([&[], &["--without", "id_block"]], |t| *t = t.replace("name = \"b\"\n", &format!("name = \"b\"\n{all}\n")))
+            .await;
+    pair.gw.wait_in_sync(Duration::from_secs(30)).await;
+    let api = pair.gw.login("admin", "admin").await;
+    // The block starts above every id either chassis holds; b numbers its
+    // first wall 1.
+    let wall = api.post("/walls", json!({"name": "Main", "rows": 1, "cols": 2, "outputs": [1, 2]})).await.ok();
+    assert!(wall.id() > 1, "{wall:?}");
+    let s = wait_for(&pair, "b caught", Duration::from_secs(20), |s| firmware(s, 1)["caught"].is_string()).await;
+    let b = firmware(&s, 1);
+    assert!(b["caught"].as_str().unwrap_or_default().contains("outside the block"), "{b}");
+    assert_eq!(b["modes"]["ids"], "translate", "{b}");
+    assert!(!b["features"].as_array().unwrap().contains(&json!("id_block")), "{b}");
+    assert!(b["unsupported"].is_string(), "{b}");
+    assert_eq!(firmware(&s, 0)["caught"], Value::Null);
+    // Rebuilt from a: the wall has the id clients were given on both.
+    pair.gw.wait_in_sync(Duration::from_secs(30)).await;
+    for i in 0..2 {
+        let got = pair.direct(i).await.get(&format!("/walls/{}", wall.id())).await;
+        assert_eq!(got.status, 200, "chassis {i}: {got:?}");
+    }
+}

@@ -408,6 +408,23 @@ impl Applier {
         }
     }
 
+    /// A chassis that claims `id_block` but answered a create with an id
+    /// outside the block it was sent is caught: reported (log, status
+    /// `firmware.caught`), worked with as firmware without it from now on,
+    /// and rebuilt from its peer (its ids are not the ones clients see).
+    fn check_id_block(&self, entry: &Entry, a: &crate::chassis::upstream::Answered) {
+        let Some(block) = entry.id_block.filter(|b| b.count > 0 && a.is_success()) else { return };
+        let m = &self.pair.members[self.index];
+        let mut known = m.features.lock();
+        let Some(claimed) = known.as_ref().filter(|d| d.has(crate::chassis::features::Feature::IdBlock)) else { return };
+        let Some(id) = crate::chassis::features::id_outside_block(&a.body, block.base, block.end()) else { return };
+        let why = format!("entry {} created id {id}, outside the block {}..{} it was sent", entry.seq, block.base, block.end());
+        tracing::error!(chassis = %self.name(), "the chassis claims id_block but does not honour X-Id-Block ({why}); worked with as firmware without it, and rebuilt");
+        *known = Some(claimed.caught_ignoring_id_block(why));
+        drop(known);
+        m.resync.request(Reason::Divergence);
+    }
+
     /// Whether this chassis recognises a resent entry by its `Idempotency-Key`
     /// (so an unknown outcome may be resent). Not known yet: no.
     fn recognises_repeats(&self) -> bool {
@@ -470,6 +487,7 @@ impl Applier {
             self.answers.fill(entry.seq, self.index, outcome.clone());
             match &outcome {
                 Outcome::Answered(a) if outcome.decided().is_some() => {
+                    self.check_id_block(entry, a);
                     self.record_client_answer(entry, a).await;
                     if let Err(e) = self.journal.mark_applied(self.name(), entry.seq) {
                         tracing::error!(chassis = %self.name(), seq = entry.seq, "recording applied: {e}");

@@ -153,6 +153,9 @@ pub struct Discovered {
     /// What this gateway cannot do yet with these features, if anything:
     /// said in status and the log instead of failing call after call.
     pub unsupported: Option<String>,
+    /// A feature the chassis claims but was caught not honouring (its claim
+    /// is set aside from then on, also when it claims it again).
+    pub caught: Option<String>,
 }
 
 /// The features this gateway still needs, each with what would replace it.
@@ -166,12 +169,38 @@ impl Discovered {
         let missing: Vec<String> =
             NEEDED.iter().filter(|(f, _)| !features.has(*f)).map(|(f, needs)| format!("{} ({needs} is not built yet)", f.name())).collect();
         let unsupported = (!missing.is_empty()).then(|| format!("the chassis lacks {}", missing.join(", ")));
-        Discovered { features, source, modes: Modes::of(features), unsupported }
+        Discovered { features, source, modes: Modes::of(features), unsupported, caught: None }
+    }
+
+    /// The chassis answered a create with ids outside the `X-Id-Block` it
+    /// was sent (`why` says which): it does not honour the header, whatever
+    /// it claims. Worked with as firmware without `id_block`.
+    pub fn caught_ignoring_id_block(&self, why: String) -> Discovered {
+        let mut d = Discovered::new(self.features.without(Feature::IdBlock), self.source);
+        d.caught = Some(why);
+        d
     }
 
     pub fn has(&self, f: Feature) -> bool {
         self.features.has(f)
     }
+
+    /// A new discovery of the same chassis: a claim it was caught not
+    /// honouring stays set aside.
+    pub fn keeping_what_was_caught(self, before: Option<&Discovered>) -> Discovered {
+        match before.and_then(|b| b.caught.clone()) {
+            Some(why) => self.caught_ignoring_id_block(why),
+            None => self,
+        }
+    }
+}
+
+/// The id of a create's answer (its top-level `id`) when it lies outside
+/// the block `[base, end)` the create was sent with.
+pub fn id_outside_block(body: &[u8], base: u64, end: u64) -> Option<u64> {
+    let v: serde_json::Value = serde_json::from_slice(body).ok()?;
+    let id = v.get("id")?.as_u64()?;
+    (!(base..end).contains(&id)).then_some(id)
 }
 
 #[cfg(test)]
@@ -206,5 +235,23 @@ mod tests {
         // No list at all (older firmware's /system/info): nothing assumed.
         assert_eq!(Features::from_info(&json!({"serial": "x"})).0, Features::none());
         assert_eq!(Features::all().without(Feature::Digest).names().len(), 4);
+    }
+
+    #[test]
+    fn a_chassis_caught_ignoring_its_id_block_is_worked_with_as_one_without_and_stays_so() {
+        assert_eq!(id_outside_block(br#"{"id": 1, "name": "w"}"#, 40, 105), Some(1));
+        assert_eq!(id_outside_block(br#"{"id": 40}"#, 40, 105), None);
+        assert_eq!(id_outside_block(br#"{"id": 105}"#, 40, 105), Some(105));
+        assert_eq!(id_outside_block(br#"[{"id": 1}]"#, 40, 105), None, "only a create's own id is checked");
+        assert_eq!(id_outside_block(b"not json", 40, 105), None);
+        let claimed = Discovered::new(Features::all(), Source::Reported);
+        let caught = claimed.caught_ignoring_id_block("created id 1 outside 40..105".into());
+        assert!(!caught.has(Feature::IdBlock));
+        assert_eq!(caught.modes.ids, "translate");
+        assert!(caught.unsupported.is_some());
+        // It comes back claiming id_block again: the claim stays set aside.
+        let again = Discovered::new(Features::all(), Source::Reported).keeping_what_was_caught(Some(&caught));
+        assert_eq!(again, caught);
+        assert_eq!(Discovered::new(Features::all(), Source::Reported).keeping_what_was_caught(Some(&claimed)), claimed);
     }
 }

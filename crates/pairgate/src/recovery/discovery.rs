@@ -94,6 +94,7 @@ pub async fn discover(pair: Arc<Pair>, broker: Arc<Broker>, i: usize, configured
 fn record(pair: &Pair, i: usize, d: Discovered) {
     let m = &pair.members[i];
     let mut known = m.features.lock();
+    let d = d.keeping_what_was_caught(known.as_ref());
     if known.as_ref() == Some(&d) {
         return;
     }
