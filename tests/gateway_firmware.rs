@@ -165,3 +165,25 @@ async fn a_chassis_that_claims_id_blocks_but_ignores_them_is_caught_reported_and
         assert_eq!(got.status, 200, "chassis {i}: {got:?}");
     }
 }
+
+#[tokio::test]
+async fn without_idempotency_keys_a_put_whose_outcome_is_unknown_is_resent_not_rebuilt() {
+    let slow_probes = |t: &mut String| {
+        *t = t.replace("health_interval_ms = 200", "health_interval_ms = 3000").replace("down_after_ms = 600", "down_after_ms = 9000")
+    };
+    let old = &["--without", "idempotency_key"];
+    let pair = Pair::start_firmware([old, old], slow_probes).await;
+    pair.gw.wait_in_sync(Duration::from_secs(30)).await;
+    let admin = pair.gw.login("admin", "admin").await;
+    admin.post("/users", json!({"username": "ops", "password": "ops-password-1", "role": "admin"})).await.ok();
+    let ops = pair.gw.login("ops", "ops-password-1").await;
+    ops.put("/sources/1", json!({"name": "warm"})).await.ok();
+    // b applies the rename and answers 500; a PUT sent again sets the same name.
+    pair.sim_faults(1, json!({"fail_after_apply_next": 1})).await;
+    assert_eq!(ops.put("/sources/1", json!({"name": "renamed"})).await.status, 200);
+    let s = pair.gw.wait_in_sync(Duration::from_secs(30)).await;
+    assert_eq!(s["chassis"][1]["resyncs"], 0, "resent, not rebuilt: {s}");
+    for i in 0..2 {
+        assert_eq!(pair.direct(i).await.get("/sources/1").await.ok().body["name"], "renamed", "chassis {i}");
+    }
+}

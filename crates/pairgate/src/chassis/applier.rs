@@ -506,7 +506,7 @@ impl Applier {
                 other => {
                     member.detector.signal(Signal::Failed);
                     member.detector.signal(Signal::FellBehind);
-                    if !self.recognises_repeats() {
+                    if !self.recognises_repeats() && !resend_is_harmless(&entry.method) {
                         // It may have applied it; a resend would apply it again.
                         tracing::error!(
                             chassis = %self.name(), seq = entry.seq,
@@ -522,6 +522,15 @@ impl Applier {
             backoff = (backoff * 2).min(Duration::from_secs(1));
         }
     }
+}
+
+/// Whether sending an entry again leaves the chassis as sending it once
+/// does, whatever happened to the first: a `PUT` (idempotent, RFC 9110
+/// §9.2.2: it sets what it names). A repeated `DELETE` leaves the same state
+/// too, but answers 404 where the peer said 204, which reads as a divergence:
+/// it is not resent either.
+pub fn resend_is_harmless(method: &str) -> bool {
+    method.eq_ignore_ascii_case("PUT")
 }
 
 /// The `error.code` of the answer an entry gets on a chassis where its
