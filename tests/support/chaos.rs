@@ -53,6 +53,9 @@ pub struct Options {
     pub verbose: bool,
     /// IP sources loaded into both chassis before the gateway starts.
     pub bulk_rows: usize,
+    /// More arguments for both simulators, e.g. `--without idempotency_key`
+    /// (older firmware).
+    pub sim_args: Vec<String>,
 }
 
 impl Options {
@@ -70,6 +73,7 @@ impl Options {
             bins,
             verbose: false,
             bulk_rows: DEFAULT_BULK_ROWS,
+            sim_args: Vec::new(),
         }
     }
 }
@@ -193,7 +197,7 @@ impl Report {
 /// Run one campaign. `Err` only when the site could not even be set up; a
 /// campaign that ran always yields a report (failed checks included).
 pub async fn run(opts: &Options) -> Result<Report, String> {
-    let mut site = Site::start_with(&opts.bins, &opts.logs, &opts.log_filter, opts.bulk_rows).await?;
+    let mut site = Site::start_firmware(&opts.bins, &opts.logs, &opts.log_filter, opts.bulk_rows, &opts.sim_args).await?;
     let setup = setup(&site).await?;
     let clients = login_clients(&site, opts.clients).await?;
     let clock = Clock::start();

@@ -45,6 +45,10 @@ struct Args {
     /// Print each fault as it happens.
     #[arg(long)]
     verbose: bool,
+    /// Run both simulators like older firmware lacking FEATURE (repeatable:
+    /// `--without idempotency_key`; see `chassis-sim --help`).
+    #[arg(long = "without", value_name = "FEATURE")]
+    without: Vec<String>,
     /// Bulk rows (IP sources) loaded into both chassis before the gateway
     /// starts, so that each full resync moves real data.
     #[arg(long, default_value_t = pairgate_suite::chaos::DEFAULT_BULK_ROWS)]
@@ -71,6 +75,7 @@ fn main() -> ExitCode {
     opts.log_filter = args.log;
     opts.verbose = args.verbose;
     opts.bulk_rows = args.rows;
+    opts.sim_args = args.without.iter().flat_map(|f| ["--without".to_string(), f.clone()]).collect();
     if let Some(l) = args.logs {
         opts.logs = l;
     }

@@ -69,6 +69,12 @@ impl Site {
     /// stopped (`kill -9`), its state folder copied aside, and started again,
     /// still before the gateway starts.
     pub async fn start_with(bins: &Bins, logs: &Path, log_filter: &str, bulk_rows: usize) -> Result<Site, String> {
+        Site::start_firmware(bins, logs, log_filter, bulk_rows, &[]).await
+    }
+
+    /// [`Site::start_with`] with both simulators run with `sim_args` too
+    /// (older firmware: `--without …`).
+    pub async fn start_firmware(bins: &Bins, logs: &Path, log_filter: &str, bulk_rows: usize, sim_args: &[String]) -> Result<Site, String> {
         std::fs::create_dir_all(logs).map_err(|e| format!("{}: {e}", logs.display()))?;
         for name in ["gateway.log", "chassis-a.log", "chassis-b.log"] {
             // Fresh logs for this run (they are appended to across restarts).
@@ -88,6 +94,7 @@ impl Site {
                 state_dir: Some(d.join(format!("chassis-{name}-state"))),
                 log: Some(logs.join(format!("chassis-{name}.log"))),
                 bin: Some(bins.chassis_sim.clone()),
+                args: sim_args.to_vec(),
                 ..SimOpts::default()
             })
             .await?;
