@@ -8,8 +8,7 @@
 //! Both chassis hold 30,000 bulk rows from the setup on, so each resync moves
 //! real data.
 //!
-//! A fourth seed runs on simulators without Idempotency-Key (older firmware).
-//! A last test replays, deterministically, the case the random seeds hit
+//! A fourth test replays, deterministically, the case the random seeds hit
 //! only sometimes: both chassis back at the same moment under writes.
 //!
 //! The seeds run one after the other (a lock), never side by side: three
@@ -33,15 +32,9 @@ static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 const SECONDS: u64 = 20;
 
 fn campaign(seed: u64) {
-    campaign_on(seed, &[]);
-}
-
-/// A campaign on simulators run with `sim_args` too (older firmware).
-fn campaign_on(seed: u64, sim_args: &[&str]) {
     let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
     let bins = Bins::beside_current_exe("cargo build --workspace").expect("the workspace's binaries");
-    let mut opts = Options::new(seed, Duration::from_secs(SECONDS), bins);
-    opts.sim_args = sim_args.iter().map(|s| s.to_string()).collect();
+    let opts = Options::new(seed, Duration::from_secs(SECONDS), bins);
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
     let report = runtime.block_on(chaos::run(&opts)).expect("the campaign ran");
     println!("{}", report.render());
@@ -72,16 +65,6 @@ fn short_campaign_seed_2() {
 #[test]
 fn short_campaign_seed_3() {
     campaign(3);
-}
-
-/// Firmware without Idempotency-Key: a fault that leaves a POST's outcome
-/// unknown rebuilds that chassis instead of resending it (a PUT is resent);
-/// every check holds, "nothing applied twice" (c) and recovery in time (r)
-/// included. Seed 4 failed check r before PUTs were resent (every cut PUT
-/// rebuilt a chassis of 30,000 bulk rows); seeds 4 to 7 passed after.
-#[test]
-fn short_campaign_without_idempotency_keys_seed_4() {
-    campaign_on(4, &["--without", "idempotency_key"]);
 }
 
 /// Both chassis back at the same moment while clients keep writing: a
