@@ -10,8 +10,9 @@ use reqwest::Method;
 use crate::chassis::detector::ChassisState;
 use crate::chassis::features::{Discovered, Features, Source};
 use crate::chassis::pair::Pair;
-use crate::chassis::upstream::{Outcome, UpRequest};
-use crate::session::broker::{Broker, Runs};
+use crate::chassis::upstream::Outcome;
+use crate::recovery::service::service_send;
+use crate::session::broker::Broker;
 
 const INFO: &str = "/api/v1/system/info";
 
@@ -55,16 +56,7 @@ pub async fn discover(pair: Arc<Pair>, broker: Arc<Broker>, i: usize, configured
         }
         let mut delay = Duration::from_millis(100);
         loop {
-            let outcome = broker
-                .send(i, &m.upstream, &Runs::Service, || UpRequest {
-                    method: Method::GET,
-                    path_and_query: INFO,
-                    headers: Default::default(),
-                    body: Default::default(),
-                    token: None,
-                    timeout: per_try,
-                })
-                .await;
+            let outcome = service_send(&broker, &pair, i, &Method::GET, INFO, None, per_try).await;
             let (asked, unknown) = read_info(&outcome);
             if !unknown.is_empty() {
                 tracing::info!(chassis = %m.upstream.name, ?unknown, "features the gateway does not know of are left aside");

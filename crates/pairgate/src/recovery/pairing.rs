@@ -125,10 +125,7 @@ impl PairingState {
     /// is kept for its chassis' join).
     pub fn paired(&self) {
         let mut now = self.now.lock();
-        let pick = match &*now {
-            Pairing::Blocked { pick, .. } | Pairing::Paired { pick } => *pick,
-            _ => None,
-        };
+        let pick = Self::pick_of(&now);
         *now = Pairing::Paired { pick };
     }
 

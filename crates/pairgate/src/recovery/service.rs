@@ -33,7 +33,35 @@ pub enum ResyncError {
     Journal(#[from] crate::journal::JournalError),
 }
 
-/// A call with the gateway's service account.
+/// A call with the gateway's service account: its outcome, whatever it is.
+pub async fn service_send(
+    broker: &Broker,
+    pair: &Pair,
+    i: usize,
+    method: &Method,
+    path: &str,
+    body: Option<Bytes>,
+    timeout: Duration,
+) -> Outcome {
+    let up = &pair.members[i].upstream;
+    let mut headers = HeaderMap::new();
+    if body.is_some() {
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    }
+    let body = body.unwrap_or_default();
+    broker
+        .send(i, up, &Runs::Service, || UpRequest {
+            method: method.clone(),
+            path_and_query: path,
+            headers: headers.clone(),
+            body: body.clone(),
+            token: None,
+            timeout,
+        })
+        .await
+}
+
+/// A call with the gateway's service account that must succeed (2xx): its body.
 pub async fn service_call(
     broker: &Broker,
     pair: &Pair,
@@ -43,25 +71,9 @@ pub async fn service_call(
     body: Option<Bytes>,
     timeout: Duration,
 ) -> Result<Bytes, ResyncError> {
-    let up = &pair.members[i].upstream;
-    let mut headers = HeaderMap::new();
-    if body.is_some() {
-        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    }
-    let body = body.unwrap_or_default();
-    let outcome = broker
-        .send(i, up, &Runs::Service, || UpRequest {
-            method: method.clone(),
-            path_and_query: path,
-            headers: headers.clone(),
-            body: body.clone(),
-            token: None,
-            timeout,
-        })
-        .await;
-    match outcome {
+    match service_send(broker, pair, i, &method, path, body, timeout).await {
         Outcome::Answered(a) if a.is_success() => Ok(a.body),
-        other => Err(call_failed(&up.name, &method, path, &other)),
+        other => Err(call_failed(&pair.members[i].upstream.name, &method, path, &other)),
     }
 }
 
