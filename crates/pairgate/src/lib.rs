@@ -17,6 +17,7 @@ pub mod events;
 pub mod files;
 pub mod front;
 pub mod gateway;
+pub mod ids;
 pub mod init;
 pub mod journal;
 pub mod limits;

@@ -1,0 +1,1 @@
+//! Rewriting IDs in requests, answers and events (filled in later).
