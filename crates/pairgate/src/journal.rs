@@ -51,6 +51,7 @@
 
 pub(crate) mod client_keys;
 mod config;
+pub mod id_map;
 mod entry;
 mod error;
 mod follower;
@@ -78,6 +79,7 @@ pub use client_keys::{ClientKeyState, ClientResponse};
 pub use config::JournalConfig;
 pub use entry::{BodyFormat, Draft, Entry, IdBlock, MAX_ID};
 pub use error::JournalError;
+pub use id_map::MapChange;
 pub use follower::Follower;
 pub use keys::JOURNAL_KEY_FILE;
 pub use shared::JournalStats;
@@ -301,6 +303,22 @@ impl Journal {
             rows.push((idx, point.clone()));
         }
         self.handle.request(|reply| Command::SetVerified(rows, reply)).await
+    }
+
+    /// Changes ID maps, durably and atomically (one transaction, through the
+    /// writer): returns once committed. An unknown chassis index is refused
+    /// and nothing is written.
+    pub async fn change_map(&self, changes: Vec<MapChange>) -> Result<(), JournalError> {
+        let n = self.shared().config.chassis.len();
+        if let Some(bad) = changes.iter().find(|c| c.chassis() >= n) {
+            return Err(JournalError::UnknownChassis(format!("#{}", bad.chassis())));
+        }
+        self.handle.request(|reply| Command::ChangeMap(changes, reply)).await
+    }
+
+    /// Every (table, client ID, chassis ID) of `chassis`' map.
+    pub fn load_map(&self, chassis: &str) -> Result<Vec<(String, u64, u64)>, JournalError> {
+        self.shared().readers.with(|c| id_map::load(c, chassis))
     }
 
     /// Entries the slowest chassis has not applied yet (`last_seq - min(applied)`).

@@ -22,6 +22,8 @@
 //!   `verified/<chassis>` (that chassis' last verified seq and digest, see
 //!   `verified.rs`; absent until its state was first verified).
 //! - `client_keys`: client `Idempotency-Key` records (see `client_keys.rs`).
+//! - `id_map`: per chassis and table, client ID ↔ that chassis' own ID, for
+//!   firmware that cannot be given the IDs clients see (see `id_map.rs`).
 
 use std::collections::BTreeSet;
 use std::fs::OpenOptions;
@@ -72,6 +74,19 @@ CREATE TABLE IF NOT EXISTS client_keys (
 );
 CREATE INDEX IF NOT EXISTS client_keys_by_age ON client_keys (created_ms);
 CREATE INDEX IF NOT EXISTS client_keys_by_seq ON client_keys (seq) WHERE seq IS NOT NULL;
+";
+
+/// The ID maps (see `id_map.rs`); created on open, also in a journal made
+/// before they existed.
+pub(crate) const ID_MAP_SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS id_map (
+    chassis TEXT NOT NULL,
+    tbl     TEXT NOT NULL,
+    client  INTEGER NOT NULL,
+    native  INTEGER NOT NULL,
+    PRIMARY KEY (chassis, tbl, client)
+) WITHOUT ROWID;
+CREATE UNIQUE INDEX IF NOT EXISTS id_map_by_native ON id_map (chassis, tbl, native);
 ";
 
 /// The one connection that writes: WAL, `synchronous=FULL`, and a bounded wait for a
@@ -125,6 +140,7 @@ pub(crate) struct Recovered {
 pub(crate) fn init_and_recover(conn: &mut Connection, chassis: &[String]) -> Result<Recovered, JournalError> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(JournalError::storage)?;
     tx.execute_batch(SCHEMA).map_err(JournalError::storage)?;
+    tx.execute_batch(ID_MAP_SCHEMA).map_err(JournalError::storage)?;
 
     let version: Option<i64> = meta_get(&tx, "schema_version")?;
     match version {

@@ -48,6 +48,7 @@ use crate::journal::shared::{Counters, Pending, Shared, State};
 use crate::journal::sql_u64::U64;
 use crate::journal::store;
 use crate::journal::verified;
+use crate::journal::id_map::{self, MapChange};
 use crate::journal::{
     BodyFormat, ClientResponse, Draft, Entry, IdBlock, JournalError, JournalStats, TruncateReport, VerifiedPoint, MAX_ID,
 };
@@ -122,6 +123,8 @@ pub(crate) enum Command {
     },
     /// Record these chassis' verified points (chassis index, point).
     SetVerified(VerifiedRows, Reply<()>),
+    /// Change ID maps (see `id_map.rs`).
+    ChangeMap(Vec<MapChange>, Reply<()>),
     /// Applied positions changed: write them within `applied_flush_interval` (or with
     /// the next commit, whichever comes first).
     AppliedChanged,
@@ -347,6 +350,7 @@ impl Writer {
                 }
                 Command::Truncate(reply) => plan.truncates.push(reply),
                 Command::SetVerified(points, reply) => plan.verified.push((points, reply)),
+                Command::ChangeMap(changes, reply) => plan.maps.push((changes, reply)),
                 Command::FinishClientKey { account, key, response, reply } => {
                     let pending = st.pending.get(&(account.clone(), key.clone())).cloned();
                     plan.finishes.push(Finish { account, key, response, pending, job: Job { reply, result: Ok(()) } });
@@ -400,6 +404,13 @@ impl Writer {
             for (idx, point) in points {
                 if let Some(name) = self.shared.config.chassis.get(*idx) {
                     meta_put(&tx, &verified::meta_key(name), verified::encode(point))?;
+                }
+            }
+        }
+        for (changes, _) in &plan.maps {
+            for change in changes {
+                if let Some(name) = self.shared.config.chassis.get(change.chassis()) {
+                    id_map::apply(&tx, name, change)?;
                 }
             }
         }
@@ -615,6 +626,8 @@ struct Plan {
     finishes: Vec<Finish>,
     /// Verified points to record (chassis index, point), and who waits for them.
     verified: Vec<(VerifiedRows, Reply<()>)>,
+    /// ID map changes, and who waits for them.
+    maps: Vec<(Vec<MapChange>, Reply<()>)>,
 }
 
 /// What the transaction did besides the batch.
@@ -638,6 +651,7 @@ impl Plan {
             truncates: Vec::new(),
             finishes: Vec::new(),
             verified: Vec::new(),
+            maps: Vec::new(),
         }
     }
 
@@ -709,7 +723,8 @@ impl Plan {
         for f in self.finishes {
             f.job.reply(&status);
         }
-        for (_, reply) in self.verified {
+        let waiters = self.verified.into_iter().map(|(_, r)| r).chain(self.maps.into_iter().map(|(_, r)| r));
+        for reply in waiters {
             let _ = reply.send(status.clone().map_err(JournalError::CommitFailed));
         }
         for reply in self.truncates {
