@@ -61,6 +61,9 @@ pub struct Config {
     pub routes: RouteTable,
     /// The `[[collection]]`s, in file order.
     pub collections: Vec<Collection>,
+    /// The `[[event]]` rules, in file order: where the `data` of events of one
+    /// type holds IDs, for a chassis whose IDs the gateway translates.
+    pub events: Vec<crate::ids::rules::EventIds>,
     /// Whether the named files and environment variables were checked.
     pub file_checks: FileChecks,
 }

@@ -245,6 +245,45 @@ pub enum Problem {
     #[error("`secret_fields` is set on a `{kind}` route; only mutate routes are journaled")]
     SecretFieldsForbidden { kind: &'static str },
 
+    #[error("`path_ids` names {name:?}, which is no {{{name}}} segment of {path}")]
+    IdParamNotInPath { name: String, path: String },
+
+    #[error("ID table name {value:?} is not usable")]
+    BadIdTable { value: String },
+
+    #[error("`{key}` place {value:?} is not a JSON pointer: {reason}")]
+    BadIdPointer { key: &'static str, value: String, reason: String },
+
+    #[error("`{key}` names the place \"\", the whole body: an ID is a value inside it")]
+    WholeBodyIdPlace { key: &'static str },
+
+    #[error("`{key}` is set on a `{kind}` route; only read and mutate routes have their IDs translated")]
+    IdKeyForbidden { key: &'static str, kind: &'static str },
+
+    #[error("`{key}` is set on a `{kind}` route; only mutate routes create or delete rows")]
+    IdKeyNeedsMutate { key: &'static str, kind: &'static str },
+
+    #[error("`creates` is set on {method} {path}, whose `id_block` is 0: the client IDs of the rows it creates come from the block")]
+    CreatesWithoutBlock { method: String, path: String },
+
+    #[error("`creates` is empty")]
+    EmptyCreates,
+
+    #[error("place {at:?} is named twice in this rule's `creates` and `answer_ids`")]
+    IdPlaceTwice { at: String },
+
+    #[error("`forgets = {name:?}` is no key of this rule's `path_ids`")]
+    ForgetsNotAnIdParam { name: String },
+
+    #[error("an `[[event]]` has an empty `type`")]
+    EmptyEventType,
+
+    #[error("event type {event_type:?} already has the `[[event]]` at line {first_line}")]
+    DuplicateEvent { event_type: String, first_line: usize },
+
+    #[error("`ids` of event type {event_type:?} is empty")]
+    EmptyEventIds { event_type: String },
+
     #[error("no route rule has kind = \"login\"")]
     NoLoginRoute,
 
@@ -332,6 +371,19 @@ impl Problem {
             EndsSessionsNoParam { .. } => "name the path parameter that holds the user id, e.g. path = \"/api/v1/users/{id}\" with ends_sessions_of = \"id\"".into(),
             BadSecretField { .. } => "write each field as a JSON pointer into the request body: \"/password\", \"/credentials/password\", \"/users/0/password\" (`~1` for a '/' and `~0` for a '~' inside a name), or \"\" for the whole body".into(),
             SecretFieldsForbidden { .. } => "remove `secret_fields`, or make this a kind = \"mutate\" rule (only mutation bodies are stored, in the journal)".into(),
+            IdParamNotInPath { .. } => "name a {param} segment of this rule's path, e.g. path = \"/api/v1/walls/{id}\" with path_ids = { id = \"walls\" }".into(),
+            BadIdTable { .. } => "write the table as a name of letters, digits and '_', not starting with a digit, e.g. \"walls\" or \"scene_items\" (an ID is translated within its table)".into(),
+            BadIdPointer { .. } => "write the place as a JSON pointer (RFC 6901) in which a `*` segment is every element of an array: \"/id\", \"/screens/*/id\", \"/*/id\" for each row of a listing (`~1` for a '/' and `~0` for a '~' inside a name)".into(),
+            WholeBodyIdPlace { .. } => "name the field that holds the ID, e.g. \"/id\", or \"/*/id\" for each row of a listing".into(),
+            IdKeyForbidden { key, .. } => format!("remove `{key}`, or make this a kind = \"read\" or \"mutate\" rule"),
+            IdKeyNeedsMutate { key, .. } => format!("remove `{key}`, or make this a kind = \"mutate\" rule"),
+            CreatesWithoutBlock { .. } => "set `id_block` to the most rows the request can create (at least 1), or remove `creates` if it creates none".into(),
+            EmptyCreates => "list where the answer shows each row the request creates, in the order the chassis creates them, e.g. creates = [{ table = \"walls\", at = \"/id\" }], or remove `creates`".into(),
+            IdPlaceTwice { .. } => "name each place once: the ID of a created row (`creates`) is translated in the answer already, so it is not repeated in `answer_ids`".into(),
+            ForgetsNotAnIdParam { .. } => "name the path parameter that holds the deleted row's ID, and give its table in `path_ids`, e.g. path_ids = { id = \"walls\" } with forgets = \"id\"".into(),
+            EmptyEventType => "write the event's type as the chassis sends it, e.g. type = \"window.created\"".into(),
+            DuplicateEvent { .. } => "write one `[[event]]` per type: merge the two `ids`".into(),
+            EmptyEventIds { .. } => "name the places in the event's `data` that hold IDs, e.g. ids = { \"/id\" = \"windows\" }, or remove this `[[event]]` (events no rule names pass as they are)".into(),
             NoLoginRoute => "add a rule for the chassis' login call, e.g. [[route]] method = \"POST\", path = \"/api/v1/login\", kind = \"login\"; without it logins would be forwarded as plain mutations and no session would be shared".into(),
             BadFile { .. } => bad_file_fix("FILE"),
             EnvUnset { name } => format!("export {name}=… in the gateway's environment, or use `password_file` instead"),

@@ -10,6 +10,8 @@
 //! accepted by the schema only so that validation can reject them with a specific
 //! hint instead of a generic "unknown field".
 
+use std::collections::BTreeMap;
+
 use serde::de::IgnoredAny;
 use serde::Deserialize;
 use serde_spanned::Spanned;
@@ -32,6 +34,28 @@ pub(crate) struct RawConfig {
     pub route: Vec<S<RawRoute>>,
     #[serde(default)]
     pub collection: Vec<S<RawCollection>>,
+    #[serde(default)]
+    pub event: Vec<S<RawEvent>>,
+}
+
+/// `{ "/id" = "walls", … }`: places (or path parameters) and the table of the
+/// IDs found there. Keys are spanned too, so a bad one can be pointed at.
+pub(crate) type RawIdMap = BTreeMap<S<String>, S<String>>;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawEvent {
+    #[serde(rename = "type")]
+    pub event_type: S<String>,
+    pub ids: S<RawIdMap>,
+}
+
+/// One entry of a route's `creates`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawCreate {
+    pub table: S<String>,
+    pub at: S<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -112,4 +136,9 @@ pub(crate) struct RawRoute {
     pub id_block: Option<S<u64>>,
     pub ends_sessions_of: Option<S<String>>,
     pub secret_fields: Option<S<Vec<S<String>>>>,
+    pub path_ids: Option<S<RawIdMap>>,
+    pub body_ids: Option<S<RawIdMap>>,
+    pub answer_ids: Option<S<RawIdMap>>,
+    pub creates: Option<S<Vec<S<RawCreate>>>>,
+    pub forgets: Option<S<String>>,
 }

@@ -27,6 +27,9 @@
 
 use std::cmp::Ordering;
 use std::fmt;
+use std::sync::LazyLock;
+
+use crate::ids::rules::RouteIds;
 
 /// The method a rule applies to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -311,6 +314,10 @@ pub struct RouteRule {
     /// a secret (`/password`); `""` is the whole body. A body that holds any of
     /// them is stored sealed in the journal (see [`RouteTable::body_is_secret`]).
     pub secret_fields: Vec<String>,
+    /// Where the rule's requests and answers hold IDs (`path_ids`, `body_ids`,
+    /// `answer_ids`, `creates`, `forgets`), for a chassis whose IDs the gateway
+    /// translates; empty when the rule names none.
+    pub ids: RouteIds,
     /// The line of the rule's `[[route]]` header, for logs ("matched rule at line 57").
     pub line: usize,
 }
@@ -391,6 +398,13 @@ impl RouteTable {
         }
     }
 
+    /// Where the deciding rule of `classified` says IDs are; empty when no
+    /// rule matched (a request no rule describes is passed as it is).
+    pub fn ids(&self, classified: &Classified) -> &RouteIds {
+        static NONE: LazyLock<RouteIds> = LazyLock::new(RouteIds::default);
+        classified.rule_index.and_then(|i| self.rules.get(i)).map_or(&*NONE, |r| &r.ids)
+    }
+
     /// Whether the body of this request must be stored sealed in the journal: it
     /// is a mutation and either no rule describes it (the gateway cannot know what
     /// it holds), or its rule names a `secret_fields` pointer the body holds. A
@@ -463,6 +477,7 @@ mod tests {
             id_block: None,
             ends_sessions_of: None,
             secret_fields: Vec::new(),
+            ids: RouteIds::default(),
             line,
         };
         let table = RouteTable::new(
@@ -486,6 +501,25 @@ mod tests {
     }
 
     #[test]
+    fn ids_are_the_deciding_rules_or_none() {
+        let ids = RouteIds { path: vec![("id".to_string(), "walls".into())], forgets: Some("id".to_string()), ..RouteIds::default() };
+        let rule = RouteRule {
+            method: RuleMethod::Delete,
+            path: pattern("/walls/{id}"),
+            kind: RouteKind::Mutate,
+            id_block: Some(0),
+            ends_sessions_of: None,
+            secret_fields: Vec::new(),
+            ids: ids.clone(),
+            line: 1,
+        };
+        let table = RouteTable::new(vec![rule], 16);
+        assert_eq!(table.ids(&table.classify("DELETE", "/walls/3")), &ids);
+        assert!(table.ids(&table.classify("DELETE", "/other/3")).is_empty(), "no rule: no IDs");
+        assert!(table.ids(&table.classify("GET", "/walls/3")).is_empty());
+    }
+
+    #[test]
     fn secret_bodies_are_those_a_rule_names_or_no_rule_describes() {
         let mutate = |p: &str, fields: &[&str]| RouteRule {
             method: RuleMethod::Any,
@@ -494,6 +528,7 @@ mod tests {
             id_block: Some(0),
             ends_sessions_of: None,
             secret_fields: fields.iter().map(|f| f.to_string()).collect(),
+            ids: RouteIds::default(),
             line: 1,
         };
         let read = RouteRule {
@@ -503,6 +538,7 @@ mod tests {
             id_block: None,
             ends_sessions_of: None,
             secret_fields: vec![],
+            ids: RouteIds::default(),
             line: 2,
         };
         let table = RouteTable::new(

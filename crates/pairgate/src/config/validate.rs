@@ -15,11 +15,13 @@ use std::time::Duration;
 use super::chassis_url::ChassisUrl;
 use super::error::{ConfigError, Problem};
 use super::external::{Expect, Pending, Target};
-use super::raw::{RawChassis, RawCollection, RawConfig, RawJournal, RawListen, RawRoute, RawSessions, RawTimeouts, S};
+use super::raw::{RawChassis, RawCollection, RawConfig, RawEvent, RawIdMap, RawJournal, RawListen, RawRoute, RawSessions, RawTimeouts, S};
 use super::route::{is_identifier, PathPattern, RouteKind, RouteRule, RouteTable, RuleMethod, Segment};
 use super::sections::*;
 use super::source_map::SourceMap;
 use super::{Config, FileChecks};
+use crate::ids::pointer::WildPointer;
+use crate::ids::rules::{EventIds, IdAt, RouteIds, Table};
 
 /// Largest `id_block` accepted: far beyond any request of the contract, far below
 /// the 2^53 ID space.
@@ -62,6 +64,7 @@ pub(crate) fn validate(raw: RawConfig, map: &SourceMap<'_>, base_dir: &Path, che
     let sessions = v.sessions(&raw.sessions)?;
     let routes = v.routes(&raw.route, to_u32(default_block))?;
     let collections = v.collections(&raw.collection)?;
+    let events = v.events(&raw.event)?;
 
     let config = Config {
         file: map.file().to_path_buf(),
@@ -74,6 +77,7 @@ pub(crate) fn validate(raw: RawConfig, map: &SourceMap<'_>, base_dir: &Path, che
         sessions,
         routes,
         collections,
+        events,
         file_checks: checks,
     };
     Ok((config, v.pending))
@@ -422,13 +426,14 @@ impl Validator<'_, '_> {
                 (_, Some(fields)) => return Err(self.err(fields.span(), Problem::SecretFieldsForbidden { kind: kind.as_str() })),
                 (_, None) => Vec::new(),
             };
+            let ids = self.route_ids(r, method, &path, kind, id_block)?;
             let line = self.line(entry.span());
             if let Some(first_line) = seen.insert((method, path.shape()), line) {
                 return Err(
                     self.err(r.path.span(), Problem::DuplicateRoute { method: method.to_string(), path: path.to_string(), first_line })
                 );
             }
-            rules.push(RouteRule { method, path, kind, id_block, ends_sessions_of, secret_fields, line });
+            rules.push(RouteRule { method, path, kind, id_block, ends_sessions_of, secret_fields, ids, line });
         }
         if !rules.iter().any(|r| r.kind == RouteKind::Login) {
             // Point at the end of the file: where the missing rule would go.
@@ -437,6 +442,128 @@ impl Validator<'_, '_> {
         }
         Ok(RouteTable::new(rules, default_block))
     }
+}
+
+/// Where IDs live: the keys of a route rule and the `[[event]]` sections.
+impl Validator<'_, '_> {
+    /// `path_ids`, `body_ids`, `answer_ids`, `creates` and `forgets` of one rule.
+    fn route_ids(&self, r: &RawRoute, method: RuleMethod, path: &PathPattern, kind: RouteKind, id_block: Option<u32>) -> Result<RouteIds> {
+        for (key, value) in [("path_ids", &r.path_ids), ("body_ids", &r.body_ids), ("answer_ids", &r.answer_ids)] {
+            if let Some(value) = value {
+                if !matches!(kind, RouteKind::Read | RouteKind::Mutate) {
+                    return Err(self.err(value.span(), Problem::IdKeyForbidden { key, kind: kind.as_str() }));
+                }
+            }
+        }
+        let mutate_only = [("creates", r.creates.as_ref().map(|c| c.span())), ("forgets", r.forgets.as_ref().map(|f| f.span()))];
+        for (key, span) in mutate_only {
+            if let Some(span) = span {
+                if kind != RouteKind::Mutate {
+                    return Err(self.err(span, Problem::IdKeyNeedsMutate { key, kind: kind.as_str() }));
+                }
+            }
+        }
+
+        let mut ids = RouteIds::default();
+        if let Some(params) = &r.path_ids {
+            for (name, table) in in_file_order(params) {
+                let is_param = path.segments().iter().any(|s| matches!(s, Segment::Param(n) if n == name.get_ref()));
+                if !is_param {
+                    return Err(self.err(name.span(), Problem::IdParamNotInPath { name: name.get_ref().clone(), path: path.to_string() }));
+                }
+                ids.path.push((name.get_ref().clone(), self.table(table)?));
+            }
+        }
+        if let Some(places) = &r.body_ids {
+            ids.body = self.places("body_ids", places)?;
+        }
+        if let Some(creates) = &r.creates {
+            let list = creates.get_ref();
+            if list.is_empty() {
+                return Err(self.err(creates.span(), Problem::EmptyCreates));
+            }
+            if id_block.unwrap_or(0) == 0 {
+                return Err(self.err(creates.span(), Problem::CreatesWithoutBlock { method: method.to_string(), path: path.to_string() }));
+            }
+            for entry in list {
+                let c = entry.get_ref();
+                let at = self.place("creates", &c.at)?;
+                if ids.creates.iter().any(|p| p.at == at) {
+                    return Err(self.err(c.at.span(), Problem::IdPlaceTwice { at: at.to_string() }));
+                }
+                ids.creates.push(IdAt { at, table: self.table(&c.table)? });
+            }
+        }
+        if let Some(places) = &r.answer_ids {
+            for (at, table) in in_file_order(places) {
+                let place = self.place("answer_ids", at)?;
+                if ids.creates.iter().any(|p| p.at == place) {
+                    return Err(self.err(at.span(), Problem::IdPlaceTwice { at: place.to_string() }));
+                }
+                ids.answer.push(IdAt { at: place, table: self.table(table)? });
+            }
+        }
+        if let Some(forgets) = &r.forgets {
+            let name = forgets.get_ref();
+            if ids.param_table(name).is_none() {
+                return Err(self.err(forgets.span(), Problem::ForgetsNotAnIdParam { name: name.clone() }));
+            }
+            ids.forgets = Some(name.clone());
+        }
+        Ok(ids)
+    }
+
+    /// The `[[event]]` sections, in file order.
+    fn events(&self, raw: &[S<RawEvent>]) -> Result<Vec<EventIds>> {
+        let mut out: Vec<EventIds> = Vec::with_capacity(raw.len());
+        for entry in raw {
+            let r = entry.get_ref();
+            let event_type = r.event_type.get_ref();
+            if event_type.trim().is_empty() {
+                return Err(self.err(r.event_type.span(), Problem::EmptyEventType));
+            }
+            if let Some(first) = out.iter().find(|e| &e.event_type == event_type) {
+                let problem = Problem::DuplicateEvent { event_type: event_type.clone(), first_line: first.line };
+                return Err(self.err(r.event_type.span(), problem));
+            }
+            if r.ids.get_ref().is_empty() {
+                return Err(self.err(r.ids.span(), Problem::EmptyEventIds { event_type: event_type.clone() }));
+            }
+            let data = self.places("ids", &r.ids)?;
+            out.push(EventIds { event_type: event_type.clone(), data, line: self.line(entry.span()) });
+        }
+        Ok(out)
+    }
+
+    /// A map of places to tables (`body_ids`, `answer_ids`, an event's `ids`).
+    fn places(&self, key: &'static str, map: &S<RawIdMap>) -> Result<Vec<IdAt>> {
+        in_file_order(map).into_iter().map(|(at, table)| Ok(IdAt { at: self.place(key, at)?, table: self.table(table)? })).collect()
+    }
+
+    /// A place that holds IDs: a JSON pointer with `*` for every array element,
+    /// not the whole document.
+    fn place(&self, key: &'static str, text: &S<String>) -> Result<WildPointer> {
+        if text.get_ref().is_empty() {
+            return Err(self.err(text.span(), Problem::WholeBodyIdPlace { key }));
+        }
+        WildPointer::parse(text.get_ref())
+            .map_err(|reason| self.err(text.span(), Problem::BadIdPointer { key, value: text.get_ref().clone(), reason }))
+    }
+
+    fn table(&self, name: &S<String>) -> Result<Table> {
+        if !is_identifier(name.get_ref()) {
+            return Err(self.err(name.span(), Problem::BadIdTable { value: name.get_ref().clone() }));
+        }
+        Ok(Table::from(name.get_ref().as_str()))
+    }
+}
+
+/// The entries of a map of IDs as the file lists them (the map itself is sorted
+/// by key), so that the first bad one is the first one reported.
+fn in_file_order(map: &S<RawIdMap>) -> Vec<(&S<String>, &S<String>)> {
+    let mut entries: Vec<_> = map.get_ref().iter().collect();
+    entries.sort_by_key(|(key, _)| key.span().start);
+    entries
 }
 
 /// Whether `text` is a JSON pointer (RFC 6901): empty (the whole document), or
