@@ -7,9 +7,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use base64::Engine;
-use futures_util::StreamExt;
 use pairgate_suite::api::{client_trusting, Api};
-use pairgate_suite::pair::{events_socket, Pair};
+use pairgate_suite::pair::{events_socket, next_event, Pair};
 use serde_json::{json, Value};
 
 #[derive(Default)]
@@ -263,34 +262,13 @@ async fn the_events_socket_survives_the_primary_dying() {
     let mut ws = events_socket(pair.gw.port, &pair.gw.cert, api.token.as_deref().unwrap()).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let w1 = api.post(&format!("/walls/{wall}/windows"), json!({"source_id": 1, "x": 0, "y": 0, "w": 10, "h": 10})).await.ok().id();
-    let ev = next_window_event(&mut ws).await.expect("event before the failure");
+    let ev = next_event(&mut ws, "window.created").await.expect("event before the failure");
     assert_eq!(ev["data"]["id"], json!(w1));
     pair.a.kill9();
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let w2 = api.post(&format!("/walls/{wall}/windows"), json!({"source_id": 1, "x": 5, "y": 0, "w": 10, "h": 10})).await.ok().id();
-    let ev = next_window_event(&mut ws).await.expect("event after the failure, on the same socket");
+    let ev = next_event(&mut ws, "window.created").await.expect("event after the failure, on the same socket");
     assert_eq!(ev["data"]["id"], json!(w2));
-}
-
-/// The next `window.created` event on the socket (bounded), or None if it closed.
-async fn next_window_event<S>(ws: &mut tokio_tungstenite::WebSocketStream<S>) -> Option<Value>
-where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
-{
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < deadline {
-        match tokio::time::timeout_at(deadline.into(), ws.next()).await {
-            Ok(Some(Ok(tokio_tungstenite::tungstenite::Message::Text(t)))) => {
-                let v: Value = serde_json::from_str(&t).ok()?;
-                if v["type"] == "window.created" {
-                    return Some(v);
-                }
-            }
-            Ok(Some(Ok(_))) => continue,
-            _ => return None,
-        }
-    }
-    None
 }
 
 #[tokio::test]

@@ -114,6 +114,15 @@ impl GatewayProcess {
         }
     }
 
+    /// `GET path` (under `/_pairgate`) with the admin token; its JSON body,
+    /// panicking unless 200.
+    pub async fn admin_get(&self, path: &str) -> Value {
+        match self.status_client.get(path).await {
+            Sent::Answer { status: 200, body } => body,
+            other => panic!("GET {path}: {other:?}"),
+        }
+    }
+
     /// Wait (bounded) until the status page answers at all.
     pub async fn wait_answering(&mut self, limit: Duration) -> Result<Value, String> {
         let start = Instant::now();

@@ -95,8 +95,14 @@ impl Pair {
     /// (e.g. `--without export_import`: older firmware), the gateway logging
     /// at info to `gateway.log`; not waited for in sync.
     pub async fn start_firmware(args: [&[&str]; 2], edit: impl FnOnce(&mut String)) -> Pair {
+        Pair::start_with_history(args, [&[], &[]], edit).await
+    }
+
+    /// [`Pair::start_firmware`], with each chassis given its own history
+    /// first (requests made directly, restarts), before the gateway starts.
+    pub async fn start_with_history(args: [&[&str]; 2], history: [&[History]; 2], edit: impl FnOnce(&mut String)) -> Pair {
         let args = args.map(|a| a.iter().map(|s| s.to_string()).collect());
-        Pair::start_full(edit, false, Some("pairgate=info".into()), 0, args).await
+        Pair::start_full_with(edit, false, Some("pairgate=info".into()), 0, args, history).await
     }
 
     /// A pair whose chassis both hold `rows` extra IP sources (the same on
@@ -120,6 +126,17 @@ impl Pair {
         rows: u64,
         sim_args: [Vec<String>; 2],
     ) -> Pair {
+        Pair::start_full_with(edit, wait, log_filter, rows, sim_args, [&[], &[]]).await
+    }
+
+    async fn start_full_with(
+        edit: impl FnOnce(&mut String),
+        wait: bool,
+        log_filter: Option<String>,
+        rows: u64,
+        sim_args: [Vec<String>; 2],
+        history: [&[History]; 2],
+    ) -> Pair {
         let dir = tempfile::tempdir().expect("tempdir");
         let d = dir.path();
         let cert = |name: &str| make_cert(d, name).unwrap_or_else(|e| panic!("{e}"));
@@ -135,6 +152,9 @@ impl Pair {
             load_rows(&a.base, &ca, rows).await;
             load_rows(&b.base, &cb, rows).await;
         }
+        let (mut a, mut b) = (a, b);
+        live_through(&mut a, &ca, history[0]).await;
+        live_through(&mut b, &cb, history[1]).await;
         let port = free_port().unwrap_or_else(|e| panic!("{e}"));
         let (config, text) = GatewayConfig {
             dir: d,
@@ -240,6 +260,40 @@ impl Pair {
     }
 }
 
+/// One step of a chassis' life before the gateway meets it.
+pub enum History {
+    /// A create that succeeds (201).
+    Create(&'static str, Value),
+    /// A create the chassis refuses (4xx); firmware with MySQL's habits
+    /// spends an ID on it anyway.
+    FailedCreate(&'static str, Value),
+    /// Create, then delete what was created: the row is gone, its ID spent.
+    CreateAndDelete(&'static str, Value),
+    /// Stop and start the chassis (MySQL 5.7 resets its counters).
+    Restart,
+}
+
+async fn live_through(sim: &mut SimProcess, ca: &Path, steps: &[History]) {
+    for step in steps {
+        let api = Api::direct_admin(&sim.base, ca).await;
+        match step {
+            History::Create(path, body) => {
+                api.post(path, body.clone()).await.ok();
+            }
+            History::FailedCreate(path, body) => {
+                let r = api.post(path, body.clone()).await;
+                assert!((400..500).contains(&r.status), "{path} should be refused: {r:?}");
+            }
+            History::CreateAndDelete(path, body) => {
+                let id = api.post(path, body.clone()).await.ok().id();
+                let r = api.delete(&format!("{path}/{id}")).await;
+                assert!(r.status < 300, "DELETE {path}/{id}: {r:?}");
+            }
+            History::Restart => sim.restart().await,
+        }
+    }
+}
+
 /// The chassis named `name` in a status document.
 pub fn chassis<'a>(s: &'a Value, name: &str) -> &'a Value {
     s["chassis"].as_array().and_then(|c| c.iter().find(|c| c["name"] == name)).unwrap_or(&Value::Null)
@@ -265,4 +319,27 @@ pub async fn events_socket(
     let tls = tls_connector(cert, &[]).connect(name, tcp).await.expect("tls");
     let url = format!("wss://127.0.0.1:{port}/api/v1/events?token={token}");
     tokio_tungstenite::client_async(url, tls).await.expect("websocket").0
+}
+
+/// The next event of type `kind` on an events socket (bounded: 10 s), or
+/// `None` if the socket closed first.
+pub async fn next_event<S>(ws: &mut tokio_tungstenite::WebSocketStream<S>, kind: &str) -> Option<Value>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    use futures_util::StreamExt;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        match tokio::time::timeout_at(deadline.into(), ws.next()).await {
+            Ok(Some(Ok(tokio_tungstenite::tungstenite::Message::Text(t)))) => {
+                let v: Value = serde_json::from_str(&t).ok()?;
+                if v["type"] == kind {
+                    return Some(v);
+                }
+            }
+            Ok(Some(Ok(_))) => continue,
+            _ => return None,
+        }
+    }
+    None
 }

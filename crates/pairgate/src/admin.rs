@@ -4,7 +4,9 @@
 //! - `POST /_pairgate/primary/{chassis}`: make that (in-sync) chassis primary;
 //! - `POST /_pairgate/maintenance/{chassis}` `{"on": true|false}`: take it out
 //!   (held down: nothing is sent to it, it is neither primary nor read from)
-//!   or bring it back (it catches up and is verified before serving).
+//!   or bring it back (it catches up and is verified before serving);
+//! - `GET /_pairgate/idmap/{chassis}`: that chassis' ID map (firmware without
+//!   `id_block`): `[{table, client, chassis}]`, empty for one with it.
 
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -28,6 +30,11 @@ pub fn handle(gw: &Gateway, method: &Method, path: &str, headers: &HeaderMap, bo
     let Some(i) = gw.pair.members.iter().position(|m| m.upstream.name == name) else {
         return not_found(&format!("no chassis named '{name}'"));
     };
+    if action == "idmap" && method == Method::GET {
+        let rows: Vec<serde_json::Value> =
+            gw.translator.maps.view(i).rows().into_iter().map(|(t, c, n)| json!({"table": &*t, "client": c, "chassis": n})).collect();
+        return (StatusCode::OK, axum::Json(json!(rows))).into_response();
+    }
     if method != Method::POST {
         return not_found(path);
     }

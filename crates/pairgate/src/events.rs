@@ -91,16 +91,17 @@ async fn connect_primary(pair: &Pair, broker: &Broker, account: &str, limit: Dur
 /// sockets: a thousand operator screens cost one chassis socket per account,
 /// not a thousand. The hub's task keeps the upstream on the current primary
 /// while anyone listens, and ends when the last listener leaves.
-#[derive(Default)]
 pub struct Hubs {
     hubs: parking_lot::Mutex<std::collections::HashMap<String, broadcast::Sender<Arc<str>>>>,
     /// Where the hubs' tasks run (stopped with the gateway).
     tasks: Tasks,
+    /// Events of a chassis with translated IDs are rewritten to client IDs.
+    translator: Arc<crate::ids::translator::Translator>,
 }
 
 impl Hubs {
-    pub fn new(tasks: Tasks) -> Hubs {
-        Hubs { hubs: Default::default(), tasks }
+    pub fn new(tasks: Tasks, translator: Arc<crate::ids::translator::Translator>) -> Hubs {
+        Hubs { hubs: Default::default(), tasks, translator }
     }
 
     /// A receiver of `account`'s events, starting its hub if need be.
@@ -154,7 +155,12 @@ async fn hub(hubs: Arc<Hubs>, tx: broadcast::Sender<Arc<str>>, pair: Arc<Pair>, 
             tokio::select! {
                 m = upstream.next() => match m {
                     Some(Ok(tungstenite::Message::Text(t))) => {
-                        let _ = tx.send(Arc::from(t.as_str()));
+                        let text = if pair.translated(i) == Some(true) {
+                            Arc::from(hubs.translator.event_settled(i, t.as_str()).await.as_str())
+                        } else {
+                            Arc::from(t.as_str())
+                        };
+                        let _ = tx.send(text);
                     }
                     Some(Ok(tungstenite::Message::Ping(p))) => {
                         let _ = upstream.send(tungstenite::Message::Pong(p)).await;

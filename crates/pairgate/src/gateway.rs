@@ -109,6 +109,8 @@ pub struct Gateway {
     pub shutdown: CancellationToken,
     /// Every background task, stopped by [`Gateway::stop`].
     pub tasks: Tasks,
+    /// IDs for a chassis without `id_block` (see `ids/`).
+    pub translator: Arc<crate::ids::translator::Translator>,
 }
 
 impl Gateway {
@@ -130,6 +132,9 @@ impl Gateway {
         let names: Vec<String> = cfg.chassis.iter().map(|c| c.name.clone()).collect();
         let (journal, sequencer) =
             crate::journal::open(&dir, JournalConfig::from_config(&cfg.journal, names)).map_err(|e| StartError::Journal(e.to_string()))?;
+        let maps = crate::ids::map::IdMaps::load(journal.clone(), [cfg.chassis[0].name.as_str(), cfg.chassis[1].name.as_str()])
+            .map_err(|e| StartError::Journal(e.to_string()))?;
+        let translator = Arc::new(crate::ids::translator::Translator::new(cfg.routes.clone(), cfg.events.clone(), Arc::new(maps)));
         let session_cfg = SessionConfig { jwt_secret, idle_timeout: cfg.sessions.idle_timeout, ..SessionConfig::new(Vec::new()) };
         let store = SessionStore::open(&dir, session_cfg).map_err(|e| StartError::Sessions(e.to_string()))?;
 
@@ -172,7 +177,7 @@ impl Gateway {
             journal,
             sequencer,
             answers: Arc::default(),
-            hubs: Arc::new(crate::events::Hubs::new(tasks.clone())),
+            hubs: Arc::new(crate::events::Hubs::new(tasks.clone(), translator.clone())),
             admin_token,
             stats: Arc::new(Stats::default()),
             pairing: Arc::new(PairingState::new(paired_before(&dir))),
@@ -181,6 +186,7 @@ impl Gateway {
             attempts: Default::default(),
             shutdown: CancellationToken::new(),
             tasks,
+            translator,
             cfg,
         });
         gw.spawn_background();
@@ -209,6 +215,7 @@ impl Gateway {
                 stats: self.stats.clone(),
                 attempts: self.attempts.clone(),
                 collections: self.cfg.collections.clone().into(),
+                translator: self.translator.clone(),
             };
             self.tasks.spawn("applier", applier.run());
             let configured = self.cfg.chassis[i].features;
@@ -224,6 +231,7 @@ impl Gateway {
             per_try: timeouts.per_try,
             down_after: timeouts.down_after,
             collections: self.cfg.collections.clone().into(),
+            translator: self.translator.clone(),
         });
         self.tasks.spawn("pairing", pairer.clone().pair_up());
         self.tasks.spawn("operator picks", pairer.settle_picks());
@@ -237,6 +245,7 @@ impl Gateway {
             per_try: timeouts.per_try,
             every: crate::recovery::anti_entropy::every(timeouts.health_interval),
             collections: self.cfg.collections.clone().into(),
+            translator: self.translator.clone(),
         };
         self.tasks.spawn("anti-entropy", anti_entropy.run());
         let trim = upkeep::trim_journal(self.journal.clone(), self.pair.clone(), self.attempts.clone(), self.answers.clone());
@@ -291,6 +300,7 @@ impl Gateway {
             pair: &self.pair,
             per_try: self.cfg.timeouts.per_try,
             collections: &self.cfg.collections,
+            translator: &self.translator,
         }
     }
 

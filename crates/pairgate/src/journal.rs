@@ -51,10 +51,10 @@
 
 pub(crate) mod client_keys;
 mod config;
-pub mod id_map;
 mod entry;
 mod error;
 mod follower;
+pub mod id_map;
 mod keys;
 pub(crate) mod lock;
 mod readers;
@@ -79,8 +79,8 @@ pub use client_keys::{ClientKeyState, ClientResponse};
 pub use config::JournalConfig;
 pub use entry::{BodyFormat, Draft, Entry, IdBlock, MAX_ID};
 pub use error::JournalError;
-pub use id_map::MapChange;
 pub use follower::Follower;
+pub use id_map::MapChange;
 pub use keys::JOURNAL_KEY_FILE;
 pub use shared::JournalStats;
 pub use verified::VerifiedPoint;

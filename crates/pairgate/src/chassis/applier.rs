@@ -47,6 +47,9 @@ pub struct Applier {
     pub attempts: Arc<crate::chassis::attempts::Attempts>,
     /// What to compare when a chassis has no `/system/digest`.
     pub collections: Arc<[crate::config::Collection]>,
+    /// IDs for a chassis without `id_block`: requests out in its IDs,
+    /// answers back in client IDs, creates and deletes into its map.
+    pub translator: Arc<crate::ids::translator::Translator>,
 }
 
 /// The request an entry becomes on a chassis. A sealed body is opened here,
@@ -371,6 +374,7 @@ impl Applier {
             pair: &self.pair,
             per_try: self.per_try,
             collections: &self.collections,
+            translator: &self.translator,
         }
     }
 
@@ -432,6 +436,26 @@ impl Applier {
         known.as_ref().is_some_and(|d| d.has(crate::chassis::features::Feature::IdempotencyKey))
     }
 
+    /// A translated chassis' decided answer: its new rows and ended rows
+    /// into its map (durably, before anyone is answered), the answer in
+    /// client IDs. An ID the map does not know means the chassis holds rows
+    /// the gateway never saw created: it is rebuilt.
+    async fn to_client_ids(&self, entry: &Entry, outcome: Outcome) -> Outcome {
+        let Some(a) = outcome.decided() else { return outcome };
+        let (method, path) = (entry.method.as_str(), entry.path_and_query.as_str());
+        if let Err(e) = self.translator.learn(self.index, method, path, entry.id_block, a).await {
+            tracing::error!(chassis = %self.name(), seq = entry.seq, "{e}; rebuilding the chassis");
+            self.pair.members[self.index].resync.request(Reason::Divergence);
+        }
+        let (answer, misses) = self.translator.answer(self.index, method, path, a);
+        if !misses.is_empty() {
+            let misses: Vec<String> = misses.iter().map(ToString::to_string).collect();
+            tracing::error!(chassis = %self.name(), seq = entry.seq, ?misses, "the answer holds ids the gateway never saw created; rebuilding the chassis");
+            self.pair.members[self.index].resync.request(Reason::Divergence);
+        }
+        Outcome::Answered(answer)
+    }
+
     /// Attempt one entry until the chassis decides it (or it is voided), or
     /// (firmware without `Idempotency-Key`) until its outcome is unknown: then
     /// the chassis is rebuilt instead of the entry being resent.
@@ -455,15 +479,37 @@ impl Applier {
                 Err(e) => tracing::error!(chassis = %self.name(), seq = entry.seq, "reading the applied position: {e}"),
             }
             self.reachable().await;
+            // Nothing is sent before the firmware is known: it decides which
+            // IDs the chassis is given.
+            let Some(translated) = self.pair.translated(self.index) else {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            };
             // Claimed right before it is sent: a void decided while this
             // applier waited wins, and none can be decided while it is sent.
             let outcome = {
                 let Some(_on_the_wire) = self.attempts.claim(entry.seq, self.journal.is_void(entry.seq)) else { continue };
+                let native_path: String;
                 match request_for(entry, &self.journal, self.per_try) {
+                    Ok(mut req) if translated => {
+                        // Its own IDs, and no block it would not honour.
+                        req.headers.remove("x-id-block");
+                        match self.translator.request(self.index, &entry.method, &entry.path_and_query, &req.body) {
+                            Ok((path, body)) => {
+                                native_path = path;
+                                req.path_and_query = &native_path;
+                                req.body = body;
+                                self.broker.send(self.index, &member.upstream, &runs, || req.clone()).await
+                            }
+                            // No such row here: decided without sending.
+                            Err(u) => Outcome::Answered(crate::ids::translator::unknown_id(&u)),
+                        }
+                    }
                     Ok(req) => self.broker.send(self.index, &member.upstream, &runs, || req.clone()).await,
                     Err(e) => unreadable(self.name(), entry, &e),
                 }
             };
+            let outcome = if translated { self.to_client_ids(entry, outcome).await } else { outcome };
             let outcome = match outcome {
                 Outcome::AccountRefused(why) if runs != Runs::Service => {
                     if self.attempts.accepted_by_other(entry.seq, self.index) {

@@ -160,9 +160,9 @@ pub struct Discovered {
 
 /// The features this gateway still needs, each with what would replace it.
 /// (Without `digest` it compares listings; without `idempotency_key` an
-/// unknown outcome rebuilds the chassis instead of being resent. ID
-/// translation and rebuilding through the API are issue 9's next steps.)
-const NEEDED: [(Feature, &str); 2] = [(Feature::IdBlock, "ID translation"), (Feature::ExportImport, "rebuilding through the ordinary API")];
+/// unknown outcome rebuilds the chassis instead of being resent; without
+/// `id_block` it translates IDs. Rebuilding through the API is next.)
+const NEEDED: [(Feature, &str); 1] = [(Feature::ExportImport, "rebuilding through the ordinary API")];
 
 impl Discovered {
     pub fn new(features: Features, source: Source) -> Discovered {
@@ -231,7 +231,7 @@ mod tests {
         let d = Discovered::new(f, Source::Reported);
         assert_eq!(d.modes, Modes { ids: "translate", replay: "find_out", compare: "listing", rebuild: "api" });
         let why = d.unsupported.unwrap();
-        assert!(why.contains("id_block (ID translation") && why.contains("export_import"), "{why}");
+        assert!(why.contains("export_import") && !why.contains("id_block"), "{why}");
         // No list at all (older firmware's /system/info): nothing assumed.
         assert_eq!(Features::from_info(&json!({"serial": "x"})).0, Features::none());
         assert_eq!(Features::all().without(Feature::Digest).names().len(), 4);
@@ -248,7 +248,7 @@ mod tests {
         let caught = claimed.caught_ignoring_id_block("created id 1 outside 40..105".into());
         assert!(!caught.has(Feature::IdBlock));
         assert_eq!(caught.modes.ids, "translate");
-        assert!(caught.unsupported.is_some());
+        assert_eq!(caught.unsupported, None, "translated, not unsupported");
         // It comes back claiming id_block again: the claim stays set aside.
         let again = Discovered::new(Features::all(), Source::Reported).keeping_what_was_caught(Some(&caught));
         assert_eq!(again, caught);

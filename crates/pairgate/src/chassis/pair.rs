@@ -51,6 +51,13 @@ impl Pair {
         1 - i
     }
 
+    /// Whether chassis `i` works with translated IDs (its firmware cannot be
+    /// given the IDs clients see: no `id_block`, or caught not honouring
+    /// it); `None` until its features are known.
+    pub fn translated(&self, i: usize) -> Option<bool> {
+        self.members[i].features.lock().as_ref().map(|d| !d.has(crate::chassis::features::Feature::IdBlock))
+    }
+
     pub fn state(&self, i: usize) -> ChassisState {
         self.members[i].detector.state()
     }

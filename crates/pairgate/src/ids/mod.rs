@@ -11,3 +11,4 @@ pub mod map;
 pub mod pointer;
 pub mod rules;
 pub mod translate;
+pub mod translator;

@@ -112,7 +112,10 @@ pub fn created(ids: &RouteIds, answer: &Value, block: Option<IdBlock>) -> Result
             let Some(native) = v.as_u64() else { continue };
             let k = out.len() as u64;
             if k >= block.count {
-                return Err(format!("the answer shows more new rows than its block of {} ids ({} at {})", block.count, place.table, place.at));
+                return Err(format!(
+                    "the answer shows more new rows than its block of {} ids ({} at {})",
+                    block.count, place.table, place.at
+                ));
             }
             out.push((place.table.clone(), block.base + k, native));
         }
@@ -228,7 +231,11 @@ mod tests {
         assert_eq!(path_to_native(&p, &rule, "/api/v1/walls/1000/windows/5", &m), Err(Unmapped { table: "windows".into(), id: 5 }));
         let err = body_to_native(&rule, &Bytes::from(r#"{"source_id":3}"#), &m);
         assert_eq!(err, Err(Unmapped { table: "sources".into(), id: 3 }));
-        assert_eq!(path_to_native(&p, &rule, "/api/v1/walls/1000/windows/top", &m), Ok("/api/v1/walls/4/windows/top".into()), "not a number: left alone");
+        assert_eq!(
+            path_to_native(&p, &rule, "/api/v1/walls/1000/windows/top", &m),
+            Ok("/api/v1/walls/4/windows/top".into()),
+            "not a number: left alone"
+        );
         let mut answer = json!({"id": 77, "wall_id": 4, "source_id": null});
         let misses = answer_to_client(&rule, &mut answer, &m);
         assert_eq!(misses, vec![Unmapped { table: "windows".into(), id: 77 }]);
@@ -251,7 +258,8 @@ mod tests {
     #[test]
     fn events_are_rewritten_by_their_type_and_others_left_alone() {
         let m = map(&[("windows", 1070, 9), ("walls", 1000, 4)]);
-        let rules = vec![EventIds { event_type: "window.deleted".into(), data: vec![at("windows", "/id"), at("walls", "/wall_id")], line: 1 }];
+        let rules =
+            vec![EventIds { event_type: "window.deleted".into(), data: vec![at("windows", "/id"), at("walls", "/wall_id")], line: 1 }];
         let mut e = json!({"seq": 3, "type": "window.deleted", "data": {"id": 9, "wall_id": 4}});
         assert!(event_to_client(&rules, &mut e, &m).is_empty());
         assert_eq!(e, json!({"seq": 3, "type": "window.deleted", "data": {"id": 1070, "wall_id": 1000}}));

@@ -34,15 +34,27 @@ impl MapChange {
 }
 
 pub(crate) fn put(conn: &Connection, chassis: &str, table: &str, client: u64, native: u64) -> rusqlite::Result<()> {
-    conn.prepare_cached("DELETE FROM id_map WHERE chassis = ?1 AND tbl = ?2 AND (client = ?3 OR native = ?4)")?
-        .execute(params![chassis, table, U64(client), U64(native)])?;
-    conn.prepare_cached("INSERT INTO id_map (chassis, tbl, client, native) VALUES (?1, ?2, ?3, ?4)")?
-        .execute(params![chassis, table, U64(client), U64(native)])?;
+    conn.prepare_cached("DELETE FROM id_map WHERE chassis = ?1 AND tbl = ?2 AND (client = ?3 OR native = ?4)")?.execute(params![
+        chassis,
+        table,
+        U64(client),
+        U64(native)
+    ])?;
+    conn.prepare_cached("INSERT INTO id_map (chassis, tbl, client, native) VALUES (?1, ?2, ?3, ?4)")?.execute(params![
+        chassis,
+        table,
+        U64(client),
+        U64(native)
+    ])?;
     Ok(())
 }
 
 pub(crate) fn forget(conn: &Connection, chassis: &str, table: &str, client: u64) -> rusqlite::Result<()> {
-    conn.prepare_cached("DELETE FROM id_map WHERE chassis = ?1 AND tbl = ?2 AND client = ?3")?.execute(params![chassis, table, U64(client)])?;
+    conn.prepare_cached("DELETE FROM id_map WHERE chassis = ?1 AND tbl = ?2 AND client = ?3")?.execute(params![
+        chassis,
+        table,
+        U64(client)
+    ])?;
     Ok(())
 }
 

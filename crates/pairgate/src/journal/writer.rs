@@ -42,13 +42,13 @@ use rusqlite::{Connection, TransactionBehavior};
 use tokio::sync::oneshot;
 
 use crate::journal::client_keys::now_ms;
+use crate::journal::id_map::{self, MapChange};
 use crate::journal::lock::DirLock;
 use crate::journal::schema::meta_put;
 use crate::journal::shared::{Counters, Pending, Shared, State};
 use crate::journal::sql_u64::U64;
 use crate::journal::store;
 use crate::journal::verified;
-use crate::journal::id_map::{self, MapChange};
 use crate::journal::{
     BodyFormat, ClientResponse, Draft, Entry, IdBlock, JournalError, JournalStats, TruncateReport, VerifiedPoint, MAX_ID,
 };

@@ -27,17 +27,39 @@ pub async fn forward(gw: &Gateway, ctx: &Ctx, session: Option<&Session>) -> Resp
     let path = ctx.path_and_query.as_str();
     let attempt = |i: usize| async move {
         let m = &gw.pair.members[i];
+        // A chassis with translated IDs is asked in its own IDs and answers
+        // in the clients'; a row it does not have is its 404, unasked.
+        let translated = gw.pair.translated(i) == Some(true);
+        let (native_path, body) = if translated {
+            match gw.translator.request(i, ctx.method.as_str(), path, &ctx.body) {
+                Ok(native) => native,
+                Err(u) => return (i, Outcome::Answered(crate::ids::translator::unknown_id(&u))),
+            }
+        } else {
+            (path.to_string(), ctx.body.clone())
+        };
         let make = || UpRequest {
             method: ctx.method.clone(),
-            path_and_query: path,
+            path_and_query: &native_path,
             headers: forward_headers(&ctx.headers),
-            body: ctx.body.clone(),
+            body: body.clone(),
             token: None,
             timeout: gw.cfg.timeouts.per_try,
         };
         let outcome = match session {
             Some(s) => gw.broker.send(i, &m.upstream, &Runs::User(s.principal.username.clone()), make).await,
             None => m.upstream.send(make()).await,
+        };
+        let outcome = match outcome {
+            Outcome::Answered(a) if translated => {
+                let (a, misses) = gw.translator.answer_settled(i, ctx.method.as_str(), path, &a).await;
+                if !misses.is_empty() {
+                    let misses: Vec<String> = misses.iter().map(ToString::to_string).collect();
+                    tracing::warn!(chassis = %m.upstream.name, path, ?misses, "a read shows rows the gateway never saw created; answered with null ids");
+                }
+                Outcome::Answered(a)
+            }
+            other => other,
         };
         (i, outcome)
     };

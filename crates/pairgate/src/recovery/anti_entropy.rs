@@ -34,6 +34,7 @@ pub struct AntiEntropy {
     pub every: Duration,
     /// What to compare when a chassis has no `/system/digest`.
     pub collections: Arc<[Collection]>,
+    pub translator: Arc<crate::ids::translator::Translator>,
 }
 
 impl AntiEntropy {
@@ -45,6 +46,7 @@ impl AntiEntropy {
             pair: &self.pair,
             per_try: self.per_try,
             collections: &self.collections,
+            translator: &self.translator,
         }
     }
 

@@ -14,6 +14,8 @@ use serde_json::Value;
 use crate::chassis::features::Feature;
 use crate::chassis::pair::Pair;
 use crate::config::Collection;
+use crate::ids::rules::Table;
+use crate::ids::translator::Translator;
 use crate::recovery::service::{service_call, ResyncError};
 use crate::session::broker::Broker;
 
@@ -26,10 +28,11 @@ pub enum Method {
     Listing,
 }
 
-/// The listings as soon as either chassis is known to have no digest; the
+/// The listings as soon as either chassis is known to have no digest, or
+/// works with translated IDs (its digest would hash its own IDs); the
 /// chassis' own digest while both have one (or are not known yet).
 pub fn method(pair: &Pair) -> Method {
-    let lacks = |i: usize| pair.members[i].features.lock().as_ref().is_some_and(|d| !d.has(Feature::Digest));
+    let lacks = |i: usize| pair.members[i].features.lock().as_ref().is_some_and(|d| !d.has(Feature::Digest) || !d.has(Feature::IdBlock));
     if lacks(0) || lacks(1) {
         Method::Listing
     } else {
@@ -41,61 +44,120 @@ pub fn method(pair: &Pair) -> Method {
 /// so a verified point taken one way is not matched the other way.
 const PREFIX: &str = "listing:";
 
-/// The hash of chassis `i`'s listings.
-pub async fn digest(
+/// One listing as read from a chassis.
+pub struct Listed<'a> {
+    /// The path it was read at, in the chassis' IDs.
+    pub native_path: &'a str,
+    /// The same path in client IDs.
+    pub client_path: &'a str,
+    /// As the chassis answered.
+    pub raw: &'a Value,
+    /// In client IDs (the same as `raw` for a chassis with `id_block`).
+    pub client: &'a Value,
+}
+
+/// Reads every `[[collection]]` of chassis `i` in file order (a collection
+/// with a parameter once per row of its parent) and hands each to `seen`.
+pub async fn read_all(
     broker: &Broker,
     pair: &Pair,
     i: usize,
     collections: &[Collection],
+    translator: &Translator,
     timeout: std::time::Duration,
-) -> Result<String, ResyncError> {
+    seen: &mut (dyn FnMut(Listed<'_>) + Send),
+) -> Result<(), ResyncError> {
     let name = &pair.members[i].upstream.name;
     if collections.is_empty() {
         return Err(ResyncError::Call {
             chassis: name.clone(),
             call: "comparing states".into(),
-            what: "its firmware has no /system/digest and gateway.toml names no [[collection]] to compare instead".into(),
+            what:
+                "its firmware has no /system/digest (or its IDs are translated) and gateway.toml names no [[collection]] to compare instead"
+                    .into(),
         });
     }
-    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
-    // The ids of each collection without a parameter, for the ones below it.
-    let mut ids: Vec<Vec<String>> = vec![Vec::new(); collections.len()];
+    let translated = pair.translated(i) == Some(true);
+    // The (native, client) ids of each collection without a parameter, for the ones below it.
+    let mut ids: Vec<Vec<(String, String)>> = vec![Vec::new(); collections.len()];
     for (k, c) in collections.iter().enumerate() {
-        let paths: Vec<String> = match &c.each {
-            None => vec![c.path.clone()],
-            Some(each) => ids[each.parent].iter().map(|id| c.path.replace(&each.param, id)).collect(),
+        let paths: Vec<(String, String)> = match &c.each {
+            None => vec![(c.path.clone(), c.path.clone())],
+            Some(each) => ids[each.parent]
+                .iter()
+                .map(|(native, client)| (c.path.replace(&each.param, native), c.path.replace(&each.param, client)))
+                .collect(),
         };
-        for path in paths {
-            let body = service_call(broker, pair, i, HttpMethod::GET, &path, None, timeout).await?;
-            let listing: Value = serde_json::from_slice(&body).map_err(|e| ResyncError::Call {
+        for (native_path, client_path) in paths {
+            let body = service_call(broker, pair, i, HttpMethod::GET, &native_path, None, timeout).await?;
+            let raw: Value = serde_json::from_slice(&body).map_err(|e| ResyncError::Call {
                 chassis: name.clone(),
-                call: format!("GET {path}"),
+                call: format!("GET {native_path}"),
                 what: format!("answered 200 with no JSON: {e}"),
             })?;
-            if c.each.is_none() {
-                ids[k] = row_ids(&listing);
+            let mut client = raw.clone();
+            if translated {
+                translator.listing(i, &native_path, &mut client);
             }
-            let mut text = String::new();
-            canonical(&listing, &mut text);
-            ctx.update(path.as_bytes());
-            ctx.update(b"\n");
-            ctx.update(text.as_bytes());
-            ctx.update(b"\n");
+            if c.each.is_none() {
+                ids[k] = row_id_pairs(&raw, &client);
+            }
+            seen(Listed { native_path: &native_path, client_path: &client_path, raw: &raw, client: &client });
         }
     }
+    Ok(())
+}
+
+/// The hash of chassis `i`'s listings, in client IDs.
+pub async fn digest(
+    broker: &Broker,
+    pair: &Pair,
+    i: usize,
+    collections: &[Collection],
+    translator: &Translator,
+    timeout: std::time::Duration,
+) -> Result<String, ResyncError> {
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    read_all(broker, pair, i, collections, translator, timeout, &mut |l| {
+        let mut text = String::new();
+        canonical(l.client, &mut text);
+        ctx.update(l.client_path.as_bytes());
+        ctx.update(b"\n");
+        ctx.update(text.as_bytes());
+        ctx.update(b"\n");
+    })
+    .await?;
     Ok(format!("{PREFIX}{}", hex::encode(ctx.finish())))
 }
 
-/// The `id` of each row of a listing (an array of objects), as text.
-fn row_ids(listing: &Value) -> Vec<String> {
-    let rows = listing.as_array().map(Vec::as_slice).unwrap_or(&[]);
-    rows.iter()
-        .filter_map(|r| match &r["id"] {
-            Value::Number(n) => Some(n.to_string()),
-            Value::String(s) => Some(s.clone()),
-            _ => None,
-        })
-        .collect()
+/// Every (table, ID) chassis `i`'s listings show, in its own IDs, by the
+/// read rules: what a map starts from when a chassis is first seen.
+pub async fn observe(
+    broker: &Broker,
+    pair: &Pair,
+    i: usize,
+    collections: &[Collection],
+    translator: &Translator,
+    timeout: std::time::Duration,
+) -> Result<Vec<(Table, u64)>, ResyncError> {
+    let mut out = Vec::new();
+    read_all(broker, pair, i, collections, translator, timeout, &mut |l| out.extend(translator.ids_in_listing(l.native_path, l.raw)))
+        .await?;
+    out.sort();
+    out.dedup();
+    Ok(out)
+}
+
+/// Each row's `id` (a listing is an array of objects) as the chassis gave
+/// it and in client IDs (`null` where the map knows none), row by row.
+fn row_id_pairs(raw: &Value, client: &Value) -> Vec<(String, String)> {
+    let text = |v: &Value| match v {
+        Value::Number(n) => Some(n.to_string()),
+        Value::String(s) => Some(s.clone()),
+        _ => None,
+    };
+    let (raw, client) = (raw.as_array().map(Vec::as_slice).unwrap_or(&[]), client.as_array().map(Vec::as_slice).unwrap_or(&[]));
+    raw.iter().zip(client).filter_map(|(r, c)| Some((text(&r["id"])?, text(&c["id"]).unwrap_or_else(|| "null".into())))).collect()
 }
 
 /// `v` in one canonical form: object keys sorted, no spaces; arrays keep
@@ -152,8 +214,11 @@ mod tests {
     }
 
     #[test]
-    fn row_ids_are_read_from_a_listing() {
-        assert_eq!(row_ids(&json!([{"id": 3}, {"id": "k"}, {"name": "no id"}])), vec!["3".to_string(), "k".to_string()]);
-        assert!(row_ids(&json!({"not": "a list"})).is_empty());
+    fn row_ids_are_read_from_a_listing_with_their_client_ids() {
+        let raw = json!([{"id": 3}, {"id": "k"}, {"name": "no id"}, {"id": 9}]);
+        let client = json!([{"id": 1003}, {"id": "k"}, {"name": "no id"}, {"id": null}]);
+        let pair = |a: &str, b: &str| (a.to_string(), b.to_string());
+        assert_eq!(row_id_pairs(&raw, &client), vec![pair("3", "1003"), pair("k", "k"), pair("9", "null")]);
+        assert!(row_id_pairs(&json!({"not": "a list"}), &json!({})).is_empty());
     }
 }

@@ -216,6 +216,8 @@ pub struct Pairer {
     pub down_after: Duration,
     /// What to compare when a chassis has no `/system/digest`.
     pub collections: Arc<[Collection]>,
+    /// A translated chassis first seen starts its map here.
+    pub translator: Arc<crate::ids::translator::Translator>,
 }
 
 /// What pairing needs to know of a chassis: its highest id (rows and
@@ -368,12 +370,37 @@ impl Pairer {
                 _ => !rows.is_empty(),
             };
         }
+        self.seed_map(i).await?;
         let method = crate::recovery::listing::method(&self.pair);
-        let digest = crate::recovery::resync::state_digest(&self.broker, &self.pair, i, &self.collections, method, self.per_try)
-            .await
-            .map_err(|e| tracing::warn!("digest for pairing: {e}"))
-            .ok()?;
+        let digest =
+            crate::recovery::resync::state_digest(&self.broker, &self.pair, i, &self.collections, &self.translator, method, self.per_try)
+                .await
+                .map_err(|e| tracing::warn!("digest for pairing: {e}"))
+                .ok()?;
         Some(Inspection { highest, has_data, digest })
+    }
+
+    /// A chassis with translated IDs and no map yet (first pairing): the
+    /// rows it holds keep their IDs as client IDs (the id counter is raised
+    /// above all of them), so its map starts as the identity over what its
+    /// listings show.
+    async fn seed_map(&self, i: usize) -> Option<()> {
+        if self.pair.translated(i) != Some(true) || !self.translator.maps.view(i).is_empty() {
+            return Some(());
+        }
+        let seen = crate::recovery::listing::observe(&self.broker, &self.pair, i, &self.collections, &self.translator, self.per_try)
+            .await
+            .map_err(|e| tracing::warn!("listing for pairing: {e}"))
+            .ok()?;
+        let rows = seen.into_iter().map(|(table, id)| (table, id, id)).collect::<Vec<_>>();
+        let n = rows.len();
+        let change = crate::journal::MapChange::Replace { chassis: i, rows };
+        if let Err(e) = self.translator.maps.change(vec![change]).await {
+            tracing::error!("recording the first id map: {e}");
+            return None;
+        }
+        tracing::info!(chassis = %self.pair.members[i].upstream.name, rows = n, "translated ids: the map starts with the rows the chassis holds, under their own ids");
+        Some(())
     }
 
     fn complete(&self) {

@@ -176,6 +176,9 @@ pub struct Resyncer<'a> {
     pub per_try: Duration,
     /// What to compare when a chassis has no `/system/digest` (`recovery/listing.rs`).
     pub collections: &'a [Collection],
+    /// IDs of a chassis without `id_block`: compared in client IDs, its map
+    /// rebuilt after an import.
+    pub translator: &'a crate::ids::translator::Translator,
 }
 
 /// Chassis `i`'s state as one hash, compared the way `method` says.
@@ -184,12 +187,13 @@ pub async fn state_digest(
     pair: &Pair,
     i: usize,
     collections: &[Collection],
+    translator: &crate::ids::translator::Translator,
     method: Compare,
     timeout: Duration,
 ) -> Result<String, ResyncError> {
     match method {
         Compare::Chassis => digest(broker, pair, i, timeout).await,
-        Compare::Listing => listing::digest(broker, pair, i, collections, timeout).await,
+        Compare::Listing => listing::digest(broker, pair, i, collections, translator, timeout).await,
     }
 }
 
@@ -221,7 +225,7 @@ impl Resyncer<'_> {
             // Nothing is appended while the gate is held: both chassis are at `seq`.
             let seq = wait_applied(self.journal, self.pair, &others, GATE_WAIT).await?;
             let method = listing::method(self.pair);
-            let digest = |i: usize| state_digest(self.broker, self.pair, i, self.collections, method, self.per_try);
+            let digest = |i: usize| state_digest(self.broker, self.pair, i, self.collections, self.translator, method, self.per_try);
             let (a, b) = tokio::join!(digest(0), digest(1));
             Verdict { seq, digests: [a?, b?] }
         };
@@ -338,6 +342,7 @@ impl Resyncer<'_> {
         };
         progress(step("importing", rows));
         self.restore_service_password(target, source).await?;
+        self.remap_after_import(target, source).await?;
         progress(step("replaying", rows));
         Ok(Imported { seq, rows, bytes: sent.load(Ordering::Relaxed), bytes_total: total })
     }
@@ -346,6 +351,27 @@ impl Resyncer<'_> {
     /// gateway's own account included — with the *source's* password (each
     /// chassis has its own: the source document's defect 8). Set the
     /// target's own back, logged in with the one the import carried.
+    /// After an import the target holds the source's rows under the
+    /// source's own IDs. A target with translated IDs takes the source's map
+    /// (the identity over the rows it now holds when the source's IDs are
+    /// the clients'); the entries after the export point, replayed next,
+    /// add their rows as they are applied.
+    async fn remap_after_import(&self, target: usize, source: usize) -> Result<(), ResyncError> {
+        if self.pair.translated(target) != Some(true) {
+            return Ok(());
+        }
+        let rows = if self.pair.translated(source) == Some(true) {
+            self.translator.maps.view(source).rows()
+        } else {
+            let seen = listing::observe(self.broker, self.pair, target, self.collections, self.translator, self.per_try).await?;
+            seen.into_iter().map(|(table, id)| (table, id, id)).collect()
+        };
+        let n = rows.len();
+        self.translator.maps.change(vec![crate::journal::MapChange::Replace { chassis: target, rows }]).await?;
+        tracing::info!(chassis = %self.name(target), entries = n, "id map rebuilt after the import");
+        Ok(())
+    }
+
     async fn restore_service_password(&self, target: usize, source: usize) -> Result<(), ResyncError> {
         let (mine, theirs) = (&self.broker.service[target], &self.broker.service[source]);
         let up = &self.pair.members[target].upstream;
