@@ -7,6 +7,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use pairgate::config::{Config, ConfigError, FileChecks, Problem, RouteKind, SecretSource, Transport};
+use pairgate::ids::rules::{IdAt, RouteIds};
 
 fn shipped_path() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../gateway.toml")
@@ -665,4 +666,274 @@ fn unknown_key_hints_never_suggest_inline_secrets() {
     let e = error(&text);
     let shown = assert_at(&e, line_of(&text, "pasword_file"));
     assert!(shown.contains("`password_file`") && !shown.contains("`password`,"), "{shown}");
+}
+
+// ---------------------------------------------------------------- where IDs are
+
+/// (table, place) of each entry, as the rule lists them.
+fn places(list: &[IdAt]) -> Vec<(&str, &str)> {
+    list.iter().map(|p| (&*p.table, p.at.as_str())).collect()
+}
+
+/// The same, sorted: for keys whose order does not matter.
+fn sorted_places(list: &[IdAt]) -> Vec<(&str, &str)> {
+    let mut out = places(list);
+    out.sort();
+    out
+}
+
+#[test]
+fn shipped_config_says_where_the_reference_api_holds_ids() {
+    let c = shipped();
+    let ids = |method: &str, path: &str| c.routes.ids(&c.classify(method, path)).clone();
+
+    // A create: the wall first, then its screens, in that order.
+    let walls = ids("POST", "/api/v1/walls");
+    assert_eq!(places(&walls.creates), vec![("walls", "/id"), ("screens", "/screens/*/id")]);
+    assert!(walls.path.is_empty() && walls.body.is_empty() && walls.answer.is_empty() && walls.forgets.is_none());
+
+    let window = ids("PUT", "/api/v1/walls/5/windows/9");
+    let mut path: Vec<(&str, &str)> = window.path.iter().map(|(p, t)| (p.as_str(), &**t)).collect();
+    path.sort();
+    assert_eq!(path, vec![("id", "walls"), ("wid", "windows")]);
+    assert_eq!(window.param_table("wid").map(|t| &**t), Some("windows"));
+    assert_eq!(sorted_places(&window.body), vec![("sources", "/source_id")]);
+    assert_eq!(sorted_places(&window.answer), vec![("sources", "/source_id"), ("walls", "/wall_id"), ("windows", "/id")]);
+    assert!(window.creates.is_empty() && window.forgets.is_none());
+
+    assert_eq!(ids("DELETE", "/api/v1/walls/5/windows/9").forgets.as_deref(), Some("wid"));
+    assert_eq!(ids("DELETE", "/api/v1/users/7").forgets.as_deref(), Some("id"));
+    let scene = ids("POST", "/api/v1/walls/5/scenes");
+    assert_eq!(places(&scene.creates), vec![("scenes", "/id"), ("scene_items", "/items/*/id")]);
+    assert_eq!(sorted_places(&ids("GET", "/api/v1/schedules").answer), vec![("plans", "/*/plan_ids/*"), ("schedules", "/*/id")]);
+    assert_eq!(places(&ids("POST", "/api/v1/plans/2/run").answer), vec![("plans", "/plan_id")]);
+
+    // Rules that name no ID, and requests no rule describes, have none.
+    for (method, path) in [
+        ("GET", "/api/v1/system/info"),
+        ("POST", "/api/v1/login"),
+        ("PUT", "/api/v1/matrix/12"),
+        ("GET", "/app.js"),
+        ("POST", "/api/v1/widgets"),
+    ] {
+        assert!(ids(method, path).is_empty(), "{method} {path}");
+    }
+
+    // Events, in file order, each type once, its line that of its header.
+    let text = std::fs::read_to_string(shipped_path()).unwrap_or_default();
+    let created = c.events.iter().find(|e| e.event_type == "window.created");
+    let Some(created) = created else { panic!("no [[event]] for window.created") };
+    assert_eq!(sorted_places(&created.data), vec![("sources", "/source_id"), ("walls", "/wall_id"), ("windows", "/id")]);
+    assert_eq!(created.line, line_of(&text, "type = \"window.created\"") - 1);
+    let types: BTreeSet<&str> = c.events.iter().map(|e| e.event_type.as_str()).collect();
+    assert_eq!(types.len(), c.events.len());
+    assert!(c.events.windows(2).all(|w| w[0].line < w[1].line));
+
+    // Every table the file names is one of the reference API's (a typo would be
+    // a table of its own, whose IDs are never translated).
+    let known = [
+        "users",
+        "sources",
+        "subordinates",
+        "walls",
+        "screens",
+        "windows",
+        "scenes",
+        "scene_items",
+        "plans",
+        "schedules",
+        "kvm_hosts",
+        "kvm_seats",
+    ];
+    let rule_tables = c.routes.rules().iter().flat_map(|r| {
+        let ids = &r.ids;
+        ids.path.iter().map(|(_, t)| t).chain(ids.body.iter().chain(&ids.answer).chain(&ids.creates).map(|p| &p.table))
+    });
+    let event_tables = c.events.iter().flat_map(|e| e.data.iter().map(|p| &p.table));
+    for table in rule_tables.chain(event_tables) {
+        assert!(known.contains(&&**table), "unknown table {table:?}");
+    }
+}
+
+#[test]
+fn id_keys_parse_into_route_ids_and_events() {
+    let rules = r#"
+[[route]]
+method = "POST"
+path = "/api/v1/walls/{id}/scenes"
+kind = "mutate"
+id_block = 65
+path_ids = { id = "walls" }
+body_ids = { "/plan_ids/*" = "plans", "/source_id" = "sources" }
+creates = [
+  { table = "scenes", at = "/id" },
+  { table = "scene_items", at = "/items/*/id" },
+]
+answer_ids = { "/wall_id" = "walls" }
+
+[[route]]
+method = "DELETE"
+path = "/api/v1/walls/{id}"
+kind = "mutate"
+id_block = 0
+path_ids = { id = "walls" }
+forgets = "id"
+
+[[route]]
+method = "GET"
+path = "/api/v1/walls"
+kind = "read"
+
+[[event]]
+type = "wall.deleted"
+ids = { "/id" = "walls" }
+
+[[event]]
+type = "scene.created"
+ids = { "/id" = "scenes", "/items/*/id" = "scene_items" }
+"#;
+    let text = format!("{BASE}{rules}");
+    let c = match parse(&text) {
+        Ok(c) => c,
+        Err(e) => panic!("{e}"),
+    };
+    let scenes = c.routes.ids(&c.classify("POST", "/api/v1/walls/1/scenes"));
+    assert_eq!(scenes.path, vec![("id".to_string(), "walls".into())]);
+    assert_eq!(sorted_places(&scenes.body), vec![("plans", "/plan_ids/*"), ("sources", "/source_id")]);
+    assert_eq!(places(&scenes.creates), vec![("scenes", "/id"), ("scene_items", "/items/*/id")]);
+    assert_eq!(places(&scenes.answer), vec![("walls", "/wall_id")]);
+    assert_eq!(scenes.forgets, None);
+    let delete = c.routes.ids(&c.classify("DELETE", "/api/v1/walls/1"));
+    assert_eq!((delete.forgets.as_deref(), delete.param_table("id").map(|t| &**t)), (Some("id"), Some("walls")));
+    assert_eq!(c.routes.ids(&c.classify("GET", "/api/v1/walls")), &RouteIds::default());
+    assert_eq!(c.routes.ids(&c.classify("GET", "/api/v1/nothing")), &RouteIds::default());
+    // The login rule of BASE names no ID either.
+    assert!(c.routes.rules()[0].ids.is_empty());
+
+    let events: Vec<(&str, usize, usize)> = c.events.iter().map(|e| (e.event_type.as_str(), e.data.len(), e.line)).collect();
+    assert_eq!(
+        events,
+        vec![
+            ("wall.deleted", 1, line_of(&text, "type = \"wall.deleted\"") - 1),
+            ("scene.created", 2, line_of(&text, "type = \"scene.created\"") - 1)
+        ]
+    );
+    // Without any [[event]], there are none.
+    assert!(parse(BASE).is_ok_and(|c| c.events.is_empty()));
+}
+
+/// Each (text, line marker, expected problem check) is one mistake in the ID keys.
+#[test]
+fn id_key_errors_name_their_line() {
+    type Check = fn(&Problem) -> bool;
+    let route = |body: &str| format!("{BASE}\n[[route]]\n{body}\n");
+    let mutate =
+        |extra: &str| route(&format!("method = \"PUT\"\npath = \"/w/{{id}}/x/{{wid}}\"\nkind = \"mutate\"\nid_block = 2\n{extra}"));
+    let event = |body: &str| format!("{BASE}\n[[event]]\n{body}\n");
+    let cases: Vec<(String, &str, Check)> = vec![
+        (
+            mutate("path_ids = { id = \"walls\", wall = \"walls\" }"),
+            "path_ids",
+            |p| matches!(p, Problem::IdParamNotInPath { name, path } if name == "wall" && path == "/w/{id}/x/{wid}"),
+        ),
+        (route("method = \"GET\"\npath = \"/f/{*rest}\"\nkind = \"read\"\npath_ids = { rest = \"files\" }"), "path_ids", |p| {
+            matches!(p, Problem::IdParamNotInPath { .. })
+        }),
+        (mutate("path_ids = { id = \"2walls\" }"), "path_ids", |p| matches!(p, Problem::BadIdTable { value } if value == "2walls")),
+        (mutate("answer_ids = { \"/id\" = \"scene-items\" }"), "answer_ids", |p| matches!(p, Problem::BadIdTable { .. })),
+        (mutate("creates = [{ table = \"\", at = \"/id\" }]"), "creates", |p| matches!(p, Problem::BadIdTable { .. })),
+        (
+            mutate("body_ids = { \"source_id\" = \"sources\" }"),
+            "body_ids",
+            |p| matches!(p, Problem::BadIdPointer { key: "body_ids", value, reason } if value == "source_id" && reason.contains("starts with '/'")),
+        ),
+        (
+            mutate("answer_ids = { \"/a~2b\" = \"walls\" }"),
+            "answer_ids",
+            |p| matches!(p, Problem::BadIdPointer { key: "answer_ids", reason, .. } if reason.contains("~0")),
+        ),
+        (mutate("body_ids = { \"\" = \"walls\" }"), "body_ids", |p| *p == Problem::WholeBodyIdPlace { key: "body_ids" }),
+        (mutate("creates = [{ table = \"walls\", at = \"\" }]"), "creates", |p| *p == Problem::WholeBodyIdPlace { key: "creates" }),
+        (route("method = \"GET\"\npath = \"/\"\nkind = \"static\"\nanswer_ids = { \"/id\" = \"walls\" }"), "answer_ids", |p| {
+            *p == Problem::IdKeyForbidden { key: "answer_ids", kind: "static" }
+        }),
+        (route("method = \"GET\"\npath = \"/ev/{id}\"\nkind = \"events\"\npath_ids = { id = \"walls\" }"), "path_ids", |p| {
+            *p == Problem::IdKeyForbidden { key: "path_ids", kind: "events" }
+        }),
+        (route("method = \"POST\"\npath = \"/login2\"\nkind = \"login\"\nbody_ids = { \"/id\" = \"users\" }"), "body_ids", |p| {
+            *p == Problem::IdKeyForbidden { key: "body_ids", kind: "login" }
+        }),
+        (route("method = \"GET\"\npath = \"/w\"\nkind = \"read\"\ncreates = [{ table = \"walls\", at = \"/id\" }]"), "creates", |p| {
+            *p == Problem::IdKeyNeedsMutate { key: "creates", kind: "read" }
+        }),
+        (route("method = \"GET\"\npath = \"/w/{id}\"\nkind = \"read\"\npath_ids = { id = \"walls\" }\nforgets = \"id\""), "forgets", |p| {
+            *p == Problem::IdKeyNeedsMutate { key: "forgets", kind: "read" }
+        }),
+        (
+            route("method = \"POST\"\npath = \"/w\"\nkind = \"mutate\"\nid_block = 0\ncreates = [{ table = \"walls\", at = \"/id\" }]"),
+            "creates",
+            |p| matches!(p, Problem::CreatesWithoutBlock { method, path } if method == "POST" && path == "/w"),
+        ),
+        (mutate("creates = []"), "creates", |p| *p == Problem::EmptyCreates),
+        (
+            mutate("creates = [{ table = \"walls\", at = \"/id\" }]\nanswer_ids = { \"/name\" = \"names\", \"/id\" = \"walls\" }"),
+            "answer_ids",
+            |p| matches!(p, Problem::IdPlaceTwice { at } if at == "/id"),
+        ),
+        (
+            mutate("creates = [\n  { table = \"walls\", at = \"/id\" },\n  { table = \"screens\", at = \"/id\" },\n]"),
+            "table = \"screens\"",
+            |p| matches!(p, Problem::IdPlaceTwice { .. }),
+        ),
+        (
+            mutate("creates = [\n  { table = \"walls\", at = \"/id\" },\n  { table = \"screens\", at = \"screens\" },\n]"),
+            "at = \"screens\"",
+            |p| matches!(p, Problem::BadIdPointer { key: "creates", .. }),
+        ),
+        (
+            mutate("path_ids = { id = \"walls\" }\nforgets = \"wid\""),
+            "forgets",
+            |p| matches!(p, Problem::ForgetsNotAnIdParam { name } if name == "wid"),
+        ),
+        (mutate("forgets = \"id\""), "forgets", |p| matches!(p, Problem::ForgetsNotAnIdParam { .. })),
+        (event("type = \"\"\nids = { \"/id\" = \"walls\" }"), "type = \"\"", |p| *p == Problem::EmptyEventType),
+        (
+            event("type = \"wall.created\"\nids = {}"),
+            "ids = {}",
+            |p| matches!(p, Problem::EmptyEventIds { event_type } if event_type == "wall.created"),
+        ),
+        (event("type = \"wall.created\"\nids = { \"/id\" = \"walls\", \"screens\" = \"screens\" }"), "ids = ", |p| {
+            matches!(p, Problem::BadIdPointer { key: "ids", .. })
+        }),
+        (event("type = \"wall.created\"\nids = { \"/id\" = \"wall s\" }"), "ids = ", |p| matches!(p, Problem::BadIdTable { .. })),
+        (event("type = \"wall.created\"\nids = { \"\" = \"walls\" }"), "ids = ", |p| *p == Problem::WholeBodyIdPlace { key: "ids" }),
+    ];
+    for (text, marker, check) in cases {
+        let e = error(&text);
+        assert_at(&e, line_of(&text, marker));
+        assert!(e.problem().is_some_and(check), "unexpected problem {:?} for:\n{text}", e.problem());
+    }
+}
+
+#[test]
+fn an_event_type_is_declared_once_and_needs_its_ids() {
+    let events =
+        "\n[[event]]\ntype = \"w.c\"\nids = { \"/id\" = \"walls\" }\n\n[[event]]\ntype = \"w.c\" # again\nids = { \"/id\" = \"walls\" }\n";
+    let text = format!("{BASE}{events}");
+    let e = error(&text);
+    assert_at(&e, line_of(&text, "# again"));
+    let first_line = line_of(&text, "\"w.c\"\nids") - 1;
+    assert_eq!(e.problem(), Some(&Problem::DuplicateEvent { event_type: "w.c".into(), first_line }));
+
+    // `ids` and `type` are required, like a route's `path`; a misspelled key is refused.
+    let text = format!("{BASE}\n[[event]]\ntype = \"w.c\"\n");
+    let e = error(&text);
+    assert!(matches!(e, ConfigError::Toml { .. }));
+    assert!(e.to_string().contains("missing field `ids`") && e.fix().contains("`ids = …`"), "{e}");
+    let text = format!("{BASE}\n[[event]]\nids = {{ \"/id\" = \"walls\" }}\n");
+    assert!(error(&text).to_string().contains("missing field `type`"));
+    let text = format!("{BASE}\n[[route]]\nmethod = \"POST\"\npath = \"/w\"\nkind = \"mutate\"\nid_block = 1\ncreates = [{{ tabel = \"walls\", at = \"/id\" }}]\n");
+    let e = error(&text);
+    assert_at(&e, line_of(&text, "creates"));
+    assert!(e.to_string().contains("unknown field `tabel`"), "{e}");
 }
