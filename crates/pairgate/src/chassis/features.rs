@@ -138,7 +138,9 @@ impl Modes {
         Modes {
             ids: if f.has(Feature::IdBlock) { "id_block" } else { "translate" },
             replay: if f.has(Feature::IdempotencyKey) { "idempotency_key" } else { "find_out" },
-            compare: if f.has(Feature::Digest) { "digest" } else { "listing" },
+            // A chassis' own digest hashes its own IDs: with translated
+            // IDs the gateway compares listings in client IDs.
+            compare: if f.has(Feature::Digest) && f.has(Feature::IdBlock) { "digest" } else { "listing" },
             rebuild: if f.has(Feature::ExportImport) { "export_import" } else { "api" },
         }
     }

@@ -250,9 +250,9 @@ impl Pairer {
                 if slot.is_some() {
                     continue;
                 }
-                match self.cannot_inspect(i) {
-                    Some(why) => stuck = Some(why),
-                    None => *slot = self.inspect(i).await,
+                match self.inspect(i).await {
+                    Ok(found) => *slot = Some(found),
+                    Err(why) => stuck = Some(why),
                 }
             }
             if self.state.blocked() != stuck {
@@ -304,7 +304,7 @@ impl Pairer {
             self.state.picked.notified().await;
             let mut delay = Duration::from_millis(100);
             while let Some(source) = self.state.pending_pick() {
-                match self.inspect(source).await {
+                match self.inspect(source).await.ok() {
                     Some(seen) => match self.sequencer.ensure_id_floor(seen.highest + 1).await {
                         Ok(floor) => {
                             self.complete();
@@ -323,23 +323,33 @@ impl Pairer {
         }
     }
 
-    /// Why chassis `i` cannot be inspected, if its firmware is known to lack
-    /// what inspecting reads (its export).
-    fn cannot_inspect(&self, i: usize) -> Option<String> {
-        let m = &self.pair.members[i];
-        let known = m.features.lock();
-        let d = known.as_ref()?;
-        (!d.has(Feature::ExportImport)).then(|| {
-            format!(
-                "chassis {} offers no export/import (features: {}), which pairing reads and rebuilds with; \
-                 pairing through the ordinary API is not built yet",
-                m.upstream.name,
-                d.features.names().join(", ")
-            )
-        })
+    /// What pairing needs of chassis `i`: from its export where its
+    /// firmware has one, else from the listings the rules name. The error
+    /// says why it cannot be read (yet): shown as the reason mutations wait.
+    async fn inspect(&self, i: usize) -> Result<Inspection, String> {
+        let name = self.pair.members[i].upstream.name.clone();
+        let export = self.pair.members[i].features.lock().as_ref().map(|d| d.has(Feature::ExportImport));
+        let (highest, has_data) = match export {
+            None => return Err(format!("chassis {name}'s firmware is not known yet (GET /system/info)")),
+            Some(true) => self.inspect_export(i).await?,
+            Some(false) => self.inspect_listings(i).await.map_err(|e| format!("reading chassis {name}'s listings: {e}"))?,
+        };
+        self.seed_map(i).await.ok_or_else(|| format!("starting chassis {name}'s id map"))?;
+        let method = crate::recovery::listing::method(&self.pair);
+        let digest =
+            crate::recovery::resync::state_digest(&self.broker, &self.pair, i, &self.collections, &self.translator, method, self.per_try)
+                .await
+                .map_err(|e| format!("digest of chassis {name} for pairing: {e}"))?;
+        Ok(Inspection { highest, has_data, digest })
     }
 
-    async fn inspect(&self, i: usize) -> Option<Inspection> {
+    /// Whether a user is one a first start has: the chassis' `admin`, the
+    /// gateway's own account.
+    fn first_start_user(&self, i: usize, username: Option<&str>) -> bool {
+        username == Some("admin") || username == Some(self.broker.service[i].username.as_str())
+    }
+
+    async fn inspect_export(&self, i: usize) -> Result<(u64, bool), String> {
         let body = crate::recovery::resync::service_call(
             &self.broker,
             &self.pair,
@@ -350,12 +360,12 @@ impl Pairer {
             self.per_try * 5,
         )
         .await
-        .map_err(|e| tracing::warn!("export for pairing: {e}"))
-        .ok()?;
-        let doc: serde_json::Value = serde_json::from_slice(&body).ok()?;
+        .map_err(|e| format!("export for pairing: {e}"))?;
+        let doc: serde_json::Value = serde_json::from_slice(&body).map_err(|e| format!("export for pairing is not JSON: {e}"))?;
+        let tables = doc["tables"].as_object().ok_or("export for pairing has no \"tables\"")?;
         let mut highest = 0u64;
         let mut has_data = false;
-        for (name, table) in doc["tables"].as_object()? {
+        for (name, table) in tables {
             highest = highest.max(table["next_id"].as_u64().unwrap_or(1).saturating_sub(1));
             let rows = table["rows"].as_array().map(Vec::as_slice).unwrap_or(&[]);
             for row in rows {
@@ -363,21 +373,40 @@ impl Pairer {
             }
             // A first start holds the admin account, the gateway's own account
             // and the physical inputs only.
-            let service = &self.broker.service[i].username;
             has_data |= match name.as_str() {
-                "users" => rows.iter().any(|r| r["username"] != "admin" && r["username"].as_str() != Some(service.as_str())),
+                "users" => rows.iter().any(|r| !self.first_start_user(i, r["username"].as_str())),
                 "sources" => rows.iter().any(|r| r["builtin"] != true),
                 _ => !rows.is_empty(),
             };
         }
-        self.seed_map(i).await?;
-        let method = crate::recovery::listing::method(&self.pair);
-        let digest =
-            crate::recovery::resync::state_digest(&self.broker, &self.pair, i, &self.collections, &self.translator, method, self.per_try)
-                .await
-                .map_err(|e| tracing::warn!("digest for pairing: {e}"))
-                .ok()?;
-        Some(Inspection { highest, has_data, digest })
+        Ok((highest, has_data))
+    }
+
+    /// The same from the `[[collection]]` listings: the highest id they show
+    /// (by the read rules), and whether any row (a listed object with an
+    /// `id`) is more than a first start holds.
+    async fn inspect_listings(&self, i: usize) -> Result<(u64, bool), crate::recovery::service::ResyncError> {
+        let (mut highest, mut has_data) = (0u64, false);
+        let translator = &self.translator;
+        crate::recovery::listing::read_all(&self.broker, &self.pair, i, &self.collections, translator, self.per_try, &mut |l| {
+            for (_, id) in translator.ids_in_listing(l.native_path, l.raw) {
+                highest = highest.max(id);
+            }
+            for row in l.raw.as_array().map(Vec::as_slice).unwrap_or(&[]) {
+                if row.get("id").is_none() {
+                    continue;
+                }
+                has_data |= if l.native_path.ends_with("/users") {
+                    !self.first_start_user(i, row["username"].as_str())
+                } else if l.native_path.ends_with("/sources") {
+                    row["builtin"] != true
+                } else {
+                    true
+                };
+            }
+        })
+        .await?;
+        Ok((highest, has_data))
     }
 
     /// A chassis with translated IDs and no map yet (first pairing): the
