@@ -416,3 +416,87 @@ async fn a_mixed_pair_one_legacy_chassis_one_full_featured_agrees_on_every_id() 
     let b_native = pair.direct(1).await.get(&format!("/walls/{b_w}/windows")).await.ok().body;
     assert_eq!(wins(a_native), wins(b_native));
 }
+
+/// What a client sees of the pair, read through the gateway: every
+/// collection the rebuild makes, in client ids.
+async fn seen(api: &pairgate_suite::api::Api) -> Vec<Value> {
+    let mut out = Vec::new();
+    for p in ["/users", "/sources", "/walls", "/plans", "/schedules", "/kvm/hosts", "/kvm/seats", "/matrix"] {
+        out.push(api.get(p).await.ok().body);
+    }
+    for w in out[2].as_array().cloned().unwrap_or_default() {
+        let id = w["id"].as_u64().unwrap_or(0);
+        let strip_z = |mut v: Value| {
+            for r in v.as_array_mut().into_iter().flatten() {
+                r.as_object_mut().map(|o| o.remove("z"));
+                for i in r["items"].as_array_mut().into_iter().flatten() {
+                    i.as_object_mut().map(|o| o.remove("z"));
+                }
+            }
+            v
+        };
+        out.push(strip_z(api.get(&format!("/walls/{id}/windows")).await.ok().body));
+        out.push(strip_z(api.get(&format!("/walls/{id}/scenes")).await.ok().body));
+    }
+    out
+}
+
+/// A room's worth of configuration, made directly on one chassis.
+fn a_room() -> Vec<History> {
+    use History::*;
+    vec![
+        Create("/users", json!({"username": "carol", "password": "carol-password-1", "role": "operator"})),
+        Create("/sources", json!({"name": "cam", "kind": "ip", "url": "rtsp://cam/1"})),
+        Create("/kvm/hosts", json!({"name": "h1", "port": 2})),
+        Create("/plans", json!({"name": "p1", "routes": [{"output": 12, "input": 3}]})),
+    ]
+}
+
+#[tokio::test]
+async fn legacy_chassis_holding_different_data_are_not_guessed_between_and_one_is_rebuilt_through_the_api() {
+    let room = a_room();
+    let b_only = [History::Create("/sources", json!({"name": "b-only", "kind": "ip", "url": "rtsp://b/1"}))];
+    let pair = Pair::start_with_history([LEGACY, LEGACY], [&room, &b_only], |_| {}).await;
+    let s = wait_for(&pair, "pairing blocked", Duration::from_secs(30), |s| s["pairing_blocked"].is_string()).await;
+    assert!(s["pairing_blocked"].as_str().unwrap_or_default().contains("hold different data"), "{s}");
+    // Keep a: b is rebuilt through its ordinary API.
+    let (phases, _) = pair.resync("b", Duration::from_secs(60)).await;
+    assert!(phases.iter().any(|p| p == "creating"), "rebuilt through the API, not imported: {phases:?}");
+    let api = pair.gw.login("admin", "admin").await;
+    // Configuration made through the gateway afterwards: a wall with
+    // windows and a scene, a schedule, a seat.
+    let w = api.post("/walls", json!({"name": "Main", "rows": 1, "cols": 2, "outputs": [1, 2]})).await.ok().id();
+    for k in 0..2u64 {
+        api.post(&format!("/walls/{w}/windows"), json!({"source_id": 1 + k, "x": k * 50, "y": 0, "w": 640, "h": 360})).await.ok();
+    }
+    api.post(&format!("/walls/{w}/scenes"), json!({"name": "two"})).await.ok();
+    let plans = api.get("/plans").await.ok().body;
+    let plan = plans[0]["id"].as_u64().unwrap_or(0);
+    api.post("/schedules", json!({"name": "s", "plan_ids": [plan], "interval_s": 60, "enabled": true})).await.ok();
+    let host = api.get("/kvm/hosts").await.ok().body[0]["id"].as_u64().unwrap_or(0);
+    api.post("/kvm/seats", json!({"name": "seat", "console": "c1", "host_id": host})).await.ok();
+    // b is wiped behind the gateway's back (a replaced main board); it comes
+    // back holding a first start's rows, is found different and rebuilt.
+    let mut pair = pair;
+    pair.b.kill9();
+    pair.b.wipe_state().unwrap_or_else(|e| panic!("{e}"));
+    pair.b.restart().await;
+    pair.provision_service_account(1).await;
+    let s = wait_for(&pair, "b rebuilt after the wipe", Duration::from_secs(60), |s| {
+        s["chassis"][1]["resyncs"].as_u64() >= Some(2) && s["chassis"].as_array().is_some_and(|c| c.iter().all(|c| c["state"] == "in_sync"))
+    })
+    .await;
+    assert_eq!(s["resync"]["chassis"], "b", "{s}");
+    // Read from a (made primary), then from b alone (a killed): the same
+    // rows under the same client ids.
+    let admin = pairgate_suite::api::client_trusting(Some(&pair.gw.cert));
+    let r = admin.post(format!("{}/_pairgate/primary/a", pair.gw.base)).bearer_auth(&pair.gw.admin_token).send().await;
+    assert_eq!(r.map(|r| r.status().as_u16()).ok(), Some(200), "a made primary ({s})");
+    let through_a = seen(&api).await;
+    assert!(through_a[1].as_array().unwrap().iter().all(|s| s["name"] != "b-only"), "a's data kept, b's dropped");
+    assert!(through_a[1].as_array().unwrap().iter().any(|s| s["name"] == "cam"), "{:?}", through_a[1]);
+    pair.a.kill9();
+    let through_b = seen(&api).await;
+    assert_eq!(through_a, through_b, "b holds what a holds, under the same client ids");
+    map_matches_listings(&pair, 1, "b").await;
+}

@@ -31,7 +31,7 @@ pub use chassis_url::{ChassisUrl, Scheme};
 pub use error::{ConfigError, Location, Problem};
 pub use external::FileChecks;
 pub use route::{Classified, PathPattern, RouteKind, RouteRule, RouteTable, RuleMethod, Segment};
-pub use sections::{Chassis, Collection, Each, Journal, Listen, SecretSource, Sessions, State, Timeouts, Transport};
+pub use sections::{Chassis, Collection, Each, Journal, Listen, Rebuild, SecretSource, Sessions, Stage, State, Timeouts, Transport};
 
 use raw::RawConfig;
 use source_map::SourceMap;

@@ -251,6 +251,9 @@ pub enum Problem {
     #[error("ID table name {value:?} is not usable")]
     BadIdTable { value: String },
 
+    #[error("collection {path:?} has `create` but no `table`")]
+    CreateNeedsTable { path: String },
+
     #[error("`{key}` place {value:?} is not a JSON pointer: {reason}")]
     BadIdPointer { key: &'static str, value: String, reason: String },
 
@@ -372,6 +375,7 @@ impl Problem {
             BadSecretField { .. } => "write each field as a JSON pointer into the request body: \"/password\", \"/credentials/password\", \"/users/0/password\" (`~1` for a '/' and `~0` for a '~' inside a name), or \"\" for the whole body".into(),
             SecretFieldsForbidden { .. } => "remove `secret_fields`, or make this a kind = \"mutate\" rule (only mutation bodies are stored, in the journal)".into(),
             IdParamNotInPath { .. } => "name a {param} segment of this rule's path, e.g. path = \"/api/v1/walls/{id}\" with path_ids = { id = \"walls\" }".into(),
+            CreateNeedsTable { .. } => "add `table = \"...\"`: the table of the rows' \"id\", so the rows a rebuild creates are mapped".into(),
             BadIdTable { .. } => "write the table as a name of letters, digits and '_', not starting with a digit, e.g. \"walls\" or \"scene_items\" (an ID is translated within its table)".into(),
             BadIdPointer { .. } => "write the place as a JSON pointer (RFC 6901) in which a `*` segment is every element of an array: \"/id\", \"/screens/*/id\", \"/*/id\" for each row of a listing (`~1` for a '/' and `~0` for a '~' inside a name)".into(),
             WholeBodyIdPlace { .. } => "name the field that holds the ID, e.g. \"/id\", or \"/*/id\" for each row of a listing".into(),

@@ -63,6 +63,28 @@ pub(crate) struct RawCreate {
 pub(crate) struct RawCollection {
     pub path: S<String>,
     pub each: Option<S<String>>,
+    pub table: Option<S<String>>,
+    pub create: Option<S<String>>,
+    pub fields: Option<S<Vec<S<String>>>>,
+    pub derive: Option<S<std::collections::BTreeMap<String, S<String>>>>,
+    pub delete: Option<S<String>>,
+    pub fixed: Option<S<String>>,
+    pub match_by: Option<S<String>>,
+    pub update: Option<S<String>>,
+    pub update_fields: Option<S<Vec<S<String>>>>,
+    pub set: Option<S<String>>,
+    pub secret: Option<S<String>>,
+    pub stage: Option<S<RawStage>>,
+    pub compare_ignores: Option<S<Vec<S<String>>>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawStage {
+    pub items: S<String>,
+    pub create: S<String>,
+    pub fields: S<Vec<S<String>>>,
+    pub clear: S<String>,
 }
 
 #[derive(Debug, Deserialize)]

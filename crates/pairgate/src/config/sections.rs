@@ -121,7 +121,63 @@ pub struct Collection {
     /// For a path with a `{param}`: the listing (an earlier collection,
     /// without a parameter) whose rows' `id`s fill it in, one `GET` each.
     pub each: Option<Each>,
+    /// How the gateway makes a chassis hold these rows through the ordinary
+    /// API (firmware without export/import); `None`: it cannot.
+    pub rebuild: Rebuild,
+    /// Places left out of the comparison: values the API sets by itself
+    /// (a window's `z`: the listing's order already shows the stacking).
+    pub compare_ignores: Vec<crate::ids::pointer::WildPointer>,
     pub line: usize,
+}
+
+/// A collection's rebuild recipe (see gateway.toml's `[[collection]]`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Rebuild {
+    /// The table of its rows' `id` (for the map).
+    pub table: Option<crate::ids::rules::Table>,
+    /// `POST` path that creates one row (the collection's own `{param}`
+    /// filled in), with a body of `fields` and `derive` taken from the row.
+    pub create: Option<String>,
+    pub fields: Vec<String>,
+    /// Body key ← the values at a place of the row (a list if it has `*`).
+    pub derive: Vec<(String, crate::ids::pointer::WildPointer)>,
+    /// `DELETE` path of one row, `{id}` its id.
+    pub delete: Option<String>,
+    /// Rows where this place is `true` exist on every chassis under the
+    /// same id (physical inputs): never deleted or created, only updated.
+    pub fixed: Option<crate::ids::pointer::WildPointer>,
+    /// Rows of both chassis with an equal value here are the same row
+    /// (accounts by username): kept and updated, never deleted.
+    pub match_by: Option<crate::ids::pointer::WildPointer>,
+    /// `PUT` path for a fixed or matched row, `{id}` its id; body of `update_fields`.
+    pub update: Option<String>,
+    pub update_fields: Vec<String>,
+    /// `PUT` path per row, `{field}` filled from the row, body of `fields`:
+    /// for rows that are set rather than created (matrix routes).
+    pub set: Option<String>,
+    /// A body key a create needs that no listing shows (a password): a
+    /// random value is sent, and the rebuild says which rows got one.
+    pub secret: Option<String>,
+    /// Rows that capture others (a scene captures its wall's windows):
+    /// before each create, `clear` is called, each of the row's `items` is
+    /// created at `create` with `fields`, and `clear` again after.
+    pub stage: Option<Stage>,
+}
+
+/// See [`Rebuild::stage`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stage {
+    pub items: crate::ids::pointer::WildPointer,
+    pub create: String,
+    pub fields: Vec<String>,
+    pub clear: String,
+}
+
+impl Rebuild {
+    /// Whether the recipe can do anything.
+    pub fn is_empty(&self) -> bool {
+        self.create.is_none() && self.set.is_none() && self.update.is_none()
+    }
 }
 
 /// How a `{param}` of a collection's path is filled in.

@@ -276,6 +276,72 @@ impl Validator<'_, '_> {
         })
     }
 
+    fn pointer(&self, key: &'static str, raw: &S<String>) -> Result<WildPointer> {
+        WildPointer::parse(raw.get_ref())
+            .map_err(|reason| self.err(raw.span(), Problem::BadIdPointer { key, value: raw.get_ref().clone(), reason }))
+    }
+
+    fn names(raw: &Option<S<Vec<S<String>>>>) -> Vec<String> {
+        raw.as_ref().map(|v| v.get_ref().iter().map(|s| s.get_ref().clone()).collect()).unwrap_or_default()
+    }
+
+    /// A `[[collection]]`'s rebuild recipe and compare exclusions.
+    fn rebuild(&self, r: &RawCollection) -> Result<(Rebuild, Vec<WildPointer>)> {
+        let path = |p: &Option<S<String>>| -> Result<Option<String>> {
+            match p {
+                None => Ok(None),
+                Some(p) if p.get_ref().starts_with('/') && !p.get_ref().contains('?') => Ok(Some(p.get_ref().clone())),
+                Some(p) => Err(self.err(p.span(), Problem::BadCollectionPath { value: p.get_ref().clone() })),
+            }
+        };
+        let table = match &r.table {
+            None => None,
+            Some(t) if crate::config::route::is_identifier(t.get_ref()) => Some(crate::ids::rules::Table::from(t.get_ref().as_str())),
+            Some(t) => return Err(self.err(t.span(), Problem::BadIdTable { value: t.get_ref().clone() })),
+        };
+        let mut derive = Vec::new();
+        if let Some(d) = &r.derive {
+            for (key, at) in d.get_ref() {
+                derive.push((key.clone(), self.pointer("derive", at)?));
+            }
+        }
+        let stage = match &r.stage {
+            None => None,
+            Some(s) => {
+                let s = s.get_ref();
+                Some(Stage {
+                    items: self.pointer("stage.items", &s.items)?,
+                    create: path(&Some(s.create.clone()))?.unwrap_or_default(),
+                    fields: s.fields.get_ref().iter().map(|f| f.get_ref().clone()).collect(),
+                    clear: path(&Some(s.clear.clone()))?.unwrap_or_default(),
+                })
+            }
+        };
+        let rebuild = Rebuild {
+            table,
+            create: path(&r.create)?,
+            fields: Self::names(&r.fields),
+            derive,
+            delete: path(&r.delete)?,
+            fixed: r.fixed.as_ref().map(|p| self.pointer("fixed", p)).transpose()?,
+            match_by: r.match_by.as_ref().map(|p| self.pointer("match_by", p)).transpose()?,
+            update: path(&r.update)?,
+            update_fields: Self::names(&r.update_fields),
+            set: path(&r.set)?,
+            secret: r.secret.as_ref().map(|s| s.get_ref().clone()),
+            stage,
+        };
+        if rebuild.create.is_some() && rebuild.table.is_none() {
+            let span = r.create.as_ref().map(|c| c.span()).unwrap_or_default();
+            return Err(self.err(span, Problem::CreateNeedsTable { path: r.path.get_ref().clone() }));
+        }
+        let mut ignores = Vec::new();
+        for p in r.compare_ignores.as_ref().map(|v| v.get_ref().as_slice()).unwrap_or(&[]) {
+            ignores.push(self.pointer("compare_ignores", p)?);
+        }
+        Ok((rebuild, ignores))
+    }
+
     fn collections(&self, raw: &[S<RawCollection>]) -> Result<Vec<Collection>> {
         let mut out: Vec<Collection> = Vec::new();
         for entry in raw {
@@ -301,7 +367,8 @@ impl Validator<'_, '_> {
                 (Some(_), None) => return Err(self.err(entry.span(), Problem::CollectionNeedsEach { path: path.clone() })),
                 (None, Some(each)) => return Err(self.err(each.span(), Problem::EachWithoutParam { path: path.clone() })),
             };
-            out.push(Collection { path: path.clone(), each, line: self.line(entry.span()) });
+            let (rebuild, compare_ignores) = self.rebuild(r)?;
+            out.push(Collection { path: path.clone(), each, rebuild, compare_ignores, line: self.line(entry.span()) });
         }
         Ok(out)
     }

@@ -123,6 +123,19 @@ pub fn created(ids: &RouteIds, answer: &Value, block: Option<IdBlock>) -> Result
     Ok(out)
 }
 
+/// The rows a create made when it recreated a row clients already know
+/// (a rebuild through the API): the IDs at the rule's `creates` places in
+/// `client` (the row as clients see it) and in `answer` (the chassis'
+/// answer), paired in order, as (table, client ID, chassis ID).
+pub fn created_pairs(ids: &RouteIds, client: &Value, answer: &Value) -> Result<Vec<(Table, u64, u64)>, String> {
+    let wanted = ids_in(ids.creates.iter(), client);
+    let got = ids_in(ids.creates.iter(), answer);
+    if wanted.len() != got.len() {
+        return Err(format!("the answer shows {} new rows where {} were recreated", got.len(), wanted.len()));
+    }
+    Ok(wanted.into_iter().zip(got).map(|((table, client), (_, native))| (table, client, native)).collect())
+}
+
 /// Rewrites every ID at `places` of `doc` to its client ID; an ID the map
 /// does not know becomes `null` and is returned, so the caller can say so
 /// (a row the gateway never saw created: changed behind its back).

@@ -7,7 +7,7 @@
 use bytes::Bytes;
 use serde_json::Value;
 
-use super::map::SharedMaps;
+use super::map::{ChassisMap, SharedMaps};
 use super::rules::{EventIds, RouteIds};
 use super::translate::{self, Unmapped};
 use crate::chassis::upstream::Answered;
@@ -43,13 +43,33 @@ impl Translator {
 
     /// The request as chassis `i` must get it: path and body in its IDs.
     pub fn request(&self, i: usize, method: &str, path_and_query: &str, body: &Bytes) -> Result<(String, Bytes), Unmapped> {
+        self.request_with(&self.maps.view(i), method, path_and_query, body)
+    }
+
+    /// [`Translator::request`] with a map of one's own (a rebuild builds
+    /// the target's new map as it goes).
+    pub fn request_with(&self, map: &ChassisMap, method: &str, path_and_query: &str, body: &Bytes) -> Result<(String, Bytes), Unmapped> {
         let Some((pattern, ids)) = self.rule(method, path_and_query) else {
             return Ok((path_and_query.to_string(), body.clone()));
         };
-        let map = self.maps.view(i);
-        let path = translate::path_to_native(pattern, ids, path_and_query, &map)?;
-        let body = translate::body_to_native(ids, body, &map)?;
+        let path = translate::path_to_native(pattern, ids, path_and_query, map)?;
+        let body = translate::body_to_native(ids, body, map)?;
         Ok((path, body))
+    }
+
+    /// The rows a recreating create made (see [`translate::created_pairs`]),
+    /// by the rule of `method path`.
+    pub fn created_pairs(
+        &self,
+        method: &str,
+        path: &str,
+        client: &Value,
+        answer: &Value,
+    ) -> Result<Vec<(super::rules::Table, u64, u64)>, String> {
+        match self.rule(method, path) {
+            Some((_, ids)) => translate::created_pairs(ids, client, answer),
+            None => Ok(Vec::new()),
+        }
     }
 
     /// Takes a decided answer of chassis `i` to a mutation into its map: the

@@ -46,6 +46,8 @@ const PREFIX: &str = "listing:";
 
 /// One listing as read from a chassis.
 pub struct Listed<'a> {
+    /// Which `[[collection]]` (index in file order).
+    pub collection: usize,
     /// The path it was read at, in the chassis' IDs.
     pub native_path: &'a str,
     /// The same path in client IDs.
@@ -102,7 +104,7 @@ pub async fn read_all(
             if c.each.is_none() {
                 ids[k] = row_id_pairs(&raw, &client);
             }
-            seen(Listed { native_path: &native_path, client_path: &client_path, raw: &raw, client: &client });
+            seen(Listed { collection: k, native_path: &native_path, client_path: &client_path, raw: &raw, client: &client });
         }
     }
     Ok(())
@@ -120,7 +122,16 @@ pub async fn digest(
     let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
     read_all(broker, pair, i, collections, translator, timeout, &mut |l| {
         let mut text = String::new();
-        canonical(l.client, &mut text);
+        match collections.get(l.collection).map(|c| c.compare_ignores.as_slice()).filter(|ig| !ig.is_empty()) {
+            Some(ignores) => {
+                let mut doc = l.client.clone();
+                for place in ignores {
+                    place.for_each_mut(&mut doc, &mut |v| *v = Value::Null);
+                }
+                canonical(&doc, &mut text);
+            }
+            None => canonical(l.client, &mut text),
+        }
         ctx.update(l.client_path.as_bytes());
         ctx.update(b"\n");
         ctx.update(text.as_bytes());

@@ -8,6 +8,7 @@ pub mod anti_entropy;
 pub mod discovery;
 pub mod listing;
 pub mod pairing;
+pub mod rebuild;
 pub mod resync;
 pub mod resync_request;
 pub mod service;

@@ -250,6 +250,11 @@ impl Pairer {
                 if slot.is_some() {
                     continue;
                 }
+                // Its firmware not known yet (discovery is under way): no
+                // reason to show, only a moment to wait.
+                if self.pair.translated(i).is_none() {
+                    continue;
+                }
                 match self.inspect(i).await {
                     Ok(found) => *slot = Some(found),
                     Err(why) => stuck = Some(why),

@@ -259,6 +259,12 @@ impl Resyncer<'_> {
 
     /// Rebuild chassis `target` from `source`: what was imported, at which seq.
     pub async fn full_resync(&self, target: usize, source: usize, progress: &(dyn Fn(Step) + Sync)) -> Result<Imported, ResyncError> {
+        let lacks_export = |i: usize| {
+            self.pair.members[i].features.lock().as_ref().is_some_and(|d| !d.has(crate::chassis::features::Feature::ExportImport))
+        };
+        if lacks_export(target) || lacks_export(source) {
+            return self.rebuild_through_api(target, source, progress).await;
+        }
         progress(Step::new("waiting_for_source", 0));
         let mut w = self.pair.members[source].detector.watch();
         let ready = tokio::time::timeout(Duration::from_secs(30), w.wait_for(|s| s.serves())).await.map(|r| r.is_ok()).unwrap_or(false);
