@@ -305,7 +305,9 @@ async fn a_legacy_pair_with_different_histories_gives_clients_one_set_of_ids_acr
     api.post("/schedules", json!({"name": "s", "plan_ids": [plan], "interval_s": 60, "enabled": true})).await.ok();
     let host = api.post("/kvm/hosts", json!({"name": "h", "port": 5})).await.ok().id();
     api.post("/kvm/seats", json!({"name": "seat", "console": "c9", "host_id": host})).await.ok();
-    api.post("/users", json!({"username": "ops", "password": "ops-password-1", "role": "operator"})).await.ok();
+    let ops = api.post("/users", json!({"username": "ops", "password": "ops-password-1", "role": "operator"})).await.ok().id();
+    let login = pair.gw.api().post("/login", json!({"username": "ops", "password": "ops-password-1"})).await;
+    assert_eq!(login.body["user"]["id"], ops, "a login answers with the account's client id: {login:?}");
     // The chassis' own ids differ: the histories left their counters apart.
     let native = |v: Value| v.as_array().unwrap().iter().map(|r| r["id"].as_u64().unwrap_or(0)).collect::<Vec<_>>();
     let hosts =
@@ -384,6 +386,15 @@ async fn a_legacy_pair_with_different_histories_gives_clients_one_set_of_ids_acr
         through.as_array().unwrap().iter().any(|o| o["window_ids"].as_array().is_some_and(|w| w.contains(&json!(wins[0])))),
         "{through}"
     );
+    // A wall deleted with its screens and windows: once the pair is next
+    // compared, no map entry is left for them.
+    let gone = api.post("/walls", json!({"name": "Gone", "rows": 1, "cols": 1, "outputs": [8]})).await.ok().id();
+    api.post(&format!("/walls/{gone}/windows"), json!({"source_id": 1, "x": 0, "y": 0, "w": 10, "h": 10})).await.ok();
+    assert_eq!(api.delete(&format!("/walls/{gone}")).await.status, 204);
+    wait_for(&pair, "a verified point at the last seq", Duration::from_secs(30), |s| {
+        s["chassis"].as_array().is_some_and(|c| c.iter().all(|c| c["verified"]["seq"] == s["last_seq"]))
+    })
+    .await;
     for (i, name) in ["a", "b"].iter().enumerate() {
         map_matches_listings(&pair, i, name).await;
     }

@@ -194,6 +194,13 @@ const CONTRACT: &[(&str, &str, RouteKind, u32)] = {
         ("GET", "/api/v1/cascade/subordinates", Read, 0),
         ("POST", "/api/v1/cascade/subordinates", Mutate, 1024),
         ("PUT", "/api/v1/cascade/links/1", Mutate, 0),
+        ("GET", "/api/v1/cascade/links", Read, 0),
+        ("GET", "/api/v1/walls/5/windows/9", Read, 0),
+        ("GET", "/api/v1/scenes/4", Read, 0),
+        ("GET", "/api/v1/plans/2", Read, 0),
+        ("GET", "/api/v1/schedules/6", Read, 0),
+        ("GET", "/api/v1/kvm/hosts/8", Read, 0),
+        ("GET", "/api/v1/kvm/seats/8", Read, 0),
         ("GET", "/", Static, 0),
         ("GET", "/app.js", Static, 0),
         ("GET", "/assets/css/style.css", Static, 0),
@@ -707,15 +714,10 @@ fn shipped_config_says_where_the_reference_api_holds_ids() {
     assert_eq!(places(&scene.creates), vec![("scenes", "/id"), ("scene_items", "/items/*/id")]);
     assert_eq!(sorted_places(&ids("GET", "/api/v1/schedules").answer), vec![("plans", "/*/plan_ids/*"), ("schedules", "/*/id")]);
     assert_eq!(places(&ids("POST", "/api/v1/plans/2/run").answer), vec![("plans", "/plan_id")]);
+    assert_eq!(places(&ids("POST", "/api/v1/login").answer), vec![("users", "/user/id")], "the login's account id");
 
     // Rules that name no ID, and requests no rule describes, have none.
-    for (method, path) in [
-        ("GET", "/api/v1/system/info"),
-        ("POST", "/api/v1/login"),
-        ("PUT", "/api/v1/matrix/12"),
-        ("GET", "/app.js"),
-        ("POST", "/api/v1/widgets"),
-    ] {
+    for (method, path) in [("GET", "/api/v1/system/info"), ("PUT", "/api/v1/matrix/12"), ("GET", "/app.js"), ("POST", "/api/v1/widgets")] {
         assert!(ids(method, path).is_empty(), "{method} {path}");
     }
 

@@ -517,7 +517,8 @@ impl Validator<'_, '_> {
     fn route_ids(&self, r: &RawRoute, method: RuleMethod, path: &PathPattern, kind: RouteKind, id_block: Option<u32>) -> Result<RouteIds> {
         for (key, value) in [("path_ids", &r.path_ids), ("body_ids", &r.body_ids), ("answer_ids", &r.answer_ids)] {
             if let Some(value) = value {
-                if !matches!(kind, RouteKind::Read | RouteKind::Mutate) {
+                let login_answer = key == "answer_ids" && kind == RouteKind::Login;
+                if !matches!(kind, RouteKind::Read | RouteKind::Mutate) && !login_answer {
                     return Err(self.err(value.span(), Problem::IdKeyForbidden { key, kind: kind.as_str() }));
                 }
             }

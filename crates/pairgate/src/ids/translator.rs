@@ -129,11 +129,33 @@ impl Translator {
         }
     }
 
+    /// The tables the read rules of these collections show IDs of.
+    pub fn listed_tables(&self, collections: &[crate::config::Collection]) -> std::collections::HashSet<super::rules::Table> {
+        collections
+            .iter()
+            .filter_map(|c| self.rule("GET", &c.path))
+            .flat_map(|(_, ids)| ids.answer_places().map(|p| p.table.clone()).collect::<Vec<_>>())
+            .collect()
+    }
+
     /// The table of the `{param}` in a `GET path` rule (a collection read
     /// once per row of its parent), if the rules name one.
     pub fn param_table(&self, pattern_path: &str, param: &str) -> Option<super::rules::Table> {
         let (_, ids) = self.rule("GET", pattern_path)?;
         ids.param_table(param).cloned()
+    }
+
+    /// The client ID of the account a login on chassis `i` answered with
+    /// (`native`, its `user.id`), by the login rule's answer places; `None`
+    /// when the map has none.
+    pub fn login_user(&self, i: usize, path: &str, native: u64) -> Option<u64> {
+        let Some((_, ids)) = self.rule("POST", path) else { return Some(native) };
+        let mut doc = serde_json::json!({"user": {"id": native}});
+        let misses = translate::answer_to_client(ids, &mut doc, &self.maps.view(i));
+        if !misses.is_empty() {
+            return None;
+        }
+        doc["user"]["id"].as_u64()
     }
 
     /// An event frame from chassis `i` (JSON text), in client IDs.

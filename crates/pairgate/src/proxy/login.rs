@@ -51,7 +51,16 @@ pub async fn login(gw: &Gateway, ctx: &Ctx) -> Response {
     for i in order {
         let up = &gw.pair.members[i].upstream;
         match gw.broker.chassis_login(up, &req.username, &req.password).await {
-            Ok((token, account)) => {
+            Ok((token, mut account)) => {
+                if gw.pair.translated(i) == Some(true) {
+                    // The account as clients know it (its id in their numbering).
+                    match gw.translator.login_user(i, &ctx.path, account.user_id) {
+                        Some(id) => account.user_id = id,
+                        None => {
+                            tracing::warn!(chassis = %up.name, user = %req.username, id = account.user_id, "the account's id on this chassis has no client id (made behind the gateway's back?); answered as it is")
+                        }
+                    }
+                }
                 gw.broker.backends.set(&up.name, &req.username, token);
                 gw.broker.limiter.succeeded(attempt);
                 gw.broker.recent.remember(&req.username, &req.password, &account);

@@ -119,8 +119,22 @@ pub async fn digest(
     translator: &Translator,
     timeout: std::time::Duration,
 ) -> Result<String, ResyncError> {
+    Ok(digest_seen(broker, pair, i, collections, translator, timeout).await?.0)
+}
+
+/// [`digest`], and every (table, ID) the listings show in the chassis' own IDs.
+pub async fn digest_seen(
+    broker: &Broker,
+    pair: &Pair,
+    i: usize,
+    collections: &[Collection],
+    translator: &Translator,
+    timeout: std::time::Duration,
+) -> Result<(String, Vec<(Table, u64)>), ResyncError> {
     let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    let mut seen = Vec::new();
     read_all(broker, pair, i, collections, translator, timeout, &mut |l| {
+        seen.extend(translator.ids_in_listing(l.native_path, l.raw));
         let mut text = String::new();
         match collections.get(l.collection).map(|c| c.compare_ignores.as_slice()).filter(|ig| !ig.is_empty()) {
             Some(ignores) => {
@@ -138,7 +152,7 @@ pub async fn digest(
         ctx.update(b"\n");
     })
     .await?;
-    Ok(format!("{PREFIX}{}", hex::encode(ctx.finish())))
+    Ok((format!("{PREFIX}{}", hex::encode(ctx.finish())), seen))
 }
 
 /// Every (table, ID) chassis `i`'s listings show, in its own IDs, by the

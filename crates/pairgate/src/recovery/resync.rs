@@ -225,9 +225,21 @@ impl Resyncer<'_> {
             // Nothing is appended while the gate is held: both chassis are at `seq`.
             let seq = wait_applied(self.journal, self.pair, &others, GATE_WAIT).await?;
             let method = listing::method(self.pair);
-            let digest = |i: usize| state_digest(self.broker, self.pair, i, self.collections, self.translator, method, self.per_try);
-            let (a, b) = tokio::join!(digest(0), digest(1));
-            Verdict { seq, digests: [a?, b?] }
+            let verdict = if method == Compare::Listing {
+                let digest = |i: usize| listing::digest_seen(self.broker, self.pair, i, self.collections, self.translator, self.per_try);
+                let (a, b) = tokio::join!(digest(0), digest(1));
+                let ((da, sa), (db, sb)) = (a?, b?);
+                let verdict = Verdict { seq, digests: [da, db] };
+                if verdict.equal() {
+                    self.prune_maps([sa, sb]).await;
+                }
+                verdict
+            } else {
+                let digest = |i: usize| state_digest(self.broker, self.pair, i, self.collections, self.translator, method, self.per_try);
+                let (a, b) = tokio::join!(digest(0), digest(1));
+                Verdict { seq, digests: [a?, b?] }
+            };
+            verdict
         };
         if verdict.equal() {
             let point = VerifiedPoint { seq: verdict.seq, digest: verdict.digests[0].clone() };
@@ -237,6 +249,39 @@ impl Resyncer<'_> {
             }
         }
         Ok(verdict)
+    }
+
+    /// Map entries of rows the chassis no longer shows (children of a deleted
+    /// wall, windows a recall or a clear closed): dropped, for the tables
+    /// the listings cover. Only while the gate is held and every entry
+    /// applied, so no create can be under way.
+    async fn prune_maps(&self, seen: [Vec<(crate::ids::rules::Table, u64)>; 2]) {
+        let listed = self.translator.listed_tables(self.collections);
+        for (i, seen) in seen.into_iter().enumerate() {
+            if self.pair.translated(i) != Some(true) {
+                continue;
+            }
+            let seen: std::collections::HashSet<(crate::ids::rules::Table, u64)> = seen.into_iter().collect();
+            let stale: Vec<crate::journal::MapChange> = self
+                .translator
+                .maps
+                .view(i)
+                .rows()
+                .into_iter()
+                .filter(|(t, _, native)| listed.contains(t) && !seen.contains(&(t.clone(), *native)))
+                .map(|(table, client, _)| crate::journal::MapChange::Forget { chassis: i, table, client })
+                .collect();
+            if stale.is_empty() {
+                continue;
+            }
+            let n = stale.len();
+            match self.translator.maps.change(stale).await {
+                Ok(()) => {
+                    tracing::info!(chassis = %self.name(i), entries = n, "id map: entries of rows the chassis no longer holds dropped")
+                }
+                Err(e) => tracing::warn!(chassis = %self.name(i), "dropping stale id map entries: {e}"),
+            }
+        }
     }
 
     fn name(&self, i: usize) -> &str {
