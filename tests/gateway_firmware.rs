@@ -511,3 +511,38 @@ async fn legacy_chassis_holding_different_data_are_not_guessed_between_and_one_i
     assert_eq!(through_a, through_b, "b holds what a holds, under the same client ids");
     map_matches_listings(&pair, 1, "b").await;
 }
+
+#[tokio::test]
+async fn an_entry_on_its_way_when_the_gateway_died_is_never_resent_to_firmware_that_cannot_recognise_it() {
+    let mut pair = Pair::start_with_history([LEGACY, LEGACY], [&[], &[]], |_| {}).await;
+    pair.gw.wait_in_sync(Duration::from_secs(40)).await;
+    let admin = pair.gw.login("admin", "admin").await;
+    admin.post("/users", json!({"username": "ops", "password": "ops-password-1", "role": "admin"})).await.ok();
+    let ops = pair.gw.login("ops", "ops-password-1").await;
+    ops.post("/sources", json!({"name": "warm", "kind": "ip", "url": "rtsp://cam/0"})).await.ok();
+    // b applies what it gets and holds the answer back: the gateway dies
+    // before it learns that b applied the create.
+    pair.sim_faults(1, json!({"latency_after_ms": 3000})).await;
+    let create = tokio::spawn({
+        let ops = ops.clone();
+        async move { ops.post("/sources", json!({"name": "once", "kind": "ip", "url": "rtsp://cam/1"})).await }
+    });
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    pair.gw.kill9();
+    let _ = create.await;
+    pair.sim_faults(1, json!({})).await;
+    pair.gw.start().unwrap_or_else(|e| panic!("{e}"));
+    let s =
+        wait_for(&pair, "b rebuilt", Duration::from_secs(60), |s| s["resync"]["phase"] == "done" && s["resync"]["chassis"] == "b").await;
+    assert_eq!(s["resync"]["reason"], "unknown_outcome", "not resent, rebuilt: {s}");
+    pair.gw.wait_in_sync(Duration::from_secs(30)).await;
+    for i in 0..2 {
+        let sources = pair.direct(i).await.get("/sources").await.ok().body;
+        let n = sources.as_array().unwrap().iter().filter(|s| s["name"] == "once").count();
+        assert!(n <= 1, "chassis {i} holds the create {n} times: {sources}");
+    }
+    let a = pair.direct(0).await.get("/sources").await.ok().body;
+    let b = pair.direct(1).await.get("/sources").await.ok().body;
+    let names = |v: &Value| v.as_array().unwrap().iter().map(|s| s["name"].clone()).collect::<Vec<_>>();
+    assert_eq!(names(&a), names(&b));
+}

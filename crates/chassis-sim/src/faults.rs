@@ -44,6 +44,10 @@ pub struct FaultSpec {
     pub fail_next: u32,
     /// The next N requests are applied, then answered with 500.
     pub fail_after_apply_next: u32,
+    /// Added to every request after it is handled, before its answer goes
+    /// out: a caller that gives up (or dies) meanwhile never learns that
+    /// its request was applied.
+    pub latency_after_ms: u64,
     /// Refuse connections (closed listening socket) for this long.
     pub refuse_ms: u64,
     /// Accept and immediately close connections for this long.
@@ -60,6 +64,7 @@ struct Active {
 /// What the middleware does to one request.
 struct Plan {
     latency: Duration,
+    latency_after: Duration,
     fail_before: Option<StatusCode>,
     fail_after: bool,
 }
@@ -120,7 +125,12 @@ impl Faults {
         if fail_after {
             s.fail_after_apply_next -= 1;
         }
-        Plan { latency: Duration::from_millis(s.latency_ms), fail_before, fail_after }
+        Plan {
+            latency: Duration::from_millis(s.latency_ms),
+            latency_after: Duration::from_millis(s.latency_after_ms),
+            fail_before,
+            fail_after,
+        }
     }
 
     fn set(self: &Arc<Self>, spec: FaultSpec) {
@@ -165,6 +175,9 @@ pub async fn layer(State(c): State<Arc<Chassis>>, req: Request, next: Next) -> R
         return ApiError::InjectedFault { status }.into_response();
     }
     let resp = next.run(req).await;
+    if !plan.latency_after.is_zero() {
+        tokio::time::sleep(plan.latency_after).await;
+    }
     if plan.fail_after {
         return ApiError::InjectedFault { status: StatusCode::INTERNAL_SERVER_ERROR }.into_response();
     }

@@ -121,6 +121,7 @@ pub fn open(dir: impl AsRef<Path>, config: JournalConfig) -> Result<(Journal, Se
     let mut conn = schema::open_writer(&path, config.busy_timeout)?;
     let rec = schema::init_and_recover(&mut conn, &config.chassis)?;
     let verified = verified::read_all(&conn, &config.chassis)?;
+    let sending_at_open = schema::read_sending(&conn, &config.chassis)?;
     tracing::info!(
         path = %path.display(),
         gateway_id = %rec.gateway_id,
@@ -152,6 +153,7 @@ pub fn open(dir: impl AsRef<Path>, config: JournalConfig) -> Result<(Journal, Se
         counters: Counters::default(),
         entries_tx,
         last_seq_tx,
+        sending_at_open,
         config,
     });
     {
@@ -272,6 +274,31 @@ impl Journal {
             self.handle.send(Command::AppliedChanged)?;
         }
         Ok(())
+    }
+
+    /// Records, durably, that entry `seq` is about to be sent to `chassis`:
+    /// for firmware that cannot recognise a repeat (no `Idempotency-Key`),
+    /// so that after a crash the one entry whose outcome is unknown is told
+    /// apart from entries that were simply not sent yet. Returns once committed.
+    pub async fn mark_sending(&self, chassis: &str, seq: u64) -> Result<(), JournalError> {
+        let idx = self.shared().chassis_index(chassis).ok_or_else(|| JournalError::UnknownChassis(chassis.to_owned()))?;
+        self.handle.request(|reply| Command::SetSending(idx, seq, reply)).await
+    }
+
+    /// The entry that was on its way to `chassis` when the journal was opened
+    /// (see [`Journal::mark_sending`]): unknown in outcome if it is past the
+    /// chassis' applied position.
+    pub fn sending_at_open(&self, chassis: &str) -> Option<u64> {
+        let shared = self.shared();
+        shared.chassis_index(chassis).and_then(|i| shared.sending_at_open.get(i).copied().flatten())
+    }
+
+    /// [`Journal::mark_applied`], committed before it returns (for firmware
+    /// without `Idempotency-Key`: a replay after a crash must not resend
+    /// what it applied).
+    pub async fn mark_applied_durably(&self, chassis: &str, seq: u64) -> Result<(), JournalError> {
+        self.mark_applied(chassis, seq)?;
+        self.handle.request(Command::Truncate).await.map(|_| ())
     }
 
     /// The highest seq `chassis` is known to have applied.

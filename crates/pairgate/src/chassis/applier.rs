@@ -485,10 +485,29 @@ impl Applier {
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
             };
+            // Firmware that cannot recognise a repeat: the entry that was on
+            // its way when the gateway stopped (a crash: its answer was never
+            // recorded) may have been applied; resending could apply it twice.
+            let repeats = self.recognises_repeats();
+            if !repeats && self.journal.sending_at_open(self.name()) == Some(entry.seq) && !resend_is_harmless(&entry.method) {
+                tracing::error!(
+                    chassis = %self.name(), seq = entry.seq,
+                    "this entry was on its way when the gateway stopped, and this firmware cannot recognise a repeat: not resent; rebuilding the chassis"
+                );
+                member.resync.request(Reason::UnknownOutcome);
+                return;
+            }
             // Claimed right before it is sent: a void decided while this
             // applier waited wins, and none can be decided while it is sent.
             let outcome = {
                 let Some(_on_the_wire) = self.attempts.claim(entry.seq, self.journal.is_void(entry.seq)) else { continue };
+                if !repeats {
+                    if let Err(e) = self.journal.mark_sending(self.name(), entry.seq).await {
+                        tracing::error!(chassis = %self.name(), seq = entry.seq, "not sent: recording it as on its way failed: {e}");
+                        tokio::time::sleep(backoff).await;
+                        continue;
+                    }
+                }
                 let native_path: String;
                 match request_for(entry, &self.journal, self.per_try) {
                     Ok(mut req) if translated => {
@@ -535,7 +554,12 @@ impl Applier {
                 Outcome::Answered(a) if outcome.decided().is_some() => {
                     self.check_id_block(entry, a);
                     self.record_client_answer(entry, a).await;
-                    if let Err(e) = self.journal.mark_applied(self.name(), entry.seq) {
+                    let recorded = if repeats {
+                        self.journal.mark_applied(self.name(), entry.seq)
+                    } else {
+                        self.journal.mark_applied_durably(self.name(), entry.seq).await
+                    };
+                    if let Err(e) = recorded {
                         tracing::error!(chassis = %self.name(), seq = entry.seq, "recording applied: {e}");
                     }
                     return;

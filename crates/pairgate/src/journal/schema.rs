@@ -205,6 +205,16 @@ pub(crate) fn meta_set(conn: &Connection, key: &str, value: impl rusqlite::ToSql
     meta_put(conn, key, value).map_err(JournalError::storage)
 }
 
+/// The meta key of chassis `name`'s entry on its way (see `Journal::mark_sending`).
+pub(crate) fn sending_key(name: &str) -> String {
+    format!("sending/{name}")
+}
+
+/// Each chassis' entry on its way, as recorded.
+pub(crate) fn read_sending(conn: &Connection, chassis: &[String]) -> Result<Vec<Option<u64>>, JournalError> {
+    chassis.iter().map(|name| Ok(opt(meta_get::<U64>(conn, &sending_key(name))?))).collect()
+}
+
 /// `meta_set` for the writer, which wants the raw error (it fails the whole batch).
 pub(crate) fn meta_put(conn: &Connection, key: &str, value: impl rusqlite::ToSql) -> rusqlite::Result<()> {
     conn.prepare_cached("INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = excluded.value")?

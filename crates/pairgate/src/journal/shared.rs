@@ -32,6 +32,9 @@ pub(crate) struct Shared {
     pub(crate) entries_tx: broadcast::Sender<Arc<Entry>>,
     /// The last committed seq.
     pub(crate) last_seq_tx: watch::Sender<u64>,
+    /// Per chassis, the entry recorded as on its way to it when the journal
+    /// was opened ([`super::Journal::mark_sending`]), if any.
+    pub(crate) sending_at_open: Vec<Option<u64>>,
 }
 
 impl Shared {

@@ -125,6 +125,8 @@ pub(crate) enum Command {
     SetVerified(VerifiedRows, Reply<()>),
     /// Change ID maps (see `id_map.rs`).
     ChangeMap(Vec<MapChange>, Reply<()>),
+    /// Record the entry on its way to a chassis (chassis index, seq).
+    SetSending(usize, u64, Reply<()>),
     /// Applied positions changed: write them within `applied_flush_interval` (or with
     /// the next commit, whichever comes first).
     AppliedChanged,
@@ -351,6 +353,7 @@ impl Writer {
                 Command::Truncate(reply) => plan.truncates.push(reply),
                 Command::SetVerified(points, reply) => plan.verified.push((points, reply)),
                 Command::ChangeMap(changes, reply) => plan.maps.push((changes, reply)),
+                Command::SetSending(idx, seq, reply) => plan.sending.push((idx, seq, reply)),
                 Command::FinishClientKey { account, key, response, reply } => {
                     let pending = st.pending.get(&(account.clone(), key.clone())).cloned();
                     plan.finishes.push(Finish { account, key, response, pending, job: Job { reply, result: Ok(()) } });
@@ -405,6 +408,11 @@ impl Writer {
                 if let Some(name) = self.shared.config.chassis.get(*idx) {
                     meta_put(&tx, &verified::meta_key(name), verified::encode(point))?;
                 }
+            }
+        }
+        for (idx, seq, _) in &plan.sending {
+            if let Some(name) = self.shared.config.chassis.get(*idx) {
+                meta_put(&tx, &crate::journal::schema::sending_key(name), U64(*seq))?;
             }
         }
         for (changes, _) in &plan.maps {
@@ -628,6 +636,8 @@ struct Plan {
     verified: Vec<(VerifiedRows, Reply<()>)>,
     /// ID map changes, and who waits for them.
     maps: Vec<(Vec<MapChange>, Reply<()>)>,
+    /// Entries on their way (chassis index, seq), and who waits.
+    sending: Vec<(usize, u64, Reply<()>)>,
 }
 
 /// What the transaction did besides the batch.
@@ -652,6 +662,7 @@ impl Plan {
             finishes: Vec::new(),
             verified: Vec::new(),
             maps: Vec::new(),
+            sending: Vec::new(),
         }
     }
 
@@ -723,7 +734,12 @@ impl Plan {
         for f in self.finishes {
             f.job.reply(&status);
         }
-        let waiters = self.verified.into_iter().map(|(_, r)| r).chain(self.maps.into_iter().map(|(_, r)| r));
+        let waiters = self
+            .verified
+            .into_iter()
+            .map(|(_, r)| r)
+            .chain(self.maps.into_iter().map(|(_, r)| r))
+            .chain(self.sending.into_iter().map(|(_, _, r)| r));
         for reply in waiters {
             let _ = reply.send(status.clone().map_err(JournalError::CommitFailed));
         }
