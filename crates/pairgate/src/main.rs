@@ -321,7 +321,12 @@ fn print_summary(config: &Config) {
         println!("  chassis  {:<8} {}{}", c.name, c.url, preferred);
     }
     println!("  routes   {} rules; unknown mutating requests get {} IDs", config.routes.len(), config.routes.default_mutate_id_block());
-    println!("  compare  {} collections (read only when a chassis has no /system/digest)", config.collections.len());
+    let rebuilt = config.collections.iter().filter(|c| !c.rebuild.is_empty()).count();
+    println!(
+        "  compare  {} collections, {rebuilt} with a rebuild recipe (read only for a chassis without /system/digest, id_block or export/import)",
+        config.collections.len()
+    );
+    println!("  events   {} event types whose ids are translated (for a chassis without id_block)", config.events.len());
     println!("  state    {}", config.state.dir.display());
     match config.file_checks {
         FileChecks::Check => println!("  files    checked"),
