@@ -317,24 +317,7 @@ async fn a_legacy_pair_with_different_histories_gives_clients_one_set_of_ids_acr
     for (i, name) in ["a", "b"].iter().enumerate() {
         assert!(map_matches_listings(&pair, i, name).await > 20);
     }
-    let before: Vec<Value> = futures_util::future::join_all(
-        [
-            "/walls",
-            "/sources",
-            "/plans",
-            "/schedules",
-            "/kvm/hosts",
-            "/kvm/seats",
-            "/users",
-            &format!("/walls/{w}/windows"),
-            &format!("/walls/{w}/scenes"),
-        ]
-        .map(|p| {
-            let api = &api;
-            async move { api.get(p).await.ok().body }
-        }),
-    )
-    .await;
+    let before = seen(&api).await;
     // kill -9 the primary: the other chassis answers with the same ids.
     let primary = usize::from(s["primary"] == "b");
     if primary == 0 {
@@ -342,24 +325,7 @@ async fn a_legacy_pair_with_different_histories_gives_clients_one_set_of_ids_acr
     } else {
         pair.b.kill9()
     }
-    let after: Vec<Value> = futures_util::future::join_all(
-        [
-            "/walls",
-            "/sources",
-            "/plans",
-            "/schedules",
-            "/kvm/hosts",
-            "/kvm/seats",
-            "/users",
-            &format!("/walls/{w}/windows"),
-            &format!("/walls/{w}/scenes"),
-        ]
-        .map(|p| {
-            let api = &api;
-            async move { api.get(p).await.ok().body }
-        }),
-    )
-    .await;
+    let after = seen(&api).await;
     assert_eq!(before, after, "the same ids whichever chassis answers");
     // Move, raise and close windows by the ids the dead chassis gave; run the plan.
     api.put(&format!("/walls/{w}/windows/{}", wins[0]), json!({"x": 10, "y": 10, "w": 320, "h": 180})).await.ok();
