@@ -489,7 +489,22 @@ impl Applier {
             // its way when the gateway stopped (a crash: its answer was never
             // recorded) may have been applied; resending could apply it twice.
             let repeats = self.recognises_repeats();
-            if !repeats && self.journal.sending_at_open(self.name()) == Some(entry.seq) && !resend_is_harmless(&entry.method) {
+            // Both chassis had it on their way: neither can be the reference
+            // of the other's rebuild (each would wait for the other), and
+            // neither decided it, so no client was answered. Sent again,
+            // as before this record existed, and said so.
+            let peer = Pair::other(self.index);
+            let peer_name = self.peer_name();
+            let both_unknown = self.journal.sending_at_open(peer_name) == Some(entry.seq)
+                && self.journal.applied(peer_name).is_ok_and(|a| a < entry.seq)
+                && !self.pair.members[peer]
+                    .features
+                    .lock()
+                    .as_ref()
+                    .is_some_and(|d| d.has(crate::chassis::features::Feature::IdempotencyKey));
+            if both_unknown && self.journal.sending_at_open(self.name()) == Some(entry.seq) && !repeats {
+                tracing::warn!(chassis = %self.name(), seq = entry.seq, "this entry was on its way to both chassis when the gateway stopped; neither can be rebuilt from the other: sent again");
+            } else if !repeats && self.journal.sending_at_open(self.name()) == Some(entry.seq) && !resend_is_harmless(&entry.method) {
                 tracing::error!(
                     chassis = %self.name(), seq = entry.seq,
                     "this entry was on its way when the gateway stopped, and this firmware cannot recognise a repeat: not resent; rebuilding the chassis"

@@ -121,12 +121,7 @@ impl Resyncer<'_> {
         progress: &(dyn Fn(Step) + Sync),
     ) -> Result<Imported, ResyncError> {
         progress(Step::new("waiting_for_source", 0));
-        let mut w = self.pair.members[source].detector.watch();
-        let ready = tokio::time::timeout(Duration::from_secs(30), w.wait_for(|s| s.serves())).await.map(|r| r.is_ok()).unwrap_or(false);
-        if !ready {
-            return Err(ResyncError::NoSource(self.pair.members[source].upstream.name.clone()));
-        }
-        wait_applied(self.journal, self.pair, &[source], Duration::from_secs(5)).await?;
+        self.wait_for_source(target, source).await?;
         let (seq, src) = {
             let _hold = self.gate.write().await;
             let seq = wait_applied(self.journal, self.pair, &[source], GATE_WAIT).await?;

@@ -311,12 +311,7 @@ impl Resyncer<'_> {
             return self.rebuild_through_api(target, source, progress).await;
         }
         progress(Step::new("waiting_for_source", 0));
-        let mut w = self.pair.members[source].detector.watch();
-        let ready = tokio::time::timeout(Duration::from_secs(30), w.wait_for(|s| s.serves())).await.map(|r| r.is_ok()).unwrap_or(false);
-        if !ready {
-            return Err(ResyncError::NoSource(self.name(source).to_string()));
-        }
-        wait_applied(self.journal, self.pair, &[source], Duration::from_secs(5)).await?;
+        self.wait_for_source(target, source).await?;
         let (src, dst) = (&self.pair.members[source].upstream, &self.pair.members[target].upstream);
         // The import cannot be sent twice (its body is the export as it
         // streams): its session is checked, and renewed if stale, first.
@@ -402,6 +397,32 @@ impl Resyncer<'_> {
     /// gateway's own account included — with the *source's* password (each
     /// chassis has its own: the source document's defect 8). Set the
     /// target's own back, logged in with the one the import carried.
+    /// Waits (at most 30 s) until the source serves and has applied the
+    /// journal. Meanwhile the target stays `full_resync` even if it goes
+    /// down and comes back (a probe would make it `catching_up`): its peer,
+    /// waiting to join, must not wait for it to catch up while it waits for
+    /// that peer as its source (both would wait for the other).
+    pub(crate) async fn wait_for_source(&self, target: usize, source: usize) -> Result<(), ResyncError> {
+        use crate::chassis::detector::{ChassisState, Signal};
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        let mut src = self.pair.members[source].detector.watch();
+        let mut me = self.pair.members[target].detector.watch();
+        loop {
+            if src.borrow_and_update().serves() {
+                break;
+            }
+            if *me.borrow_and_update() == ChassisState::CatchingUp {
+                self.pair.members[target].detector.signal(Signal::Resync);
+            }
+            tokio::select! {
+                r = src.changed() => if r.is_err() { return Err(ResyncError::NoSource(self.name(source).to_string())) },
+                r = me.changed() => if r.is_err() { return Err(ResyncError::NoSource(self.name(source).to_string())) },
+                _ = tokio::time::sleep_until(deadline) => return Err(ResyncError::NoSource(self.name(source).to_string())),
+            }
+        }
+        wait_applied(self.journal, self.pair, &[source], Duration::from_secs(5)).await.map(|_| ())
+    }
+
     /// After an import the target holds the source's rows under the
     /// source's own IDs. A target with translated IDs takes the source's map
     /// (the identity over the rows it now holds when the source's IDs are
