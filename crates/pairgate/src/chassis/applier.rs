@@ -432,7 +432,12 @@ impl Applier {
     /// Whether this chassis recognises a resent entry by its `Idempotency-Key`
     /// (so an unknown outcome may be resent). Not known yet: no.
     fn recognises_repeats(&self) -> bool {
-        let known = self.pair.members[self.index].features.lock();
+        self.recognises_repeats_at(self.index)
+    }
+
+    /// [`Applier::recognises_repeats`] for chassis `i`.
+    fn recognises_repeats_at(&self, i: usize) -> bool {
+        let known = self.pair.members[i].features.lock();
         known.as_ref().is_some_and(|d| d.has(crate::chassis::features::Feature::IdempotencyKey))
     }
 
@@ -493,18 +498,16 @@ impl Applier {
             // of the other's rebuild (each would wait for the other), and
             // neither decided it, so no client was answered. Sent again,
             // as before this record existed, and said so.
-            let peer = Pair::other(self.index);
-            let peer_name = self.peer_name();
-            let both_unknown = self.journal.sending_at_open(peer_name) == Some(entry.seq)
-                && self.journal.applied(peer_name).is_ok_and(|a| a < entry.seq)
-                && !self.pair.members[peer]
-                    .features
-                    .lock()
-                    .as_ref()
-                    .is_some_and(|d| d.has(crate::chassis::features::Feature::IdempotencyKey));
-            if both_unknown && self.journal.sending_at_open(self.name()) == Some(entry.seq) && !repeats {
+            let on_its_way = |i: usize| {
+                let name = &self.pair.members[i].upstream.name;
+                !self.recognises_repeats_at(i)
+                    && self.journal.sending_at_open(name) == Some(entry.seq)
+                    && self.journal.applied(name).is_ok_and(|a| a < entry.seq)
+            };
+            let mine_unknown = on_its_way(self.index);
+            if mine_unknown && on_its_way(Pair::other(self.index)) {
                 tracing::warn!(chassis = %self.name(), seq = entry.seq, "this entry was on its way to both chassis when the gateway stopped; neither can be rebuilt from the other: sent again");
-            } else if !repeats && self.journal.sending_at_open(self.name()) == Some(entry.seq) && !resend_is_harmless(&entry.method) {
+            } else if mine_unknown && !resend_is_harmless(&entry.method) {
                 tracing::error!(
                     chassis = %self.name(), seq = entry.seq,
                     "this entry was on its way when the gateway stopped, and this firmware cannot recognise a repeat: not resent; rebuilding the chassis"

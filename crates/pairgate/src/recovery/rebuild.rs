@@ -89,6 +89,16 @@ fn fill(template: &str, c: &Collection, path: &str, id: Option<&Value>, row: &Va
     out
 }
 
+/// Whether `row` is one every chassis has under the same id (`fixed`).
+fn is_fixed(rb: &crate::config::Rebuild, row: &Value) -> bool {
+    rb.fixed.as_ref().is_some_and(|f| f.find(row).first() == Some(&&Value::Bool(true)))
+}
+
+/// The value `row` is matched by (`match_by`), as text.
+fn key_of(m: &crate::ids::pointer::WildPointer, row: &Value) -> Option<String> {
+    m.find(row).first().map(|v| scalar(v))
+}
+
 fn scalar(v: &Value) -> String {
     match v {
         Value::String(s) => s.clone(),
@@ -167,19 +177,16 @@ impl Resyncer<'_> {
             let c = &self.collections[d.collection];
             let Some(delete) = &c.rebuild.delete else { continue };
             let keys: HashSet<String> = match &c.rebuild.match_by {
-                Some(m) => src
-                    .iter()
-                    .filter(|s| s.collection == d.collection)
-                    .flat_map(|s| rows(&s.client))
-                    .filter_map(|r| m.find(r).first().map(|v| scalar(v)))
-                    .collect(),
+                Some(m) => {
+                    src.iter().filter(|s| s.collection == d.collection).flat_map(|s| rows(&s.client)).filter_map(|r| key_of(m, r)).collect()
+                }
                 None => HashSet::new(),
             };
             for row in rows(&d.raw) {
-                if c.rebuild.fixed.as_ref().is_some_and(|f| f.find(row).first() == Some(&&Value::Bool(true))) {
+                if is_fixed(&c.rebuild, row) {
                     continue;
                 }
-                if c.rebuild.match_by.as_ref().is_some_and(|m| m.find(row).first().is_some_and(|v| keys.contains(&scalar(v)))) {
+                if c.rebuild.match_by.as_ref().and_then(|m| key_of(m, row)).is_some_and(|k| keys.contains(&k)) {
                     continue;
                 }
                 let path = fill(delete, c, &d.native_path, row.get("id"), row);
@@ -216,15 +223,11 @@ impl Resyncer<'_> {
         }
         let (Some(table), Some(client_id)) = (&rb.table, client.get("id").and_then(Value::as_u64)) else { return Ok(0) };
         // The same row on the target: fixed (same id everywhere) or matched.
-        let same = if rb.fixed.as_ref().is_some_and(|f| f.find(raw).first() == Some(&&Value::Bool(true))) {
+        let same = if is_fixed(rb, raw) {
             raw.get("id").and_then(Value::as_u64)
         } else if let Some(m) = &rb.match_by {
-            let key = m.find(client).first().map(|v| scalar(v));
-            target_rows
-                .iter()
-                .find(|t| key.is_some() && m.find(t).first().map(|v| scalar(v)) == key)
-                .and_then(|t| t.get("id"))
-                .and_then(Value::as_u64)
+            let key = key_of(m, client);
+            target_rows.iter().find(|t| key.is_some() && key_of(m, t) == key).and_then(|t| t.get("id")).and_then(Value::as_u64)
         } else {
             None
         };
