@@ -335,3 +335,66 @@ async fn a_silently_hung_primary_costs_reads_a_hedge_not_a_timeout() {
     }
     assert!(worst < normal + Duration::from_millis(400), "a read waited {worst:?} (normal {normal:?})");
 }
+
+/// A read that falls over to the other chassis never shows less than a read
+/// before it showed (the campaign's register check found one: seed 3, a read
+/// saw a window's move, the next one, failed over, the move before it).
+/// Chassis b's applier is held up behind a slow entry while a applies both;
+/// b is still in sync (within the grace), so a failed read on a goes to b.
+#[tokio::test]
+async fn a_read_that_fails_over_never_goes_back_in_time() {
+    // A grace and a probe interval longer than b's delay: b stays in sync.
+    let pair = Pair::start_with(|t| {
+        *t = t
+            .replace("secondary_grace_ms = 200", "secondary_grace_ms = 900")
+            .replace("health_interval_ms = 200", "health_interval_ms = 1000")
+            .replace("down_after_ms = 600", "down_after_ms = 3000")
+    })
+    .await;
+    let admin = pair.gw.login("admin", "admin").await;
+    let wall = admin.post("/walls", json!({"name": "W", "rows": 1, "cols": 1, "outputs": [1]})).await.ok().id();
+    let window = admin.post(&format!("/walls/{wall}/windows"), json!({"source_id": 1, "x": 0, "y": 0, "w": 10, "h": 10})).await.ok().id();
+    admin.post("/users", json!({"username": "op", "password": "op-pass", "role": "operator"})).await.ok();
+    let op = pair.gw.login("op", "op-pass").await;
+    let path = format!("/walls/{wall}/windows/{window}");
+    // The gateway logs the operator in to each chassis now, not under b's delay.
+    op.put(&path, json!({"x": 0})).await.ok();
+    // The fault hooks, each chassis' admin logged in once (not the operator's
+    // session, which the gateway holds).
+    let direct = [pair.direct(0).await, pair.direct(1).await];
+    let faults = |i: usize, spec: Value| {
+        let d = &direct[i];
+        let r = d.http.put(format!("{}/_sim/faults", d.base)).bearer_auth(d.token.clone().unwrap_or_default()).json(&spec).send();
+        async move { assert_eq!(r.await.map(|r| r.status().as_u16()).ok(), Some(200), "PUT /_sim/faults on chassis {i}") }
+    };
+    // b takes 500 ms over the first move; a does not.
+    faults(1, json!({"latency_ms": 500})).await;
+    let first = tokio::spawn({
+        let (op, path) = (op.clone(), path.clone());
+        async move { op.put(&path, json!({"x": 1})).await }
+    });
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    faults(1, json!({})).await;
+    let second = tokio::spawn({
+        let (op, path) = (op.clone(), path.clone());
+        async move { op.put(&path, json!({"x": 2})).await }
+    });
+    // a (the primary) shows the second move long before b has it.
+    let mut seen = false;
+    for _ in 0..100 {
+        if op.get(&path).await.ok().body["x"] == 2 {
+            seen = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    assert!(seen, "the primary never showed the second move");
+    let status = pair.gw.status().await.unwrap_or_default();
+    assert_eq!(status["chassis"][1]["state"], "in_sync", "b must still serve for the test to mean anything: {status}");
+    // a's next answer fails: the read goes to b.
+    faults(0, json!({"fail_next": 1})).await;
+    let r = op.get(&path).await.ok();
+    assert_eq!(r.body["x"], 2, "a read after one that saw the second move went back in time: {r:?}");
+    assert_eq!(first.await.unwrap().status, 200);
+    assert_eq!(second.await.unwrap().status, 200);
+}

@@ -162,6 +162,11 @@ impl Gateway {
         let [m0, m1]: [Member; 2] = members.try_into().map_err(|_| StartError::Journal("exactly two chassis".into()))?;
         let [s0, s1]: [ServiceAccount; 2] = service.try_into().map_err(|_| StartError::Journal("exactly two chassis".into()))?;
         let pair = Arc::new(Pair::new([m0, m1], preferred));
+        // Before a restart either chassis may have shown any entry the
+        // journal holds: neither answers a read before it applied them.
+        for i in 0..2 {
+            pair.showed(i, journal.last_seq());
+        }
         let broker = Arc::new(Broker {
             store,
             backends: Default::default(),

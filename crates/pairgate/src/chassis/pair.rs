@@ -40,11 +40,17 @@ pub struct Pair {
     /// Times the primary moved from one chassis to the other, whatever moved
     /// it (a failed request, a detector, an operator, maintenance).
     failovers: AtomicU64,
+    /// Per chassis, the highest journal seq whose effect a client may have
+    /// seen through it: every entry committed when it answered a read, and
+    /// every mutation answered with its answer. A read from the *other*
+    /// chassis waits until that one has applied this far ([`Pair::must_have`]):
+    /// a read that fails over never shows less than one before it showed.
+    shown: [AtomicU64; 2],
 }
 
 impl Pair {
     pub fn new(members: [Member; 2], preferred: usize) -> Pair {
-        Pair { members, preferred: preferred.min(1), primary: Mutex::new(None), failovers: AtomicU64::new(0) }
+        Pair { members, preferred: preferred.min(1), primary: Mutex::new(None), failovers: AtomicU64::new(0), shown: Default::default() }
     }
 
     pub fn other(i: usize) -> usize {
@@ -107,6 +113,20 @@ impl Pair {
     /// Times the primary moved from one chassis to the other since start.
     pub fn failovers(&self) -> u64 {
         self.failovers.load(Ordering::Relaxed)
+    }
+
+    /// Chassis `i` answered a client at a moment when the journal ended at
+    /// `seq`, or with the answer of entry `seq`: what it showed may hold any
+    /// entry up to `seq`.
+    pub fn showed(&self, i: usize, seq: u64) {
+        self.shown[i.min(1)].fetch_max(seq, Ordering::AcqRel);
+    }
+
+    /// How far chassis `i` must have applied the journal before it answers a
+    /// read: as far as anything the other chassis showed a client (its own
+    /// answers never go back: one chassis' state only moves forward).
+    pub fn must_have(&self, i: usize) -> u64 {
+        self.shown[Self::other(i.min(1))].load(Ordering::Acquire)
     }
 
     /// The order to try chassis in for a read: primary first, then the other

@@ -191,6 +191,7 @@ async fn perform(
                     tracing::warn!(seq, "failover: the secondary answered for a failing primary");
                 }
             }
+            gw.pair.showed(chassis(from), seq);
             Ok(Answer { seq, answered: counts.clone() })
         }
         // Certainly applied nowhere, and nobody is sending it right now:

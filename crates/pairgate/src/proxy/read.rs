@@ -27,13 +27,16 @@ pub async fn forward(gw: &Gateway, ctx: &Ctx, session: Option<&Session>) -> Resp
     let path = ctx.path_and_query.as_str();
     let attempt = |i: usize| async move {
         let m = &gw.pair.members[i];
+        if !caught_up(gw, i).await {
+            return (i, Err(format!("chassis {} has not applied what the other chassis already showed", m.upstream.name)));
+        }
         // A chassis with translated IDs is asked in its own IDs and answers
         // in the clients'; a row it does not have is its 404, unasked.
         let translated = gw.pair.translated(i) == Some(true);
         let (native_path, body) = if translated {
             match gw.translator.request(i, ctx.method.as_str(), path, &ctx.body) {
                 Ok(native) => native,
-                Err(u) => return (i, Outcome::Answered(crate::ids::translator::unknown_id(&u))),
+                Err(u) => return (i, Ok(Outcome::Answered(crate::ids::translator::unknown_id(&u)))),
             }
         } else {
             (path.to_string(), ctx.body.clone())
@@ -61,7 +64,7 @@ pub async fn forward(gw: &Gateway, ctx: &Ctx, session: Option<&Session>) -> Resp
             }
             other => other,
         };
-        (i, outcome)
+        (i, Ok(outcome))
     };
     // The primary first; the other in-sync chassis as soon as the primary
     // fails, or if it has not answered within HEDGE_AFTER (a silently hung
@@ -78,8 +81,26 @@ pub async fn forward(gw: &Gateway, ctx: &Ctx, session: Option<&Session>) -> Resp
         tokio::select! {
             Some((i, outcome)) = pending.next() => {
                 let m = &gw.pair.members[i];
+                let outcome = match outcome {
+                    Ok(outcome) => outcome,
+                    Err(behind) => {
+                        m.detector.signal(Signal::FellBehind);
+                        tracing::warn!(chassis = %m.upstream.name, path, "read not sent: {behind}");
+                        last = behind;
+                        if let Some(j) = order.next() {
+                            pending.push(attempt(j));
+                        } else if pending.is_empty() {
+                            break;
+                        }
+                        continue;
+                    }
+                };
                 match &outcome {
-                    Outcome::Answered(a) if !a.is_server_error() => return relay(a, None),
+                    Outcome::Answered(a) if !a.is_server_error() => {
+                        // Whatever this answer shows, the journal held no more.
+                        gw.pair.showed(i, gw.journal.last_seq());
+                        return relay(a, None);
+                    }
                     // Not the chassis' failure: the account's own login.
                     Outcome::AccountRefused(why) => return relay(&crate::chassis::applier::account_refused(why), None),
                     Outcome::Refused(_) => m.detector.signal(Signal::Refused),
@@ -104,4 +125,29 @@ pub async fn forward(gw: &Gateway, ctx: &Ctx, session: Option<&Session>) -> Resp
     }
     gw.stats.failed_reads.fetch_add(1, Ordering::Relaxed);
     GatewayError::Unavailable(last).into_response()
+}
+
+/// Waits, at most one per-try timeout, until chassis `i` has applied every
+/// entry the other chassis may have shown a client ([`crate::chassis::pair::Pair::must_have`]);
+/// false if it has not by then or stopped serving meanwhile. Only a read
+/// that fails over or is hedged waits in practice: the primary is as far
+/// as the secondary has shown, or about to be.
+async fn caught_up(gw: &Gateway, i: usize) -> bool {
+    let need = gw.pair.must_have(i);
+    let name = &gw.pair.members[i].upstream.name;
+    let deadline = tokio::time::Instant::now() + gw.cfg.timeouts.per_try;
+    loop {
+        match gw.journal.applied(name) {
+            Ok(applied) if applied >= need => return true,
+            Ok(_) => {}
+            Err(e) => {
+                tracing::error!(chassis = %name, "reading the applied position: {e}");
+                return false;
+            }
+        }
+        if !gw.pair.state(i).serves() || tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
 }
