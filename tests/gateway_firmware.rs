@@ -512,3 +512,39 @@ async fn an_entry_on_its_way_when_the_gateway_died_is_never_resent_to_firmware_t
     let names = |v: &Value| v.as_array().unwrap().iter().map(|s| s["name"].clone()).collect::<Vec<_>>();
     assert_eq!(names(&a), names(&b));
 }
+
+/// Both chassis answer one entry with a 500 (after applying it, or before):
+/// on firmware without `Idempotency-Key` neither may be sent it again and
+/// neither can be rebuilt from the other, which waits to be rebuilt too.
+/// Nobody decided the entry, so no client was told it happened: the one that
+/// applied more (a tie: the preferred) keeps its state and serves, the other
+/// is rebuilt from it (the 4-minute campaign, seed 99, found both waiting for
+/// each other for good).
+#[tokio::test]
+async fn when_both_chassis_wait_to_be_rebuilt_from_each_other_one_keeps_its_state_and_serves() {
+    let slow_probes = |t: &mut String| {
+        *t = t.replace("health_interval_ms = 200", "health_interval_ms = 3000").replace("down_after_ms = 600", "down_after_ms = 9000")
+    };
+    let old = &["--without", "idempotency_key", "--without", "id_block"];
+    let pair = Pair::start_firmware([old, old], slow_probes).await;
+    pair.gw.wait_in_sync(Duration::from_secs(30)).await;
+    let admin = pair.gw.login("admin", "admin").await;
+    admin.post("/users", json!({"username": "ops", "password": "ops-password-1", "role": "admin"})).await.ok();
+    let ops = pair.gw.login("ops", "ops-password-1").await;
+    ops.post("/sources", json!({"name": "warm", "kind": "ip", "url": "rtsp://cam/0"})).await.ok();
+    // a applies it and answers 500; b answers 500 without applying it.
+    pair.sim_faults(0, json!({"fail_after_apply_next": 1})).await;
+    pair.sim_faults(1, json!({"fail_next": 1})).await;
+    let r = ops.post("/sources", json!({"name": "cam", "kind": "ip", "url": "rtsp://cam/1"})).await;
+    assert_eq!(r.status, 503, "applied by no chassis that said so: {r:?}");
+    let s = wait_for(&pair, "a serving again", Duration::from_secs(15), |s| s["chassis"][0]["state"] == "in_sync").await;
+    assert_eq!(s["chassis"][0]["resyncs"], 0, "a kept its state: {s}");
+    pair.gw.wait_in_sync(Duration::from_secs(20)).await;
+    let sources = |body: Value| body.as_array().cloned().unwrap_or_default();
+    let (a, b) =
+        (sources(pair.direct(0).await.get("/sources").await.ok().body), sources(pair.direct(1).await.get("/sources").await.ok().body));
+    assert_eq!(a, b, "b was rebuilt from a");
+    assert_eq!(a.iter().filter(|s| s["name"] == "cam").count(), 1, "applied once: {a:?}");
+    // The pair takes mutations again.
+    assert_eq!(ops.post("/sources", json!({"name": "after", "kind": "ip", "url": "rtsp://cam/2"})).await.status, 201);
+}

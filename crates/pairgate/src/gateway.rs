@@ -154,6 +154,7 @@ impl Gateway {
                 resyncs_done: Default::default(),
                 resyncs_failed: Default::default(),
                 resync_attempt: Default::default(),
+                unknown_outcome: Default::default(),
                 features: Default::default(),
             });
             service.push(ServiceAccount { username: c.username.clone(), password: password(&c.password)? });

@@ -25,6 +25,7 @@ use crate::chassis::upstream::{Outcome, UpRequest};
 use crate::journal::{ClientKeyState, ClientResponse, Entry, Follower, Journal, JournalError};
 use crate::recovery::pairing::{PairingState, PickFor};
 use crate::recovery::resync::{Progress, Reason, Resyncer, Step, WriteGate};
+use crate::recovery::resync_request::Standoff;
 use crate::session::broker::{Broker, Runs};
 
 pub struct Applier {
@@ -255,8 +256,14 @@ impl Applier {
         };
         tracing::warn!(chassis = %self.name(), ?reason, "full resync from {}", names.1);
         member.detector.signal(Signal::Resync);
+        if reason == Reason::UnknownOutcome {
+            if let Some(follower) = self.settle_standoff(&report).await {
+                return Some(follower);
+            }
+        }
         match self.resyncer().full_resync(me, source, &report).await {
             Ok(imported) => {
+                member.unknown_outcome.store(0, std::sync::atomic::Ordering::SeqCst);
                 let seq = imported.seq;
                 if let Err(e) = self.journal.mark_applied(self.name(), seq) {
                     tracing::error!(chassis = %self.name(), "recording the resync's seq: {e}");
@@ -285,6 +292,47 @@ impl Applier {
                 None
             }
         }
+    }
+
+    /// Waiting to be rebuilt for an entry of unknown outcome: while the peer
+    /// does not serve, look (every 100 ms, at most 30 s) whether it waits to
+    /// be rebuilt from this chassis too; if so, and [`Standoff::keeps_its_state`]
+    /// says this one keeps its state, count the entry as applied here and
+    /// rejoin (the peer is then rebuilt from this chassis). `None`: rebuild
+    /// as asked.
+    async fn settle_standoff(&self, report: &(dyn Fn(Step) + Sync)) -> Option<Follower> {
+        use std::sync::atomic::Ordering::SeqCst;
+        let (me, peer) = (self.index, Pair::other(self.index));
+        report(Step::new("waiting_for_source", 0));
+        for _ in 0..300 {
+            if self.pair.state(peer).serves() {
+                return None;
+            }
+            let applied = |i: usize| self.journal.applied(&self.pair.members[i].upstream.name).unwrap_or(0);
+            let standoff = Standoff {
+                applied: [applied(0), applied(1)],
+                unknown: [self.pair.members[0].unknown_outcome.load(SeqCst), self.pair.members[1].unknown_outcome.load(SeqCst)],
+                rebuilding: [0, 1].map(|i| self.pair.state(i) == ChassisState::FullResync),
+                preferred: self.pair.preferred(),
+            };
+            if standoff.keeps_its_state(me) {
+                let unknown = standoff.unknown[me];
+                if let Err(e) = self.journal.mark_applied_durably(self.name(), unknown).await {
+                    tracing::error!(chassis = %self.name(), seq = unknown, "recording the entry of unknown outcome as applied: {e}; rebuilding instead");
+                    return None;
+                }
+                self.pair.members[me].unknown_outcome.store(0, SeqCst);
+                tracing::warn!(
+                    chassis = %self.name(), seq = unknown, ?standoff,
+                    "both chassis wait to be rebuilt from each other and no chassis decided entry {unknown}: this one keeps its state (the entry counted as applied, whatever it did here); {} is rebuilt from it",
+                    self.peer_name()
+                );
+                self.pair.members[me].detector.signal(Signal::ResyncDone);
+                return Some(self.journal.follow(unknown));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        None
     }
 
     /// Run forever (until the runtime stops).
@@ -512,6 +560,7 @@ impl Applier {
                     chassis = %self.name(), seq = entry.seq,
                     "this entry was on its way when the gateway stopped, and this firmware cannot recognise a repeat: not resent; rebuilding the chassis"
                 );
+                member.unknown_outcome.store(entry.seq, std::sync::atomic::Ordering::SeqCst);
                 member.resync.request(Reason::UnknownOutcome);
                 return;
             }
@@ -600,6 +649,7 @@ impl Applier {
                             chassis = %self.name(), seq = entry.seq,
                             "outcome unknown ({}) on firmware without Idempotency-Key: not resent; rebuilding the chassis", other.describe()
                         );
+                        member.unknown_outcome.store(entry.seq, std::sync::atomic::Ordering::SeqCst);
                         member.resync.request(Reason::UnknownOutcome);
                         return;
                     }

@@ -28,6 +28,9 @@ pub struct Member {
     pub resyncs_failed: Arc<std::sync::atomic::AtomicU64>,
     /// Attempts made of the resync under way (0 when none is).
     pub resync_attempt: Arc<std::sync::atomic::AtomicU64>,
+    /// The entry whose outcome here is unknown and that this chassis waits to
+    /// be rebuilt for (firmware without `Idempotency-Key`); 0: none.
+    pub unknown_outcome: Arc<AtomicU64>,
     /// What its firmware offers, once known (`recovery/discovery.rs`).
     pub features: Mutex<Option<crate::chassis::features::Discovered>>,
 }
@@ -115,6 +118,11 @@ impl Pair {
         self.failovers.load(Ordering::Relaxed)
     }
 
+    /// The chassis preferred as primary (`gateway.toml`).
+    pub fn preferred(&self) -> usize {
+        self.preferred
+    }
+
     /// Chassis `i` answered a client at a moment when the journal ended at
     /// `seq`, or with the answer of entry `seq`: what it showed may hold any
     /// entry up to `seq`.
@@ -159,6 +167,7 @@ mod tests {
                 resyncs_done: Arc::default(),
                 resyncs_failed: Arc::default(),
                 resync_attempt: Arc::default(),
+                unknown_outcome: Arc::default(),
                 features: Default::default(),
             };
             (m, state)

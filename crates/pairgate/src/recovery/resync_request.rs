@@ -47,3 +47,78 @@ impl ResyncFlag {
         }
     }
 }
+
+/// What each chassis stands at when one waits to be rebuilt for an entry
+/// whose outcome on it is unknown (firmware without `Idempotency-Key`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Standoff {
+    /// Each chassis' applied position in the journal.
+    pub applied: [u64; 2],
+    /// Each chassis' entry of unknown outcome it waits to be rebuilt for (0: none).
+    pub unknown: [u64; 2],
+    /// Whether each chassis is being rebuilt (`full_resync`).
+    pub rebuilding: [bool; 2],
+    /// The chassis preferred as primary.
+    pub preferred: usize,
+}
+
+impl Standoff {
+    /// Whether chassis `me` keeps its state as it is, its entry of unknown
+    /// outcome counted as applied, instead of waiting to be rebuilt: only
+    /// when the other waits to be rebuilt too (neither could ever be the
+    /// other's source), nobody decided that entry (so no client was told it
+    /// happened: whichever state is kept loses nothing acknowledged), and
+    /// `me` applied more of the journal (a tie: the preferred one). The other
+    /// is then rebuilt from it. Both sides decide alike from the same facts.
+    pub fn keeps_its_state(&self, me: usize) -> bool {
+        let peer = 1 - me.min(1);
+        let me = me.min(1);
+        let waits = |i: usize| self.unknown[i] != 0 && self.rebuilding[i];
+        let wins = self.applied[me] > self.applied[peer] || (self.applied[me] == self.applied[peer] && me == self.preferred);
+        waits(me) && waits(peer) && self.applied[peer] < self.unknown[me] && wins
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Standoff;
+
+    fn standoff(applied: [u64; 2], unknown: [u64; 2]) -> Standoff {
+        Standoff { applied, unknown, rebuilding: [true, true], preferred: 0 }
+    }
+
+    #[test]
+    fn the_same_entry_unknown_on_both_the_preferred_keeps_its_state() {
+        let s = standoff([4, 4], [5, 5]);
+        assert!(s.keeps_its_state(0));
+        assert!(!s.keeps_its_state(1), "exactly one keeps its state");
+        let s = Standoff { preferred: 1, ..s };
+        assert!(s.keeps_its_state(1) && !s.keeps_its_state(0));
+    }
+
+    #[test]
+    fn the_one_that_applied_more_keeps_its_state_whoever_is_preferred() {
+        // b decided entry 5; its outcome on a is unknown, and 6 on b.
+        let s = standoff([4, 5], [5, 6]);
+        assert!(s.keeps_its_state(1));
+        assert!(!s.keeps_its_state(0));
+    }
+
+    #[test]
+    fn an_entry_the_other_decided_is_never_given_up() {
+        // a's unknown entry 5 was decided by b (it may have been answered to
+        // a client): a waits for b, whatever the counts say.
+        let s = Standoff { applied: [4, 5], unknown: [5, 0], rebuilding: [true, false], preferred: 0 };
+        assert!(!s.keeps_its_state(0));
+    }
+
+    #[test]
+    fn a_peer_that_is_only_down_or_not_waiting_is_waited_for() {
+        let down = Standoff { applied: [4, 4], unknown: [5, 0], rebuilding: [true, false], preferred: 0 };
+        assert!(!down.keeps_its_state(0), "a peer down without an unknown outcome comes back and is the source");
+        let not_rebuilding = Standoff { rebuilding: [true, false], ..standoff([4, 4], [5, 5]) };
+        assert!(!not_rebuilding.keeps_its_state(0));
+        let nothing_unknown = standoff([4, 4], [0, 5]);
+        assert!(!nothing_unknown.keeps_its_state(0), "a chassis not waiting for an unknown outcome has nothing to keep");
+    }
+}
