@@ -155,6 +155,7 @@ impl Gateway {
                 resyncs_failed: Default::default(),
                 resync_attempt: Default::default(),
                 unknown_outcome: Default::default(),
+                rebuilding: Default::default(),
                 features: Default::default(),
             });
             service.push(ServiceAccount { username: c.username.clone(), password: password(&c.password)? });

@@ -154,6 +154,7 @@ impl Applier {
                     }
                 };
                 if verdict.equal() {
+                    member.unknown_outcome.store(0, std::sync::atomic::Ordering::SeqCst);
                     member.detector.signal(Signal::CaughtUp);
                 } else if self.pair.state(other) == ChassisState::InSync {
                     self.stats.divergences.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -165,6 +166,12 @@ impl Applier {
                     let refs = resyncer.references(&verdict);
                     self.settle(&verdict, refs[me], refs[other]);
                 }
+            }
+            ChassisState::Down | ChassisState::FullResync if member.unknown_outcome.load(std::sync::atomic::Ordering::SeqCst) != 0 => {
+                // An entry it was never sent again may be missing here: only
+                // a comparison or a rebuild lets it serve, never its journal alone.
+                tracing::warn!(chassis = %self.name(), "an entry of unknown outcome was counted as applied here and its peer is gone before the comparison: rebuilt from it instead");
+                member.resync.request(Reason::UnknownOutcome);
             }
             ChassisState::Down | ChassisState::FullResync => {
                 // Nothing to compare with: the survivor serves on its journal.
@@ -239,6 +246,7 @@ impl Applier {
         let started = std::time::Instant::now();
         let names = (self.name().to_string(), self.pair.members[source].upstream.name.clone());
         let attempt = member.resync_attempt.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+        let _parked = Parked::new(&member.rebuilding);
         let report = |step: Step| {
             let mut p = self.progress.lock();
             *p = Some(Progress {
@@ -294,6 +302,52 @@ impl Applier {
         }
     }
 
+    /// Entry `entry`'s outcome here is unknown (`why`) and this firmware
+    /// cannot recognise a repeat: it is never sent again. The gateway finds
+    /// out by the comparison: once the peer has decided it (waited for at
+    /// most one per-try while the peer serves, or already recorded, as after
+    /// a restart), the entry counts as applied here and this chassis catches
+    /// up from the next one; it joins only if its state then equals its
+    /// peer's (the join's comparison, in client IDs), and is rebuilt if not.
+    /// Nobody decided it: the chassis is rebuilt (resync `unknown_outcome`).
+    async fn unknown_here(&self, entry: &Entry, why: &str) {
+        use std::sync::atomic::Ordering::SeqCst;
+        let (me, peer) = (&self.pair.members[self.index], Pair::other(self.index));
+        let peer_name = &self.pair.members[peer].upstream.name;
+        let deadline = tokio::time::Instant::now() + self.per_try;
+        // Only an in-sync peer: a mismatch then rebuilds this chassis from it.
+        let decided = loop {
+            if !self.pair.state(peer).serves() || tokio::time::Instant::now() >= deadline {
+                break false;
+            }
+            if self.attempts.decided(entry.seq, peer).is_some() || self.journal.applied(peer_name).is_ok_and(|a| a >= entry.seq) {
+                break true;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        };
+        // Set either way: until a comparison shows this chassis equal to its
+        // peer (or a rebuild), it never joins alone (`join`).
+        me.unknown_outcome.store(entry.seq, SeqCst);
+        if decided {
+            match self.journal.mark_applied_durably(self.name(), entry.seq).await {
+                Ok(()) => {
+                    tracing::warn!(
+                        chassis = %self.name(), seq = entry.seq,
+                        "outcome unknown ({why}) on firmware without Idempotency-Key: not resent; {peer_name} decided it, so this chassis catches up without it and joins only if its state then equals {peer_name}'s (rebuilt if not)"
+                    );
+                    me.detector.signal(Signal::FellBehind);
+                    return;
+                }
+                Err(e) => tracing::error!(chassis = %self.name(), seq = entry.seq, "recording the entry of unknown outcome: {e}"),
+            }
+        }
+        tracing::error!(
+            chassis = %self.name(), seq = entry.seq,
+            "outcome unknown ({why}) on firmware without Idempotency-Key, and no in-sync chassis decided it: not resent; rebuilding the chassis"
+        );
+        me.resync.request(Reason::UnknownOutcome);
+    }
+
     /// Waiting to be rebuilt for an entry of unknown outcome: while the peer
     /// does not serve, look (every 100 ms, at most 30 s) whether it waits to
     /// be rebuilt from this chassis too; if so, and [`Standoff::keeps_its_state`]
@@ -312,7 +366,7 @@ impl Applier {
             let standoff = Standoff {
                 applied: [applied(0), applied(1)],
                 unknown: [self.pair.members[0].unknown_outcome.load(SeqCst), self.pair.members[1].unknown_outcome.load(SeqCst)],
-                rebuilding: [0, 1].map(|i| self.pair.state(i) == ChassisState::FullResync),
+                rebuilding: [0, 1].map(|i| self.pair.members[i].rebuilding.load(SeqCst)),
                 preferred: self.pair.preferred(),
             };
             if standoff.keeps_its_state(me) {
@@ -556,12 +610,7 @@ impl Applier {
             if mine_unknown && on_its_way(Pair::other(self.index)) {
                 tracing::warn!(chassis = %self.name(), seq = entry.seq, "this entry was on its way to both chassis when the gateway stopped; neither can be rebuilt from the other: sent again");
             } else if mine_unknown && !resend_is_harmless(&entry.method) {
-                tracing::error!(
-                    chassis = %self.name(), seq = entry.seq,
-                    "this entry was on its way when the gateway stopped, and this firmware cannot recognise a repeat: not resent; rebuilding the chassis"
-                );
-                member.unknown_outcome.store(entry.seq, std::sync::atomic::Ordering::SeqCst);
-                member.resync.request(Reason::UnknownOutcome);
+                self.unknown_here(entry, "it was on its way when the gateway stopped").await;
                 return;
             }
             // Claimed right before it is sent: a void decided while this
@@ -645,12 +694,7 @@ impl Applier {
                     member.detector.signal(Signal::FellBehind);
                     if !self.recognises_repeats() && !resend_is_harmless(&entry.method) {
                         // It may have applied it; a resend would apply it again.
-                        tracing::error!(
-                            chassis = %self.name(), seq = entry.seq,
-                            "outcome unknown ({}) on firmware without Idempotency-Key: not resent; rebuilding the chassis", other.describe()
-                        );
-                        member.unknown_outcome.store(entry.seq, std::sync::atomic::Ordering::SeqCst);
-                        member.resync.request(Reason::UnknownOutcome);
+                        self.unknown_here(entry, &other.describe()).await;
                         return;
                     }
                     tracing::warn!(chassis = %self.name(), seq = entry.seq, "not applied: {}", other.describe());
@@ -659,6 +703,22 @@ impl Applier {
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(Duration::from_secs(1));
         }
+    }
+}
+
+/// Marks a member's applier as inside a full resync for as long as it lives.
+struct Parked<'a>(&'a std::sync::atomic::AtomicBool);
+
+impl<'a> Parked<'a> {
+    fn new(flag: &'a std::sync::atomic::AtomicBool) -> Parked<'a> {
+        flag.store(true, std::sync::atomic::Ordering::SeqCst);
+        Parked(flag)
+    }
+}
+
+impl Drop for Parked<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, std::sync::atomic::Ordering::SeqCst);
     }
 }
 

@@ -31,6 +31,9 @@ pub struct Member {
     /// The entry whose outcome here is unknown and that this chassis waits to
     /// be rebuilt for (firmware without `Idempotency-Key`); 0: none.
     pub unknown_outcome: Arc<AtomicU64>,
+    /// Its applier is inside a full resync (waiting for its source, or
+    /// rebuilding): it sends this chassis no entry meanwhile.
+    pub rebuilding: Arc<std::sync::atomic::AtomicBool>,
     /// What its firmware offers, once known (`recovery/discovery.rs`).
     pub features: Mutex<Option<crate::chassis::features::Discovered>>,
 }
@@ -168,6 +171,7 @@ mod tests {
                 resyncs_failed: Arc::default(),
                 resync_attempt: Arc::default(),
                 unknown_outcome: Arc::default(),
+                rebuilding: Arc::default(),
                 features: Default::default(),
             };
             (m, state)

@@ -56,7 +56,8 @@ pub struct Standoff {
     pub applied: [u64; 2],
     /// Each chassis' entry of unknown outcome it waits to be rebuilt for (0: none).
     pub unknown: [u64; 2],
-    /// Whether each chassis is being rebuilt (`full_resync`).
+    /// Whether each chassis' applier is inside a full resync (waiting for
+    /// its source or rebuilding): it sends that chassis nothing meanwhile.
     pub rebuilding: [bool; 2],
     /// The chassis preferred as primary.
     pub preferred: usize,
@@ -68,14 +69,17 @@ impl Standoff {
     /// when the other waits to be rebuilt too (neither could ever be the
     /// other's source), nobody decided that entry (so no client was told it
     /// happened: whichever state is kept loses nothing acknowledged), and
+    /// either the other may not keep its own (its entry was decided here) or
     /// `me` applied more of the journal (a tie: the preferred one). The other
     /// is then rebuilt from it. Both sides decide alike from the same facts.
     pub fn keeps_its_state(&self, me: usize) -> bool {
         let peer = 1 - me.min(1);
         let me = me.min(1);
         let waits = |i: usize| self.unknown[i] != 0 && self.rebuilding[i];
+        // Nobody decided `i`'s entry, and nobody can now (both are parked).
+        let may_keep = |i: usize| waits(0) && waits(1) && self.applied[1 - i] < self.unknown[i];
         let wins = self.applied[me] > self.applied[peer] || (self.applied[me] == self.applied[peer] && me == self.preferred);
-        waits(me) && waits(peer) && self.applied[peer] < self.unknown[me] && wins
+        may_keep(me) && (!may_keep(peer) || wins)
     }
 }
 
@@ -110,6 +114,15 @@ mod tests {
         // a client): a waits for b, whatever the counts say.
         let s = Standoff { applied: [4, 5], unknown: [5, 0], rebuilding: [true, false], preferred: 0 };
         assert!(!s.keeps_its_state(0));
+    }
+
+    #[test]
+    fn one_whose_entry_the_other_decided_leaves_the_keeping_to_the_other_even_if_preferred() {
+        // a counted entry 5 as applied (b decided it) and waits for a
+        // comparison; b's 7 is unknown, a decided up to 6 like b.
+        let s = standoff([6, 6], [5, 7]);
+        assert!(!s.keeps_its_state(0), "b decided a's entry: a may not keep its state");
+        assert!(s.keeps_its_state(1), "else both would wait for good");
     }
 
     #[test]
