@@ -10,6 +10,20 @@ use serde_json::{json, Value};
 
 const OLD_FIRMWARE: &[&str] = &["--without", "export_import", "--without", "id_block", "--without", "idempotency_key"];
 
+/// An admin account of its own, logged in through the gateway (the fault
+/// hooks' direct admin logins never preempt its sessions on the chassis).
+async fn ops_account(pair: &Pair) -> pairgate_suite::api::Api {
+    let admin = pair.gw.login("admin", "admin").await;
+    admin.post("/users", json!({"username": "ops", "password": "ops-password-1", "role": "admin"})).await.ok();
+    pair.gw.login("ops", "ops-password-1").await
+}
+
+/// One create, so the account's backend session exists on both chassis
+/// before a fault meets the next request.
+async fn warm(ops: &pairgate_suite::api::Api) {
+    ops.post("/sources", json!({"name": "warm", "kind": "ip", "url": "rtsp://cam/0"})).await.ok();
+}
+
 fn firmware(status: &Value, i: usize) -> &Value {
     &status["chassis"][i]["firmware"]
 }
@@ -120,11 +134,8 @@ async fn without_idempotency_keys_an_unknown_outcome_is_found_out_by_the_compari
     let old = &["--without", "idempotency_key"];
     let pair = Pair::start_firmware([old, old], slow_probes).await;
     pair.gw.wait_in_sync(Duration::from_secs(30)).await;
-    let admin = pair.gw.login("admin", "admin").await;
-    admin.post("/users", json!({"username": "ops", "password": "ops-password-1", "role": "admin"})).await.ok();
-    let ops = pair.gw.login("ops", "ops-password-1").await;
-    // The account's backend session on both chassis, before the fault.
-    ops.post("/sources", json!({"name": "warm", "kind": "ip", "url": "rtsp://cam/0"})).await.ok();
+    let ops = ops_account(&pair).await;
+    warm(&ops).await;
     let sources = |body: Value| body.as_array().cloned().unwrap_or_default();
     let both = || async {
         (sources(pair.direct(0).await.get("/sources").await.ok().body), sources(pair.direct(1).await.get("/sources").await.ok().body))
@@ -186,9 +197,7 @@ async fn without_idempotency_keys_a_put_whose_outcome_is_unknown_is_resent_not_r
     let old = &["--without", "idempotency_key"];
     let pair = Pair::start_firmware([old, old], slow_probes).await;
     pair.gw.wait_in_sync(Duration::from_secs(30)).await;
-    let admin = pair.gw.login("admin", "admin").await;
-    admin.post("/users", json!({"username": "ops", "password": "ops-password-1", "role": "admin"})).await.ok();
-    let ops = pair.gw.login("ops", "ops-password-1").await;
+    let ops = ops_account(&pair).await;
     ops.put("/sources/1", json!({"name": "warm"})).await.ok();
     // b applies the rename and answers 500; a PUT sent again sets the same name.
     pair.sim_faults(1, json!({"fail_after_apply_next": 1})).await;
@@ -496,10 +505,8 @@ async fn legacy_chassis_holding_different_data_are_not_guessed_between_and_one_i
 async fn an_entry_on_its_way_when_the_gateway_died_is_never_resent_to_firmware_that_cannot_recognise_it() {
     let mut pair = Pair::start_with_history([LEGACY, LEGACY], [&[], &[]], |_| {}).await;
     pair.gw.wait_in_sync(Duration::from_secs(40)).await;
-    let admin = pair.gw.login("admin", "admin").await;
-    admin.post("/users", json!({"username": "ops", "password": "ops-password-1", "role": "admin"})).await.ok();
-    let ops = pair.gw.login("ops", "ops-password-1").await;
-    ops.post("/sources", json!({"name": "warm", "kind": "ip", "url": "rtsp://cam/0"})).await.ok();
+    let ops = ops_account(&pair).await;
+    warm(&ops).await;
     // b applies what it gets and holds the answer back: the gateway dies
     // before it learns that b applied the create.
     pair.sim_faults(1, json!({"latency_after_ms": 3000})).await;
@@ -542,10 +549,8 @@ async fn when_both_chassis_wait_to_be_rebuilt_from_each_other_one_keeps_its_stat
     let old = &["--without", "idempotency_key", "--without", "id_block"];
     let pair = Pair::start_firmware([old, old], slow_probes).await;
     pair.gw.wait_in_sync(Duration::from_secs(30)).await;
-    let admin = pair.gw.login("admin", "admin").await;
-    admin.post("/users", json!({"username": "ops", "password": "ops-password-1", "role": "admin"})).await.ok();
-    let ops = pair.gw.login("ops", "ops-password-1").await;
-    ops.post("/sources", json!({"name": "warm", "kind": "ip", "url": "rtsp://cam/0"})).await.ok();
+    let ops = ops_account(&pair).await;
+    warm(&ops).await;
     // a applies it and answers 500; b answers 500 without applying it.
     pair.sim_faults(0, json!({"fail_after_apply_next": 1})).await;
     pair.sim_faults(1, json!({"fail_next": 1})).await;

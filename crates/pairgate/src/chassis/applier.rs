@@ -143,7 +143,16 @@ impl Applier {
             PickFor::Target => return,
             PickFor::None => {}
         }
-        match self.pair.state(other) {
+        // A peer whose applier is parked in a full resync (waiting for this
+        // chassis as its source) is being rebuilt, whatever its detector says
+        // (one that went down and came back shows catching_up): it cannot be
+        // compared with, and waiting for it would keep both out.
+        let peer = if self.pair.members[other].rebuilding.load(std::sync::atomic::Ordering::SeqCst) {
+            ChassisState::FullResync
+        } else {
+            self.pair.state(other)
+        };
+        match peer {
             ChassisState::InSync | ChassisState::CatchingUp => {
                 let resyncer = self.resyncer();
                 let verdict = match resyncer.verify(Some(me)).await {
