@@ -595,6 +595,17 @@ impl Applier {
                 Err(e) => tracing::error!(chassis = %self.name(), seq = entry.seq, "reading the applied position: {e}"),
             }
             self.reachable().await;
+            // Unverified since an entry of unknown outcome was counted as
+            // applied here (`unknown_here`), with no in-sync peer to be
+            // compared with: nothing more is sent. Deciding entries the peer
+            // has not would leave neither chassis holding everything decided
+            // (the standoff then has no chassis that may keep its state).
+            let peer = Pair::other(self.index);
+            if member.unknown_outcome.load(std::sync::atomic::Ordering::SeqCst) != 0 && !self.pair.state(peer).serves() {
+                tracing::warn!(chassis = %self.name(), seq = entry.seq, "not sent: this chassis is unverified and its peer is not in sync; rebuilt from it instead");
+                member.resync.request(Reason::UnknownOutcome);
+                return;
+            }
             // Nothing is sent before the firmware is known: it decides which
             // IDs the chassis is given.
             let Some(translated) = self.pair.translated(self.index) else {
