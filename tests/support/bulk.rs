@@ -4,11 +4,11 @@
 //!
 //! Creating them through the gateway one by one would take far too long for
 //! CI (≈1.4k mutations/s). Instead, before the gateway starts: export chassis
-//! a (`GET /system/export`), append the rows to its `sources` table in the
+//! a (`GET /_sim/export`: any firmware), append the rows to its `sources` table in the
 //! document's own format (`crates/chassis-sim/src/db.rs`: per table
 //! `{"next_id", "rows"}`; ids from the table's `next_id` on, and `next_id`
 //! moved past them), and import that one document into both chassis
-//! (`PUT /system/import`, as admin, directly). The gateway's first pairing
+//! (`PUT /_sim/import`, as admin, directly). The gateway's first pairing
 //! then sees equal digests (no resync at start) and raises its id counter
 //! above the bulk ids like above any other.
 //!
@@ -75,7 +75,7 @@ async fn admin(c: &SimProcess, cert: &std::path::Path) -> Result<Http, String> {
 /// digests are then equal. Returns the bulk rows' ids.
 pub async fn load(chassis: &[SimProcess; 2], certs: &[std::path::PathBuf; 2], n: usize) -> Result<Range<u64>, String> {
     let a = admin(&chassis[0], &certs[0]).await?;
-    let mut doc = match a.get("/api/v1/system/export").await {
+    let mut doc = match a.get("/_sim/export").await {
         Sent::Answer { status: 200, body } => body,
         other => return Err(format!("bulk rows: export of chassis a: {}", other.describe())),
     };
@@ -83,13 +83,13 @@ pub async fn load(chassis: &[SimProcess; 2], certs: &[std::path::PathBuf; 2], n:
     let mut digests = Vec::new();
     for (i, c) in chassis.iter().enumerate() {
         let http = admin(c, &certs[i]).await?;
-        let r = http.call("PUT", "/api/v1/system/import", Some(&doc), &[]).await;
+        let r = http.call("PUT", "/_sim/import", Some(&doc), &[]).await;
         match &r {
             Sent::Answer { status: 200, body } if body["counts"]["sources"].as_u64().is_some() => {}
             other => return Err(format!("bulk rows: import into chassis {}: {}", NAMES[i], other.describe())),
         }
         // The import kept the admin account (same user row), and the session with it.
-        match http.get("/api/v1/system/digest").await {
+        match http.get("/_sim/digest").await {
             Sent::Answer { status: 200, body } => digests.push(body["digest"].clone()),
             other => return Err(format!("bulk rows: digest of chassis {}: {}", NAMES[i], other.describe())),
         }

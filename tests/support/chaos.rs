@@ -341,9 +341,9 @@ async fn heal_and_collect(site: &mut Site, clock: Clock, harness: &mut Check) ->
     let mut outputs = [Err(String::new()), Err(String::new())];
     let mut export = [Err(String::new()), Err(String::new())];
     for i in 0..2 {
-        digest[i] = site.direct_get(i, "/api/v1/system/digest").await;
+        digest[i] = site.direct_get(i, "/_sim/digest").await;
         outputs[i] = site.direct_get(i, "/api/v1/hardware/outputs").await;
-        export[i] = site.direct_get(i, "/api/v1/system/export").await;
+        export[i] = site.direct_get(i, "/_sim/export").await;
     }
     Evidence { in_sync, digest, outputs, export, at_us: clock.now_us() }
 }

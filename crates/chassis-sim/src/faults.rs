@@ -10,7 +10,11 @@
 //!   refuse connections for a while (the listening socket is closed), or drop
 //!   them for a while (accepted, then closed at once); both cut the
 //!   connections already open;
-//! - power off: stop answering at once, for good (the binary exits).
+//! - power off: stop answering at once, for good (the binary exits);
+//! - the state itself, whatever the firmware's features: `/_sim/export`,
+//!   `/_sim/import` and `/_sim/digest` answer as `/system/export`, `/system/import`
+//!   and `/system/digest` do on full firmware, so a test harness can load and
+//!   inspect a chassis that offers none of them (the gateway never calls `/_sim`).
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -222,6 +226,44 @@ async fn power_off(State(c): State<Arc<Chassis>>, a: Auth) -> ApiResult<Reply> {
     Ok(Reply::ok(json!({"powering_off": true})))
 }
 
-pub fn router() -> Router<Arc<Chassis>> {
-    Router::new().route("/_sim/faults", get(get_faults).put(put_faults).delete(clear_faults)).route("/_sim/power_off", post(power_off))
+/// `GET /_sim/export`: the export document, whatever the features.
+async fn sim_export(State(c): State<Arc<Chassis>>, a: Auth) -> ApiResult<Reply> {
+    hooks(&c, &a)?;
+    let c2 = c.clone();
+    let doc = tokio::task::spawn_blocking(move || c2.export()).await.map_err(|e| ApiError::Storage(format!("a worker failed: {e}")))?;
+    Ok(Reply::ok(doc))
+}
+
+/// `PUT /_sim/import`: replace the state with an export document, whatever the features.
+async fn sim_import(State(c): State<Arc<Chassis>>, a: Auth, JsonBody(doc): JsonBody<serde_json::Value>) -> ApiResult<Reply> {
+    hooks(&c, &a)?;
+    let c2 = c.clone();
+    tokio::task::spawn_blocking(move || c2.import(&doc))
+        .await
+        .map_err(|e| ApiError::Storage(format!("a worker failed: {e}")))?
+        .map(Reply::ok)
+}
+
+/// `GET /_sim/digest`: the state's digest, whatever the features.
+async fn sim_digest(State(c): State<Arc<Chassis>>, a: Auth) -> ApiResult<Reply> {
+    hooks(&c, &a)?;
+    let c2 = c.clone();
+    let (digest, counts) = tokio::task::spawn_blocking(move || c2.read(|db| db.digest()))
+        .await
+        .map_err(|e| ApiError::Storage(format!("a worker failed: {e}")))?;
+    Ok(Reply::ok(json!({"digest": digest, "counts": counts})))
+}
+
+/// The `/_sim` routes; `max_import` bounds `/_sim/import`'s document.
+pub fn router(max_import: usize) -> Router<Arc<Chassis>> {
+    let import = Router::new()
+        .route("/_sim/import", axum::routing::put(sim_import))
+        .layer(axum::extract::DefaultBodyLimit::max(max_import))
+        .layer(axum::Extension(crate::body::BodyLimit(max_import)));
+    Router::new()
+        .route("/_sim/faults", get(get_faults).put(put_faults).delete(clear_faults))
+        .route("/_sim/power_off", post(power_off))
+        .route("/_sim/export", get(sim_export))
+        .route("/_sim/digest", get(sim_digest))
+        .merge(import)
 }

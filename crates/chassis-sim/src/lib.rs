@@ -57,7 +57,7 @@ pub enum Error {
 pub fn app(chassis: Arc<Chassis>) -> Router {
     let faulted =
         api::router(chassis.clone()).merge(web::router()).layer(axum::middleware::from_fn_with_state(chassis.clone(), faults::layer));
-    faults::router().with_state(chassis).merge(faulted).fallback(api::no_route)
+    faults::router(chassis.cfg.max_import).with_state(chassis).merge(faulted).fallback(api::no_route)
 }
 
 /// Open the chassis' state and start serving it.

@@ -37,7 +37,12 @@ impl Sim {
     }
 
     async fn call_with(&self, method: &str, path: &str, body: Option<Value>, headers: &[(&str, &str)]) -> (StatusCode, Value) {
-        let mut req = Request::builder().method(method).uri(format!("/api/v1{path}"));
+        self.send(method, &format!("/api/v1{path}"), body, headers).await
+    }
+
+    /// One request to `uri` as given (the `/_sim` hooks live outside `/api/v1`).
+    async fn send(&self, method: &str, uri: &str, body: Option<Value>, headers: &[(&str, &str)]) -> (StatusCode, Value) {
+        let mut req = Request::builder().method(method).uri(uri);
         for (name, value) in headers {
             req = req.header(*name, *value);
         }
@@ -255,4 +260,35 @@ fn cli_without_digest_switches_it_off_and_unknown_names_are_refused() {
     let err = chassis_sim::cli::config(&parse(&["--without", "digests"]).expect("parsed")).expect_err("unknown feature");
     assert!(err.contains("--without digests: unknown feature"), "{err}");
     assert!(err.contains("id_block, idempotency_key, export_import, origin_seq, digest"), "names every feature: {err}");
+}
+
+/// The harness' view of older firmware: `/_sim/export`, `/_sim/import` and
+/// `/_sim/digest` answer on a chassis whose API has none of them (with
+/// `--sim-hooks` only), and agree with what full firmware's routes answer.
+#[tokio::test]
+async fn the_state_hooks_answer_on_firmware_without_export_or_digest() {
+    let none = Features { id_block: false, idempotency_key: false, export_import: false, origin_seq: false, digest: false };
+    let old = Sim::open(ChassisConfig { hooks: true, features: none.clone(), ..ChassisConfig::default() }).await;
+    let full = Sim::open(ChassisConfig { hooks: true, ..ChassisConfig::default() }).await;
+    for sim in [&old, &full] {
+        sim.create("/users", user("alice")).await;
+        sim.create("/walls", wall([1, 2])).await;
+    }
+    assert_eq!(old.call("GET", "/system/export", None).await.0, StatusCode::NOT_FOUND, "the firmware has no export");
+    assert_eq!(old.call("GET", "/system/digest", None).await.0, StatusCode::NOT_FOUND, "nor a digest");
+    let (status, digest) = old.send("GET", "/_sim/digest", None, &[]).await;
+    assert_eq!(status, StatusCode::OK, "{digest}");
+    let (_, full_digest) = full.call("GET", "/system/digest", None).await;
+    assert_eq!(digest["digest"], full_digest["digest"], "the same requests, the same digest");
+    let (status, export) = old.send("GET", "/_sim/export", None, &[]).await;
+    assert_eq!(status, StatusCode::OK, "{export}");
+    // Into a third chassis without the feature: it then holds the same state.
+    let other = Sim::open(ChassisConfig { hooks: true, features: none, ..ChassisConfig::default() }).await;
+    let (status, answer) = other.send("PUT", "/_sim/import", Some(export), &[]).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(other.send("GET", "/_sim/digest", None, &[]).await.1["digest"], digest["digest"]);
+    // Hooks stay hooks: a chassis started without them has none.
+    let plain = Sim::open(ChassisConfig::default()).await;
+    assert_eq!(plain.send("GET", "/_sim/export", None, &[]).await.0, StatusCode::NOT_FOUND);
+    assert_eq!(plain.send("PUT", "/_sim/import", Some(json!({})), &[]).await.0, StatusCode::NOT_FOUND);
 }
