@@ -29,6 +29,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tokio::sync::watch;
 
+use crate::api::system::off_the_workers;
 use crate::auth::Auth;
 use crate::body::JsonBody;
 use crate::chassis::{Chassis, Reply};
@@ -229,28 +230,19 @@ async fn power_off(State(c): State<Arc<Chassis>>, a: Auth) -> ApiResult<Reply> {
 /// `GET /_sim/export`: the export document, whatever the features.
 async fn sim_export(State(c): State<Arc<Chassis>>, a: Auth) -> ApiResult<Reply> {
     hooks(&c, &a)?;
-    let c2 = c.clone();
-    let doc = tokio::task::spawn_blocking(move || c2.export()).await.map_err(|e| ApiError::Storage(format!("a worker failed: {e}")))?;
-    Ok(Reply::ok(doc))
+    Ok(Reply::ok(off_the_workers(&c, |c| c.export()).await?))
 }
 
 /// `PUT /_sim/import`: replace the state with an export document, whatever the features.
 async fn sim_import(State(c): State<Arc<Chassis>>, a: Auth, JsonBody(doc): JsonBody<serde_json::Value>) -> ApiResult<Reply> {
     hooks(&c, &a)?;
-    let c2 = c.clone();
-    tokio::task::spawn_blocking(move || c2.import(&doc))
-        .await
-        .map_err(|e| ApiError::Storage(format!("a worker failed: {e}")))?
-        .map(Reply::ok)
+    off_the_workers(&c, move |c| c.import(&doc)).await?.map(Reply::ok)
 }
 
 /// `GET /_sim/digest`: the state's digest, whatever the features.
 async fn sim_digest(State(c): State<Arc<Chassis>>, a: Auth) -> ApiResult<Reply> {
     hooks(&c, &a)?;
-    let c2 = c.clone();
-    let (digest, counts) = tokio::task::spawn_blocking(move || c2.read(|db| db.digest()))
-        .await
-        .map_err(|e| ApiError::Storage(format!("a worker failed: {e}")))?;
+    let (digest, counts) = off_the_workers(&c, |c| c.read(|db| db.digest())).await?;
     Ok(Reply::ok(json!({"digest": digest, "counts": counts})))
 }
 

@@ -32,7 +32,7 @@ pub async fn health() -> Reply {
 /// Run `f` on the blocking pool: a digest, export or import of a large state
 /// takes a CPU for a while, and must not hold up the runtime's workers (a
 /// health probe waiting behind two of them would find the chassis "down").
-async fn off_the_workers<R: Send + 'static>(c: &Arc<Chassis>, f: impl FnOnce(&Chassis) -> R + Send + 'static) -> ApiResult<R> {
+pub(crate) async fn off_the_workers<R: Send + 'static>(c: &Arc<Chassis>, f: impl FnOnce(&Chassis) -> R + Send + 'static) -> ApiResult<R> {
     let c = c.clone();
     tokio::task::spawn_blocking(move || f(&c)).await.map_err(|e| ApiError::Storage(format!("a worker failed: {e}")))
 }

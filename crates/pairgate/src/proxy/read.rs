@@ -81,33 +81,26 @@ pub async fn forward(gw: &Gateway, ctx: &Ctx, session: Option<&Session>) -> Resp
         tokio::select! {
             Some((i, outcome)) = pending.next() => {
                 let m = &gw.pair.members[i];
-                let outcome = match outcome {
-                    Ok(outcome) => outcome,
-                    Err(behind) => {
-                        m.detector.signal(Signal::FellBehind);
-                        tracing::warn!(chassis = %m.upstream.name, path, "read not sent: {behind}");
-                        last = behind;
-                        if let Some(j) = order.next() {
-                            pending.push(attempt(j));
-                        } else if pending.is_empty() {
-                            break;
-                        }
-                        continue;
-                    }
-                };
-                match &outcome {
-                    Outcome::Answered(a) if !a.is_server_error() => {
+                let why = match outcome {
+                    Ok(Outcome::Answered(a)) if !a.is_server_error() => {
                         // Whatever this answer shows, the journal held no more.
                         gw.pair.showed(i, gw.journal.last_seq());
-                        return relay(a, None);
+                        return relay(&a, None);
                     }
                     // Not the chassis' failure: the account's own login.
-                    Outcome::AccountRefused(why) => return relay(&crate::chassis::applier::account_refused(why), None),
-                    Outcome::Refused(_) => m.detector.signal(Signal::Refused),
-                    _ => m.detector.signal(Signal::Failed),
-                }
-                tracing::warn!(chassis = %m.upstream.name, path, "read failed over: {}", outcome.describe());
-                last = outcome.describe();
+                    Ok(Outcome::AccountRefused(why)) => return relay(&crate::chassis::applier::account_refused(&why), None),
+                    Ok(outcome) => {
+                        m.detector.signal(if matches!(outcome, Outcome::Refused(_)) { Signal::Refused } else { Signal::Failed });
+                        outcome.describe()
+                    }
+                    // Not sent: behind what the other chassis showed.
+                    Err(behind) => {
+                        m.detector.signal(Signal::FellBehind);
+                        behind
+                    }
+                };
+                tracing::warn!(chassis = %m.upstream.name, path, "read failed over: {why}");
+                last = why;
                 if let Some(j) = order.next() {
                     pending.push(attempt(j));
                 } else if pending.is_empty() {
