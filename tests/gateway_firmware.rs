@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 
+use pairgate_suite::chassis_proc::LEGACY;
 use pairgate_suite::pair::{events_socket, next_event, wait_for, History, Pair};
 use serde_json::{json, Value};
 
@@ -208,23 +209,6 @@ async fn without_idempotency_keys_a_put_whose_outcome_is_unknown_is_resent_not_r
         assert_eq!(pair.direct(i).await.get("/sources/1").await.ok().body["name"], "renamed", "chassis {i}");
     }
 }
-
-/// Firmware with none of the extras: MySQL's
-/// auto-increment habits (a refused create spends its ID; 5.7's reset at
-/// restart), no `X-Id-Block`, no `Idempotency-Key`, no digest, no
-/// export/import.
-const LEGACY: &[&str] = &[
-    "--without",
-    "id_block",
-    "--without",
-    "idempotency_key",
-    "--without",
-    "digest",
-    "--without",
-    "export_import",
-    "--auto-increment",
-    "mysql57",
-];
 
 /// Histories that leave the two chassis holding the same rows under
 /// counters that differ table by table.
@@ -475,6 +459,10 @@ async fn legacy_chassis_holding_different_data_are_not_guessed_between_and_one_i
     api.post("/schedules", json!({"name": "s", "plan_ids": [plan], "interval_s": 60, "enabled": true})).await.ok();
     let host = api.get("/kvm/hosts").await.ok().body[0]["id"].as_u64().unwrap_or(0);
     api.post("/kvm/seats", json!({"name": "seat", "console": "c1", "host_id": host})).await.ok();
+    // An operator made through the gateway, logged in through it: no listing
+    // shows a password, but the gateway holds this account's (sealed).
+    api.post("/users", json!({"username": "op", "password": "op-password", "role": "operator"})).await.ok();
+    let op = pair.gw.login("op", "op-password").await;
     // b is wiped behind the gateway's back (a replaced main board); it comes
     // back holding a first start's rows, is found different and rebuilt.
     let mut pair = pair;
@@ -499,6 +487,9 @@ async fn legacy_chassis_holding_different_data_are_not_guessed_between_and_one_i
     let through_b = seen(&api).await;
     assert_eq!(through_a, through_b, "b holds what a holds, under the same client ids");
     map_matches_listings(&pair, 1, "b").await;
+    // The operator works on the rebuilt b alone, without logging in again:
+    // b's account was made with the password the gateway held for it.
+    op.post(&format!("/walls/{w}/windows"), json!({"source_id": 1, "x": 0, "y": 0, "w": 100, "h": 100})).await.ok();
 }
 
 #[tokio::test]

@@ -18,6 +18,23 @@ use crate::process::{append_log, read_listening_port, still_running, test_log_st
 /// accept a connection.
 const START_LIMIT: Duration = Duration::from_secs(20);
 
+/// `chassis-sim` arguments for firmware with none of the extras: MySQL's
+/// auto-increment habits (a refused create spends its ID; 5.7's reset at
+/// restart), no `X-Id-Block`, no `Idempotency-Key`, no digest, no
+/// export/import. The campaign's and the tests' "legacy" chassis.
+pub const LEGACY: &[&str] = &[
+    "--without",
+    "id_block",
+    "--without",
+    "idempotency_key",
+    "--without",
+    "digest",
+    "--without",
+    "export_import",
+    "--auto-increment",
+    "mysql57",
+];
+
 /// How a simulated chassis is started.
 #[derive(Clone, Debug)]
 pub struct SimOpts {

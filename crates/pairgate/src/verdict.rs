@@ -16,6 +16,7 @@
 //! | no answer after sending | no answer, or refused | 503 `outcome_unknown` | the entry stays and is replayed |
 
 use crate::chassis::upstream::{Answered, Outcome};
+use crate::ids::pointer::WildPointer;
 
 /// One of the two chassis of a mutation, as the table names them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -66,11 +67,13 @@ pub struct Standing {
     pub primary_fell: bool,
 }
 
-/// Decide from the primary's and the secondary's outcome (`None`: none came).
-pub fn decide(primary: Option<&Outcome>, secondary: Option<&Outcome>, st: Standing) -> Verdict {
+/// Decide from the primary's and the secondary's outcome (`None`: none
+/// came); `ignores`: the route rule's `compare_ignores`, answer fields left
+/// out of "same body".
+pub fn decide(primary: Option<&Outcome>, secondary: Option<&Outcome>, st: Standing, ignores: &[WildPointer]) -> Verdict {
     match (primary.and_then(Outcome::decided), secondary.and_then(Outcome::decided)) {
         (Some(pa), Some(sa)) => {
-            let differ = diverged(pa, sa);
+            let differ = diverged(pa, sa, ignores);
             if st.primary_fell && st.secondary_serves {
                 let then = if differ { Then::Rebuild(Side::Primary) } else { Then::Nothing };
                 Verdict::Answer { from: Side::Secondary, then }
@@ -100,15 +103,22 @@ pub fn decide(primary: Option<&Outcome>, secondary: Option<&Outcome>, st: Standi
 }
 
 /// Two decided answers disagree: different status class, or (both 2xx)
-/// different JSON bodies.
-pub fn diverged(p: &Answered, s: &Answered) -> bool {
+/// different JSON bodies once the `ignores` are left out of both.
+pub fn diverged(p: &Answered, s: &Answered, ignores: &[WildPointer]) -> bool {
     if p.status / 100 != s.status / 100 {
         return true;
     }
     if p.is_success() {
-        let pj: Option<serde_json::Value> = serde_json::from_slice(&p.body).ok();
-        let sj: Option<serde_json::Value> = serde_json::from_slice(&s.body).ok();
-        return pj != sj;
+        let comparable = |body: &[u8]| {
+            let mut doc: Option<serde_json::Value> = serde_json::from_slice(body).ok();
+            if let Some(d) = doc.as_mut() {
+                for place in ignores {
+                    place.for_each_mut(d, &mut |v| *v = serde_json::Value::Null);
+                }
+            }
+            doc
+        };
+        return comparable(&p.body) != comparable(&s.body);
     }
     false
 }
@@ -130,6 +140,11 @@ mod tests {
     fn no_answer() -> Outcome {
         Outcome::NoAnswer("timed out".into())
     }
+    /// The table for a rule without `compare_ignores`.
+    fn decide(p: Option<&Outcome>, s: Option<&Outcome>, st: Standing) -> Verdict {
+        super::decide(p, s, st, &[])
+    }
+
     /// Both in sync, both sent to: the usual case.
     fn usual() -> Standing {
         Standing { secondary_targeted: true, primary_targeted: true, secondary_in_sync: true, secondary_serves: true, primary_fell: false }
@@ -154,6 +169,18 @@ mod tests {
         assert_eq!(decide(Some(&ok("{}")), None, catching_up), Verdict::Answer { from: Primary, then: Then::Nothing });
         let alone = Standing { secondary_targeted: false, ..catching_up };
         assert_eq!(decide(Some(&ok("{}")), None, alone), Verdict::Answer { from: Primary, then: Then::Nothing });
+    }
+
+    #[test]
+    fn fields_a_rule_ignores_do_not_make_a_divergence_and_the_others_still_do() {
+        let z = [WildPointer::parse("/z").unwrap(), WildPointer::parse("/items/*/z").unwrap()];
+        let a = ok(r#"{"id":7,"x":1,"z":3,"items":[{"id":1,"z":9}]}"#);
+        let b = ok(r#"{"id":7,"x":1,"z":12,"items":[{"id":1,"z":2}]}"#);
+        let alike = Verdict::Answer { from: Primary, then: Then::Nothing };
+        assert_eq!(super::decide(Some(&a), Some(&b), usual(), &z), alike);
+        assert_eq!(decide(Some(&a), Some(&b), usual()), Verdict::Answer { from: Primary, then: Then::Rebuild(Secondary) });
+        let moved = ok(r#"{"id":7,"x":2,"z":3,"items":[{"id":1,"z":9}]}"#);
+        assert_eq!(super::decide(Some(&a), Some(&moved), usual(), &z), Verdict::Answer { from: Primary, then: Then::Rebuild(Secondary) });
     }
 
     #[test]

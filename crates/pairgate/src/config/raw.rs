@@ -163,4 +163,5 @@ pub(crate) struct RawRoute {
     pub answer_ids: Option<S<RawIdMap>>,
     pub creates: Option<S<Vec<S<RawCreate>>>>,
     pub forgets: Option<S<String>>,
+    pub compare_ignores: Option<S<Vec<S<String>>>>,
 }

@@ -318,6 +318,11 @@ pub struct RouteRule {
     /// `answer_ids`, `creates`, `forgets`), for a chassis whose IDs the gateway
     /// translates; empty when the rule names none.
     pub ids: RouteIds,
+    /// `mutate` rules: answer fields left out when the two chassis' answers
+    /// are compared (the answer table's "same body"): values a chassis
+    /// rebuilt through its ordinary API numbers its own way (a window's
+    /// `z`: the order is kept, not the number).
+    pub compare_ignores: Vec<crate::ids::pointer::WildPointer>,
     /// The line of the rule's `[[route]]` header, for logs ("matched rule at line 57").
     pub line: usize,
 }
@@ -478,6 +483,7 @@ mod tests {
             ends_sessions_of: None,
             secret_fields: Vec::new(),
             ids: RouteIds::default(),
+            compare_ignores: Vec::new(),
             line,
         };
         let table = RouteTable::new(
@@ -511,6 +517,7 @@ mod tests {
             ends_sessions_of: None,
             secret_fields: Vec::new(),
             ids: ids.clone(),
+            compare_ignores: Vec::new(),
             line: 1,
         };
         let table = RouteTable::new(vec![rule], 16);
@@ -529,6 +536,7 @@ mod tests {
             ends_sessions_of: None,
             secret_fields: fields.iter().map(|f| f.to_string()).collect(),
             ids: RouteIds::default(),
+            compare_ignores: Vec::new(),
             line: 1,
         };
         let read = RouteRule {
@@ -539,6 +547,7 @@ mod tests {
             ends_sessions_of: None,
             secret_fields: vec![],
             ids: RouteIds::default(),
+            compare_ignores: Vec::new(),
             line: 2,
         };
         let table = RouteTable::new(

@@ -500,7 +500,11 @@ impl Validator<'_, '_> {
                     self.err(r.path.span(), Problem::DuplicateRoute { method: method.to_string(), path: path.to_string(), first_line })
                 );
             }
-            rules.push(RouteRule { method, path, kind, id_block, ends_sessions_of, secret_fields, ids, line });
+            let mut compare_ignores = Vec::new();
+            for p in r.compare_ignores.as_ref().map(|v| v.get_ref().as_slice()).unwrap_or(&[]) {
+                compare_ignores.push(self.pointer("compare_ignores", p)?);
+            }
+            rules.push(RouteRule { method, path, kind, id_block, ends_sessions_of, secret_fields, ids, compare_ignores, line });
         }
         if !rules.iter().any(|r| r.kind == RouteKind::Login) {
             // Point at the end of the file: where the missing rule would go.

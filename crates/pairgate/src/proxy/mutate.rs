@@ -97,7 +97,8 @@ async fn sequence_and_apply(
     }
     gw.stats.mutations.fetch_add(1, Ordering::Relaxed);
     let span = tracing::info_span!("mutation", seq = entry.seq, method = %ctx.method, path = %ctx.path_and_query);
-    let answered = decide(gw, entry.seq, primary, &targets, key).instrument(span).await;
+    let ignores = gw.cfg.rule(&ctx.class).map_or(&[][..], |r| r.compare_ignores.as_slice());
+    let answered = decide(gw, entry.seq, primary, &targets, ignores, key).instrument(span).await;
     gw.answers.done(entry.seq);
     answered
 }
@@ -107,7 +108,14 @@ async fn sequence_and_apply(
 const JOIN_WINDOW: u64 = 8;
 
 /// Wait for both chassis' outcomes of `seq` and answer per docs/design.md's table.
-async fn decide(gw: &Gateway, seq: u64, primary: usize, targets: &[usize], key: Option<&mut KeyGuard<'_>>) -> Result<Answer, GatewayError> {
+async fn decide(
+    gw: &Gateway,
+    seq: u64,
+    primary: usize,
+    targets: &[usize],
+    ignores: &[crate::ids::pointer::WildPointer],
+    key: Option<&mut KeyGuard<'_>>,
+) -> Result<Answer, GatewayError> {
     let secondary = Pair::other(primary);
     let per_try = gw.cfg.timeouts.per_try;
     let grace = gw.cfg.timeouts.secondary_grace;
@@ -142,7 +150,7 @@ async fn decide(gw: &Gateway, seq: u64, primary: usize, targets: &[usize], key: 
         // replay on a state nobody vouches for).
         primary_fell: !gw.pair.state(primary).serves(),
     };
-    let verdict = verdict::decide(got[primary].as_ref(), got[secondary].as_ref(), standing);
+    let verdict = verdict::decide(got[primary].as_ref(), got[secondary].as_ref(), standing, ignores);
     perform(gw, seq, primary, verdict, &got, key).await
 }
 

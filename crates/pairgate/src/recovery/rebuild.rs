@@ -163,7 +163,7 @@ impl Resyncer<'_> {
             tracing::warn!(
                 chassis = %self.pair.members[target].upstream.name,
                 rows = ?secrets,
-                "rebuilt through the API: no listing shows these rows' secrets (passwords), so each was created with a random one; set them again"
+                "rebuilt through the API: no listing shows these rows' secrets (passwords) and no account of theirs logged in through the gateway, so each was created with a random one; set them again"
             );
         }
         tracing::info!(chassis = %self.pair.members[target].upstream.name, deleted, made, map_entries = n, seq, "rebuilt through the API");
@@ -200,6 +200,23 @@ impl Resyncer<'_> {
             }
         }
         Ok(deleted)
+    }
+
+    /// A secret no listing shows (a user's password) that the gateway holds
+    /// anyway: the stored password of the account the row is matched by
+    /// (`match_by`, the username), sealed in the session store since that
+    /// account last logged in through the gateway. The account then logs in
+    /// on the rebuilt chassis as on the other; without it, the row gets a
+    /// random secret and the operator is told.
+    fn known_secret(&self, rb: &crate::config::Rebuild, client: &Value) -> Option<String> {
+        let account = key_of(rb.match_by.as_ref()?, client)?;
+        match self.broker.store.credentials(&account) {
+            Ok(found) => found.map(|s| s.expose().to_string()),
+            Err(e) => {
+                tracing::warn!(user = %account, "rebuild: the account's stored credentials cannot be read: {e}");
+                None
+            }
+        }
     }
 
     /// Step 3 for one source row; how many rows it created.
@@ -260,8 +277,14 @@ impl Resyncer<'_> {
             body.insert(key.clone(), v);
         }
         if let Some(secret) = &rb.secret {
-            body.insert(secret.clone(), Value::String(hex::encode(rand::random::<[u8; 16]>())));
-            secrets.push(format!("{table} {client_id}"));
+            let value = match self.known_secret(rb, client) {
+                Some(known) => known,
+                None => {
+                    secrets.push(format!("{table} {client_id}"));
+                    hex::encode(rand::random::<[u8; 16]>())
+                }
+            };
+            body.insert(secret.clone(), Value::String(value));
         }
         let answer = self.call(target, map, Method::POST, &path, Some(Value::Object(body))).await?;
         let answer: Value = serde_json::from_slice(&answer).unwrap_or(Value::Null);
