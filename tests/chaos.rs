@@ -8,7 +8,8 @@
 //! Both chassis hold 30,000 bulk rows from the setup on, so each resync moves
 //! real data.
 //!
-//! A fourth seed runs chassis without `Idempotency-Key` (older firmware).
+//! A fourth seed runs chassis without `Idempotency-Key` (older firmware); a
+//! fifth, legacy chassis with none of the extras (`--legacy` in the long form).
 //!
 //! A last test replays, deterministically, the case the random seeds hit
 //! only sometimes: both chassis back at the same moment under writes.
@@ -39,10 +40,17 @@ fn campaign(seed: u64) {
 
 /// A campaign whose chassis both run with `sim_args` (older firmware).
 fn campaign_with(seed: u64, sim_args: &[&str]) {
+    campaign_on(seed, sim_args, pairgate_suite::chaos::DEFAULT_BULK_ROWS, pairgate_suite::faults::RECOVERY_LIMIT);
+}
+
+/// [`campaign_with`] with `bulk_rows` bulk rows and check r's recovery limit.
+fn campaign_on(seed: u64, sim_args: &[&str], bulk_rows: usize, recovery_limit: Duration) {
     let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
     let bins = Bins::beside_current_exe("cargo build --workspace").expect("the workspace's binaries");
     let mut opts = Options::new(seed, Duration::from_secs(SECONDS), bins);
     opts.sim_args = sim_args.iter().map(|a| a.to_string()).collect();
+    opts.bulk_rows = bulk_rows;
+    opts.recovery_limit = recovery_limit;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
     let report = runtime.block_on(chaos::run(&opts)).expect("the campaign ran");
     println!("{}", report.render());
@@ -83,6 +91,23 @@ fn short_campaign_seed_3() {
 fn short_campaign_without_idempotency_keys_seed_4() {
     campaign_with(4, &["--without", "idempotency_key"]);
 }
+
+/// Legacy firmware (none of the extras, MySQL 5.7's auto-increment): the
+/// gateway translates every ID, compares by listings and rebuilds through
+/// the ordinary API. The checks read both chassis in client IDs through the
+/// gateway's maps, and check the maps against each chassis' rows (check m).
+/// A rebuild through the API creates each row one by one, and what was
+/// journaled meanwhile is replayed after it under the clients' load: fewer
+/// bulk rows, and a longer limit for being back in sync (serving again still
+/// within 5 s).
+#[test]
+fn short_campaign_on_legacy_chassis_seed_5() {
+    use pairgate_suite::chaos::REBUILD_THROUGH_API_RECOVERY_LIMIT;
+    campaign_on(5, pairgate_suite::chassis_proc::LEGACY, LEGACY_BULK_ROWS, REBUILD_THROUGH_API_RECOVERY_LIMIT);
+}
+
+/// Bulk rows of the legacy campaign.
+const LEGACY_BULK_ROWS: usize = 1_000;
 
 /// Both chassis back at the same moment while clients keep writing: a
 /// chassis must serve again within `SERVE_LIMIT_US` (check r), and reads

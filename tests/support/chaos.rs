@@ -19,6 +19,7 @@ use serde_json::{json, Value};
 
 use crate::bins::Bins;
 use crate::checks::{self, Check, Evidence};
+use crate::client_ids;
 use crate::clock::{secs, Clock};
 use crate::faults::{run_scheduler, FaultKind, FaultRecord};
 use crate::gateway_proc::Counters;
@@ -56,7 +57,15 @@ pub struct Options {
     /// More arguments for both simulators, e.g. `--without idempotency_key`
     /// (older firmware).
     pub sim_args: Vec<String>,
+    /// How long the pair may take to be in sync after each fault (check r).
+    pub recovery_limit: Duration,
 }
+
+/// The recovery limit for chassis rebuilt through their ordinary API
+/// (firmware without export/import): the rebuild creates the rows one by
+/// one (measured ~400 rows/s on a debug build), and the entries journaled
+/// meanwhile are replayed after it, while the clients keep writing.
+pub const REBUILD_THROUGH_API_RECOVERY_LIMIT: Duration = Duration::from_secs(60);
 
 impl Options {
     /// The defaults for `seed`: 4 clients, 10 ms think time, logs under
@@ -74,6 +83,7 @@ impl Options {
             verbose: false,
             bulk_rows: DEFAULT_BULK_ROWS,
             sim_args: Vec::new(),
+            recovery_limit: crate::faults::RECOVERY_LIMIT,
         }
     }
 }
@@ -106,6 +116,8 @@ pub struct Stats {
 
 pub struct Report {
     pub seed: u64,
+    /// The simulators' extra arguments (older firmware), for the replay line.
+    pub sim_args: Vec<String>,
     pub bulk_rows: usize,
     pub opts_duration: Duration,
     pub ran_for: Duration,
@@ -129,11 +141,12 @@ impl Report {
     /// The fault schedule, one line per fault, with how to replay it.
     pub fn schedule(&self) -> String {
         let mut s = format!(
-            "seed {} — replay: cargo run --release --bin chaos -- --seed {} --seconds {} --rows {}\nfault schedule ({} faults; times on the campaign clock):",
+            "seed {} — replay: cargo run --release --bin chaos -- --seed {} --seconds {} --rows {}{}\nfault schedule ({} faults; times on the campaign clock):",
             self.seed,
             self.seed,
             self.opts_duration.as_secs(),
             self.bulk_rows,
+            self.replay_flags(),
             self.faults.len()
         );
         for f in &self.faults {
@@ -143,16 +156,38 @@ impl Report {
         s
     }
 
+    /// The chaos binary's flags for the simulators' arguments.
+    fn replay_flags(&self) -> String {
+        let legacy: Vec<String> = crate::chassis_proc::LEGACY.iter().map(|a| a.to_string()).collect();
+        let (mut flags, rest) = match self.sim_args.strip_prefix(legacy.as_slice()) {
+            Some(rest) => (" --legacy".to_string(), rest),
+            None => (String::new(), self.sim_args.as_slice()),
+        };
+        for pair in rest.chunks(2) {
+            if let [flag, value] = pair {
+                if flag == "--without" {
+                    flags.push_str(&format!(" --without {value}"));
+                }
+            }
+        }
+        flags
+    }
+
     /// The last line: the campaign in numbers.
     pub fn summary_line(&self) -> String {
         let st = &self.stats;
         let kinds: Vec<String> = st.faults_by_kind.iter().map(|(k, n)| format!("{k}={n}")).collect();
         let opt = |v: Option<u64>| v.map(|v| v.to_string()).unwrap_or_else(|| "?".into());
         format!(
-            "chaos summary: {} seed={} ran={:.1}s mutations={} acknowledged={} unknown={} not_applied={} refused={} retried={} reads={} failed_reads={} \
+            "chaos summary: {} seed={} firmware={} ran={:.1}s mutations={} acknowledged={} unknown={} not_applied={} refused={} retried={} reads={} failed_reads={} \
              write_attempt_errors_outside_outages={} faults={} [{}] max_client_pause={} ({}) max_outage={} divergences={} resyncs={} failovers={} last_seq={} bulk_rows={}",
             if self.passed() { "PASS" } else { "FAIL" },
             self.seed,
+            match self.replay_flags().trim() {
+                "" => "full".to_string(),
+                "--legacy" => "legacy".to_string(),
+                flags => flags.replace("--without ", "without:").replace(' ', ","),
+            },
             self.ran_for.as_secs_f64(),
             st.mutations,
             st.acked,
@@ -198,6 +233,7 @@ impl Report {
 /// campaign that ran always yields a report (failed checks included).
 pub async fn run(opts: &Options) -> Result<Report, String> {
     let mut site = Site::start_firmware(&opts.bins, &opts.logs, &opts.log_filter, opts.bulk_rows, &opts.sim_args).await?;
+    site.recovery_limit = opts.recovery_limit;
     let setup = setup(&site).await?;
     let clients = login_clients(&site, opts.clients).await?;
     let clock = Clock::start();
@@ -218,7 +254,7 @@ pub async fn run(opts: &Options) -> Result<Report, String> {
         tasks.push(tokio::spawn(run_client(spec, http, world.clone())));
     }
     let mut rng = StdRng::seed_from_u64(opts.seed);
-    let hard_limit = opts.duration * 2 + Duration::from_secs(60);
+    let hard_limit = opts.duration * 2 + opts.recovery_limit * 3;
     let faults = run_scheduler(&mut site, &mut rng, clock, opts.duration, hard_limit, opts.verbose).await;
     world.stop.store(true, Ordering::Relaxed);
     let mut harness = Check::new("h", "harness: every fault kind injected, clients finished");
@@ -246,17 +282,19 @@ pub async fn run(opts: &Options) -> Result<Report, String> {
         checks::settled(&evidence),
         checks::same_state(&evidence),
         model::acknowledged_on_both(&logs, &evidence.export, setup.register),
-        model::once_and_same_ids(&logs, &evidence.export, setup.own_walls, setup.register),
+        model::once_and_same_ids(&logs, &evidence.export, setup.own_walls, setup.register, evidence.translated),
+        crate::client_ids::maps_match(&evidence.maps, &evidence.map_problems),
         checks::sessions_and_reads(&logs, &faults),
         checks::linearizable(&logs, &evidence, setup.register),
         checks::mutations_acknowledged(&logs, &faults),
         crate::read_your_writes::check(&logs),
-        checks::recovered(&faults),
+        checks::recovered(&faults, site.recovery_limit),
         harness,
     ];
     let stats = stats(&logs, &faults, evidence.in_sync.as_ref().ok());
     Ok(Report {
         seed: opts.seed,
+        sim_args: opts.sim_args.clone(),
         bulk_rows: opts.bulk_rows,
         opts_duration: opts.duration,
         ran_for,
@@ -337,15 +375,56 @@ async fn heal_and_collect(site: &mut Site, clock: Clock, harness: &mut Check) ->
         }
     }
     let in_sync = site.wait_in_sync(FINAL_SYNC_LIMIT).await;
+    // A chassis with IDs of its own: its map may still hold entries of rows
+    // removed with others (a cleared wall's windows) until the gateway's
+    // next comparison drops them. The evidence is read after one that
+    // covered everything (the clients have stopped: nothing is appended).
+    if let (Ok(s), Ok(a), Ok(b)) = (&in_sync, site.id_map(0).await, site.id_map(1).await) {
+        if !a.is_empty() || !b.is_empty() {
+            let last = s["last_seq"].as_u64().unwrap_or(0);
+            let limit = crate::gateway_config::ANTI_ENTROPY_EVERY * 3;
+            let covered = |st: &Value| (0..2).all(|i| st["chassis"][i]["verified"]["seq"].as_u64().is_some_and(|v| v >= last));
+            if site.gateway.poll_status(limit, Duration::from_millis(100), covered).await.is_err() {
+                harness.problems.push(format!("no comparison of both chassis at seq {last} within {limit:?} of the end"));
+            }
+        }
+    }
     let mut digest = [Err(String::new()), Err(String::new())];
     let mut outputs = [Err(String::new()), Err(String::new())];
     let mut export = [Err(String::new()), Err(String::new())];
+    let mut maps = [Err(String::new()), Err(String::new())];
+    let mut map_problems = [Vec::new(), Vec::new()];
     for i in 0..2 {
         digest[i] = site.direct_get(i, "/_sim/digest").await;
         outputs[i] = site.direct_get(i, "/api/v1/hardware/outputs").await;
         export[i] = site.direct_get(i, "/_sim/export").await;
+        maps[i] = site.id_map(i).await;
     }
-    Evidence { in_sync, digest, outputs, export, at_us: clock.now_us() }
+    let at_us = clock.now_us();
+    // Into client IDs, where a chassis has IDs of its own.
+    let translated = maps.iter().any(|m| m.as_ref().is_ok_and(|m| !m.is_empty()));
+    for i in 0..2 {
+        let Ok(map) = &maps[i] else { continue };
+        if map.is_empty() {
+            continue;
+        }
+        if let Ok(x) = &export[i] {
+            let (x, problems) = client_ids::export_in_client_ids(x, map);
+            export[i] = Ok(x);
+            map_problems[i].extend(problems);
+        }
+        if let Ok(o) = &outputs[i] {
+            let (o, problems) = client_ids::outputs_in_client_ids(o, map);
+            outputs[i] = Ok(o);
+            map_problems[i].extend(problems);
+        }
+    }
+    if translated {
+        for x in export.iter_mut().flatten() {
+            client_ids::z_as_rank(x);
+        }
+    }
+    Evidence { in_sync, digest, outputs, export, maps, map_problems, translated, at_us }
 }
 
 fn stats(logs: &[ClientLog], faults: &[FaultRecord], status: Option<&Value>) -> Stats {

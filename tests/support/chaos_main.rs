@@ -3,6 +3,7 @@
 //! ```sh
 //! cargo build --release --workspace
 //! cargo run --release --bin chaos -- --minutes 10 --seed 42
+//! cargo run --release --bin chaos -- --minutes 10 --seed 42 --legacy
 //! ```
 //! Runs two `chassis-sim` processes and `pairgate` (found next to this
 //! executable) under a seeded workload and fault schedule, then checks
@@ -49,6 +50,12 @@ struct Args {
     /// `--without idempotency_key`; see `chassis-sim --help`).
     #[arg(long = "without", value_name = "FEATURE")]
     without: Vec<String>,
+    /// Run both simulators as legacy firmware: every extra off (`id_block`,
+    /// `idempotency_key`, `digest`, `export_import`) and MySQL 5.7's
+    /// auto-increment habits, so the gateway translates IDs and rebuilds
+    /// through the ordinary API.
+    #[arg(long)]
+    legacy: bool,
     /// Bulk rows (IP sources) loaded into both chassis before the gateway
     /// starts, so that each full resync moves real data.
     #[arg(long, default_value_t = pairgate_suite::chaos::DEFAULT_BULK_ROWS)]
@@ -75,14 +82,19 @@ fn main() -> ExitCode {
     opts.log_filter = args.log;
     opts.verbose = args.verbose;
     opts.bulk_rows = args.rows;
-    opts.sim_args = args.without.iter().flat_map(|f| ["--without".to_string(), f.clone()]).collect();
+    if args.legacy {
+        opts.sim_args = pairgate_suite::chassis_proc::LEGACY.iter().map(|a| a.to_string()).collect();
+        opts.recovery_limit = pairgate_suite::chaos::REBUILD_THROUGH_API_RECOVERY_LIMIT;
+    }
+    opts.sim_args.extend(args.without.iter().flat_map(|f| ["--without".to_string(), f.clone()]));
     if let Some(l) = args.logs {
         opts.logs = l;
     }
     println!(
-        "chaos: seed {seed}, {duration:?} of faults and traffic, {} clients, {} bulk rows, logs in {}",
+        "chaos: seed {seed}, {duration:?} of faults and traffic, {} clients, {} bulk rows, chassis-sim {}, logs in {}",
         opts.clients,
         opts.bulk_rows,
+        if opts.sim_args.is_empty() { "with every extra".to_string() } else { opts.sim_args.join(" ") },
         opts.logs.display()
     );
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {

@@ -163,7 +163,8 @@ impl fmt::Display for FaultRecord {
 }
 
 /// How long the pair may take to be in sync again after a fault before the
-/// scheduler moves on (the record then says "NOT back in sync").
+/// scheduler moves on (the record then says "NOT back in sync"), by default
+/// (a site's [`Site::recovery_limit`]).
 pub const RECOVERY_LIMIT: Duration = Duration::from_secs(20);
 
 /// What to do next, drawn from the seed.
@@ -298,10 +299,18 @@ async fn inject(site: &mut Site, p: &Plan, n: usize, clock: Clock) -> FaultRecor
             // client owns (clients rename 13..16 only).
             let id = if site.bulk.is_empty() { 9 + p.row % 4 } else { site.bulk.start + p.row % (site.bulk.end - site.bulk.start) };
             let name = format!("direct-{n}-{id}");
-            let path = format!("/api/v1/sources/{id}");
+            // The chassis' own ID for it, where the chassis numbers its own rows.
+            let own = match site.id_map(t).await {
+                Ok(m) if !m.is_empty() => m.native("sources", id),
+                _ => Some(id),
+            };
+            let path = format!("/api/v1/sources/{}", own.unwrap_or(id));
+            if own.is_none() {
+                harness_error = Some(format!("source {id} has no entry in chassis {}'s id map", NAMES[t]));
+            }
             let before = clock.now_us();
             match site.direct_call(t, "PUT", &path, Some(&json!({ "name": name })), limit).await {
-                Ok(_) => detail = format!("source {id} renamed {name:?}"),
+                Ok(_) => detail = format!("source {id} ({path}) renamed {name:?}"),
                 Err(e) => harness_error = Some(e),
             }
             start_us = before;
@@ -312,7 +321,7 @@ async fn inject(site: &mut Site, p: &Plan, n: usize, clock: Clock) -> FaultRecor
             // and rebuilt a chassis: one interval to notice, then the time
             // any recovery gets.
             if let (None, Some(before)) = (&harness_error, resyncs_before) {
-                let limit = ANTI_ENTROPY_EVERY + RECOVERY_LIMIT;
+                let limit = ANTI_ENTROPY_EVERY + site.recovery_limit;
                 let seen = wait_resync(site, before, limit).await;
                 if !seen {
                     detail.push_str(&format!("; no completed resync within {limit:?}"));
@@ -397,7 +406,7 @@ async fn inject(site: &mut Site, p: &Plan, n: usize, clock: Clock) -> FaultRecor
         // The gateway never noticed: its "in sync" would be on trust, and
         // the two chassis still differ. Not back in sync.
         Some(false) => (site.gateway.status().await.filter(serving).map(|_| clock.now_us()), None),
-        _ => wait_recovery(site, clock, RECOVERY_LIMIT).await,
+        _ => wait_recovery(site, clock, site.recovery_limit).await,
     };
     if p.kind.forces_resync() {
         // Which chassis the gateway rebuilt (the counters survive: no

@@ -117,9 +117,14 @@ impl GatewayProcess {
     /// `GET path` (under `/_pairgate`) with the admin token; its JSON body,
     /// panicking unless 200.
     pub async fn admin_get(&self, path: &str) -> Value {
+        self.try_admin_get(path).await.unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// [`GatewayProcess::admin_get`] that says what went wrong instead of panicking.
+    pub async fn try_admin_get(&self, path: &str) -> Result<Value, String> {
         match self.status_client.get(path).await {
-            Sent::Answer { status: 200, body } => body,
-            other => panic!("GET {path}: {other:?}"),
+            Sent::Answer { status: 200, body } => Ok(body),
+            other => Err(format!("GET {path}: {}", other.describe())),
         }
     }
 

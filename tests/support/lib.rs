@@ -31,6 +31,7 @@ pub mod chaos;
 pub mod chassis_proc;
 pub mod checks;
 pub mod choice;
+pub mod client_ids;
 pub mod clock;
 pub mod fault_proxy;
 pub mod faults;

@@ -41,6 +41,9 @@ pub struct Site {
     pub bulk: Range<u64>,
     /// Per chassis: the last copy of its state folder.
     pub copies: [StateCopy; 2],
+    /// How long the pair may take to be in sync after a fault
+    /// ([`crate::faults::RECOVERY_LIMIT`] unless the campaign says otherwise).
+    pub recovery_limit: Duration,
     // Last: removed after every process above is stopped (fields drop in order).
     _dir: tempfile::TempDir,
 }
@@ -131,7 +134,17 @@ impl Site {
         let log = Some((log_filter.to_string(), logs.join("gateway.log")));
         let mut gateway = GatewayProcess::new(bins.pairgate.clone(), config, port, true, gcert, ADMIN_TOKEN, log)?;
         gateway.start()?;
-        let site = Site { chassis, proxies, gateway, chassis_certs, logs: logs.to_path_buf(), bulk, copies, _dir: dir };
+        let site = Site {
+            chassis,
+            proxies,
+            gateway,
+            chassis_certs,
+            logs: logs.to_path_buf(),
+            bulk,
+            copies,
+            recovery_limit: crate::faults::RECOVERY_LIMIT,
+            _dir: dir,
+        };
         site.wait_in_sync(Duration::from_secs(30)).await?;
         Ok(site)
     }
@@ -218,6 +231,13 @@ impl Site {
     pub fn restore_copy(&mut self, i: usize) -> Result<String, String> {
         self.chassis[i].restore_state(&self.copies[i].dir)?;
         Ok(self.copies[i].taken.clone())
+    }
+
+    /// Chassis `i`'s ID map, from the gateway (empty for a chassis whose
+    /// IDs are the clients').
+    pub async fn id_map(&self, i: usize) -> Result<crate::client_ids::IdMap, String> {
+        let v = self.gateway.try_admin_get(&format!("/_pairgate/idmap/{}", NAMES[i])).await?;
+        crate::client_ids::IdMap::parse(&v)
     }
 
     /// One GET on chassis `i` directly, as admin. A 401 (the gateway's own
