@@ -33,13 +33,19 @@ impl MapChange {
     }
 }
 
+/// What a put first removes: the entry of the same client ID, and the entry
+/// of the same chassis ID. Two statements, each on its own index: SQLite
+/// cannot take an OR of two columns by two indexes in a WITHOUT ROWID table,
+/// so one `(client = ? OR native = ?)` scanned the chassis' whole map per
+/// row (writing a 30,000-row map took 18 s).
+const PUT_CLEARS: [&str; 2] = [
+    "DELETE FROM id_map WHERE chassis = ?1 AND tbl = ?2 AND client = ?3",
+    "DELETE FROM id_map WHERE chassis = ?1 AND tbl = ?2 AND native = ?3",
+];
+
 pub(crate) fn put(conn: &Connection, chassis: &str, table: &str, client: u64, native: u64) -> rusqlite::Result<()> {
-    conn.prepare_cached("DELETE FROM id_map WHERE chassis = ?1 AND tbl = ?2 AND (client = ?3 OR native = ?4)")?.execute(params![
-        chassis,
-        table,
-        U64(client),
-        U64(native)
-    ])?;
+    conn.prepare_cached(PUT_CLEARS[0])?.execute(params![chassis, table, U64(client)])?;
+    conn.prepare_cached(PUT_CLEARS[1])?.execute(params![chassis, table, U64(native)])?;
     conn.prepare_cached("INSERT INTO id_map (chassis, tbl, client, native) VALUES (?1, ?2, ?3, ?4)")?.execute(params![
         chassis,
         table,
@@ -88,6 +94,24 @@ pub(crate) fn load(conn: &Connection, chassis: &str) -> rusqlite::Result<Vec<(St
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Each of a put's deletes finds its row by an index, all three key
+    /// columns used: a scan of the chassis' map per put made writing a large
+    /// map quadratic.
+    #[test]
+    fn a_put_finds_the_entries_it_replaces_by_index_not_by_scanning_the_map() {
+        let conn = Connection::open_in_memory().unwrap_or_else(|e| panic!("{e}"));
+        conn.execute_batch(super::super::schema::ID_MAP_SCHEMA).unwrap_or_else(|e| panic!("{e}"));
+        for (sql, column) in PUT_CLEARS.iter().zip(["client", "native"]) {
+            let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap_or_else(|e| panic!("{e}"));
+            let plan: Vec<String> = stmt
+                .query_map(params!["a", "t", 1i64], |r| r.get::<_, String>(3))
+                .and_then(|r| r.collect())
+                .unwrap_or_else(|e| panic!("{e}"));
+            let plan = plan.join(" / ");
+            assert!(plan.starts_with("SEARCH") && plan.contains(&format!("{column}=?")), "{sql}: {plan}");
+        }
+    }
 
     #[test]
     fn a_put_replaces_whatever_held_either_id_and_replace_starts_over() {
