@@ -31,6 +31,18 @@ pub fn signature_size(sig: u64) -> (u64, u64) {
     (10 + sig % 800, 10 + (sig / 800) % 150)
 }
 
+/// Distinct sizes [`signature_size`] has: fewer than a long campaign's
+/// unique numbers, so the source a window shows (never changed afterwards
+/// either) tells apart creates of the same size.
+const SIZES: u64 = 800 * 150;
+
+/// The source of an owned window's create: with its size, a signature
+/// unique for 8 × [`SIZES`] creates (a ten-minute campaign draws ~200,000
+/// unique numbers).
+pub fn signature_source(sig: u64) -> u64 {
+    1 + (sig / SIZES) % 8
+}
+
 /// One logical mutation of the workload.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Mutation {
@@ -106,7 +118,11 @@ impl Mutation {
             Mutation::OpenWindow { wall, sig, value } => {
                 let (x, y) = position(*value);
                 let (w, h) = signature_size(*sig);
-                ("POST", format!("/api/v1/walls/{wall}/windows"), Some(json!({"source_id": 1 + sig % 8, "x": x, "y": y, "w": w, "h": h})))
+                (
+                    "POST",
+                    format!("/api/v1/walls/{wall}/windows"),
+                    Some(json!({"source_id": signature_source(*sig), "x": x, "y": y, "w": w, "h": h})),
+                )
             }
             Mutation::RaiseWindow { wall, id } => ("POST", format!("/api/v1/walls/{wall}/windows/{id}/raise"), Some(json!({}))),
             Mutation::CloseWindow { wall, id } => ("DELETE", format!("/api/v1/walls/{wall}/windows/{id}"), None),

@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use serde_json::Value;
 
 use crate::checks::Check;
-use crate::history::{position, signature_size, ClientLog, Mutation, MutationRecord, Outcome};
+use crate::history::{position, signature_size, signature_source, ClientLog, Mutation, MutationRecord, Outcome};
 use crate::site::NAMES;
 
 /// The rows of `table` in an export (empty if absent).
@@ -158,12 +158,15 @@ pub fn acknowledged_on_both(logs: &[ClientLog], exports: &[Result<Value, String>
                             _ => None,
                         })
                         .collect();
-                    let (w, h) = signature_size(*sig);
+                    let ((w, h), source) = (signature_size(*sig), signature_source(*sig));
                     match windows.get(&id) {
                         Some(row) if closed => lacks(format!("still has window {id} whose close was acknowledged: {row}")),
                         Some(row) => {
-                            if row["wall_id"] != *wall || row["w"] != w || row["h"] != h {
-                                lacks(format!("has window {id} as {row}, acknowledged on wall {wall} size {w}x{h} ({})", m.key));
+                            if row["wall_id"] != *wall || row["w"] != w || row["h"] != h || row["source_id"] != source {
+                                lacks(format!(
+                                    "has window {id} as {row}, acknowledged on wall {wall} size {w}x{h} source {source} ({})",
+                                    m.key
+                                ));
                             }
                             let allowed: Vec<(u64, u64)> = allowed_finals(*value, &moves).into_iter().map(position).collect();
                             let at = (row["x"].as_u64().unwrap_or(u64::MAX), row["y"].as_u64().unwrap_or(u64::MAX));
@@ -261,7 +264,7 @@ pub fn once_and_same_ids(
             Mutation::SaveScene { name, .. } => ("scenes", name.clone()),
             Mutation::OpenWindow { wall, sig, .. } => {
                 let (w, h) = signature_size(*sig);
-                ("windows", format!("{wall}:{w}x{h}"))
+                ("windows", format!("{wall}:{w}x{h}:{}", signature_source(*sig)))
             }
             _ => continue,
         };
@@ -278,7 +281,7 @@ pub fn once_and_same_ids(
         for row in rows(x, "windows") {
             let wall = row["wall_id"].as_u64().unwrap_or(0);
             if own_walls.contains(&wall) && row["id"].as_u64() != Some(register.1) {
-                let key = format!("{wall}:{}x{}", row["w"], row["h"]);
+                let key = format!("{wall}:{}x{}:{}", row["w"], row["h"], row["source_id"]);
                 seen.entry(("windows", key)).or_default().push(row["id"].as_u64().unwrap_or(0));
             }
         }
