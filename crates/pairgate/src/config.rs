@@ -31,7 +31,9 @@ pub use chassis_url::{ChassisUrl, Scheme};
 pub use error::{ConfigError, Location, Problem};
 pub use external::FileChecks;
 pub use route::{Classified, PathPattern, RouteKind, RouteRule, RouteTable, RuleMethod, Segment};
-pub use sections::{Chassis, Collection, Each, Journal, Listen, Rebuild, SecretSource, Sessions, Stage, State, Timeouts, Transport};
+pub use sections::{
+    Cascade, Chassis, Collection, Each, Journal, Listen, Rebuild, SecretSource, Sessions, Stage, State, Timeouts, Transport,
+};
 
 use raw::RawConfig;
 use source_map::SourceMap;
@@ -64,6 +66,8 @@ pub struct Config {
     /// The `[[event]]` rules, in file order: where the `data` of events of one
     /// type holds IDs, for a chassis whose IDs the gateway translates.
     pub events: Vec<crate::ids::rules::EventIds>,
+    /// `[cascade]` (optional): the pair in a cascade.
+    pub cascade: Option<Cascade>,
     /// Whether the named files and environment variables were checked.
     pub file_checks: FileChecks,
 }

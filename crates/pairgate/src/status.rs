@@ -78,6 +78,12 @@ pub fn status(gw: &Gateway, headers: &HeaderMap) -> Response {
         "resync": gw.progress.lock().clone(),
         "pairing": gw.pairing.get().name(),
         "pairing_blocked": gw.pairing.blocked(),
+        // The pair's cascade identity as configured (never a password).
+        "cascade": gw.cfg.cascade.as_ref().map(|c| json!({
+            "serial": c.serial,
+            "public_url": c.public_url.to_string(),
+            "superior": c.superior.as_ref().map(|s| json!({"url": s.url.to_string(), "username": s.username})),
+        })),
     });
     (StatusCode::OK, axum::Json(body)).into_response()
 }

@@ -445,6 +445,76 @@ fn semantic_errors_name_their_line() {
     }
 }
 
+/// `[cascade]` with its superior, as the commented example in the shipped file.
+const CASCADE: &str = r#"
+[cascade]
+serial = "PAIR-0001"
+public_url = "https://wall-gateway.example:8443"
+
+[cascade.superior]
+url = "https://10.9.9.9:8443"
+ca_cert = "superior.pem"
+username = "cascade"
+password_file = "superior.password"
+"#;
+
+#[test]
+fn a_cascade_section_gives_the_pair_one_identity_and_its_superior() {
+    assert!(shipped().cascade.is_none(), "the demo is no cascade");
+    let c = match parse(&format!("{BASE}{CASCADE}")) {
+        Ok(c) => c,
+        Err(e) => panic!("{e}"),
+    };
+    let cascade = c.cascade.unwrap_or_else(|| panic!("no [cascade]"));
+    assert_eq!((cascade.serial.as_str(), cascade.public_url.to_string().as_str()), ("PAIR-0001", "https://wall-gateway.example:8443"));
+    let sup = cascade.superior.unwrap_or_else(|| panic!("no [cascade.superior]"));
+    assert_eq!((sup.url.to_string().as_str(), sup.username.as_str()), ("https://10.9.9.9:8443", "cascade"));
+    assert!(sup.ca_cert.is_some_and(|p| p.ends_with("superior.pem")));
+    assert!(matches!(sup.password, SecretSource::File(p) if p.ends_with("superior.password")));
+    // The shipped file's commented example is this one, uncommented.
+    let shipped = std::fs::read_to_string(shipped_path()).unwrap_or_default();
+    for line in CASCADE.lines().filter(|l| !l.is_empty()) {
+        let key = line.split(" = ").next().unwrap_or(line);
+        assert!(shipped.lines().any(|l| l.starts_with(&format!("# {key}"))), "gateway.toml does not show {key:?}");
+    }
+}
+
+#[test]
+fn cascade_errors_name_their_line_and_the_fix() {
+    type Check = fn(&Problem) -> bool;
+    let with = |from: &str, to: &str| format!("{BASE}{}", edit(CASCADE, from, to));
+    let cases: Vec<(String, &str, Check)> = vec![
+        (with("serial = \"PAIR-0001\"", "serial = \"pair 1\""), "serial =", |p| matches!(p, Problem::BadPairSerial { .. })),
+        (with("public_url = \"https://wall-gateway.example:8443\"", "public_url = \"https://wall-gateway.example\""), "public_url", |p| {
+            matches!(p, Problem::BadCascadeUrl { key: "public_url", .. })
+        }),
+        (with("url = \"https://10.9.9.9:8443\"", "url = \"https://127.0.0.1:9443\""), "url = \"https://127.0.0.1:9443\"", |p| {
+            matches!(p, Problem::SuperiorIsGateway { .. })
+        }),
+        (with("ca_cert = \"superior.pem\"\n", ""), "[cascade.superior]", |p| *p == Problem::SuperiorCaCertMissing),
+        (with("url = \"https://10.9.9.9:8443\"", "url = \"http://10.9.9.9:8080\""), "ca_cert = \"superior.pem\"", |p| {
+            *p == Problem::SuperiorCaCertWithHttp
+        }),
+        (with("username = \"cascade\"", "username = \" \""), "username = \" \"", |p| *p == Problem::SuperiorEmptyUsername),
+        (with("password_file = \"superior.password\"", "password = \"s3cret\""), "password = ", |p| {
+            *p == Problem::InlineSecret { key: "password" }
+        }),
+        (with("password_file = \"superior.password\"", "user = \"x\""), "user = ", |_| true),
+        (with("password_file = \"superior.password\"\n", ""), "[cascade.superior]", |p| *p == Problem::SuperiorPasswordMissing),
+        (
+            with("password_file = \"superior.password\"", "password_file = \"superior.password\"\npassword_env = \"SUP_PW\""),
+            "password_env",
+            |p| *p == Problem::SuperiorPasswordTwice,
+        ),
+    ];
+    for (text, marker, check) in cases {
+        let e = error(&text);
+        let shown = assert_at(&e, line_of(&text, marker));
+        assert!(e.problem().is_none_or(check), "unexpected problem {:?} for:\n{text}", e.problem());
+        assert!(!shown.contains("s3cret"), "the secret is echoed: {shown}");
+    }
+}
+
 #[test]
 fn chassis_count_and_login_rule_are_required() {
     let one = edit(

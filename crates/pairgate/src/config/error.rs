@@ -156,6 +156,30 @@ pub enum Problem {
     #[error("chassis `{chassis}` has both `password_file` and `password_env`")]
     PasswordSourceTwice { chassis: String },
 
+    #[error("`cascade.serial` = {value:?} is not a serial: 1 to 64 letters, digits, '-', '_' or '.'")]
+    BadPairSerial { value: String },
+
+    #[error("`cascade.{key}` = {value:?} is not a base address ({reason})")]
+    BadCascadeUrl { key: &'static str, value: String, reason: String },
+
+    #[error("`cascade.superior.url` {url:?} is this gateway's own `listen.addr`: the pair would register at itself")]
+    SuperiorIsGateway { url: String },
+
+    #[error("`[cascade.superior]` is reached over https but has no `ca_cert`")]
+    SuperiorCaCertMissing,
+
+    #[error("`[cascade.superior]` is reached over plain http, so `ca_cert` would never be used")]
+    SuperiorCaCertWithHttp,
+
+    #[error("`cascade.superior.username` is empty")]
+    SuperiorEmptyUsername,
+
+    #[error("`[cascade.superior]` has no password source: neither `password_file` nor `password_env` is set")]
+    SuperiorPasswordMissing,
+
+    #[error("`[cascade.superior]` has both `password_file` and `password_env`")]
+    SuperiorPasswordTwice,
+
     #[error("`password_env` = {value:?} is not an environment variable name")]
     BadEnvName { value: String },
 
@@ -340,7 +364,14 @@ impl Problem {
                 }
             }
             PasswordSourceMissing { .. } => "add `password_file = \"…\"` (a file holding this chassis account's password) or `password_env = \"NAME\"` (an environment variable holding it)".into(),
-            PasswordSourceTwice { .. } => "keep one of `password_file` and `password_env`".into(),
+            PasswordSourceTwice { .. } | SuperiorPasswordTwice => "keep one of `password_file` and `password_env`".into(),
+            BadPairSerial { .. } => "write the pair's one identity at its superior, e.g. serial = \"PAIR-0001\" (not either chassis' own serial)".into(),
+            BadCascadeUrl { .. } => "write a base address as https://HOST:PORT, with an explicit port and no path, user or query, e.g. public_url = \"https://wall-gateway.example:8443\"".into(),
+            SuperiorIsGateway { .. } => "point `cascade.superior.url` at the superior system (a chassis or the gateway of the pair above), not at this gateway".into(),
+            SuperiorCaCertMissing => "add `ca_cert = \"certs/…pem\"` to `[cascade.superior]`: the superior's own certificate or the CA that signed it (the gateway trusts nothing else there)".into(),
+            SuperiorCaCertWithHttp => "remove `ca_cert`, or reach the superior over https:// (recommended)".into(),
+            SuperiorEmptyUsername => "write the account the gateway logs in with at the superior, e.g. username = \"cascade\"".into(),
+            SuperiorPasswordMissing => "add `password_file = \"…\"` (a file holding the superior account's password) or `password_env = \"NAME\"` to `[cascade.superior]`".into(),
             BadEnvName { .. } => "write the variable's name: letters, digits and '_', not starting with a digit, e.g. password_env = \"PAIRGATE_CHASSIS_A_PASSWORD\"".into(),
             ChassisCount { .. } => "a pair is exactly two chassis: write two `[[chassis]]` tables".into(),
             BadChassisName { .. } => "use 1 to 32 characters from a-z, A-Z, 0-9, '-' and '_', e.g. name = \"a\"".into(),

@@ -36,6 +36,26 @@ pub(crate) struct RawConfig {
     pub collection: Vec<S<RawCollection>>,
     #[serde(default)]
     pub event: Vec<S<RawEvent>>,
+    pub cascade: Option<S<RawCascade>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawCascade {
+    pub serial: S<String>,
+    pub public_url: S<String>,
+    pub superior: Option<S<RawSuperior>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawSuperior {
+    pub url: S<String>,
+    pub ca_cert: Option<S<String>>,
+    pub username: S<String>,
+    pub password_file: Option<S<String>>,
+    pub password_env: Option<S<String>>,
+    pub password: Option<S<IgnoredAny>>,
 }
 
 /// `{ "/id" = "walls", … }`: places (or path parameters) and the table of the

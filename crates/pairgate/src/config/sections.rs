@@ -90,6 +90,37 @@ pub struct State {
     pub dir: PathBuf,
 }
 
+/// `[cascade]`: the pair as one system of a cascade (docs/design.md,
+/// "Cascade"): the identity a superior sees for it, whichever chassis is
+/// primary, and the superior it registers at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cascade {
+    /// The pair's one serial at its superior (not either chassis' own).
+    pub serial: String,
+    /// Where a superior reaches the pair: this gateway's address as others
+    /// see it (behind NAT or a name, not necessarily `listen.addr`).
+    pub public_url: ChassisUrl,
+    /// `[cascade.superior]`, if the pair has one.
+    pub superior: Option<Superior>,
+    /// Line of the `[cascade]` header.
+    pub line: usize,
+}
+
+/// `[cascade.superior]`: the system the pair registers at, as the gateway
+/// calls it (the chassis are pointed at the gateway instead).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Superior {
+    /// Its base address (a chassis or another pair's gateway).
+    pub url: ChassisUrl,
+    /// The only certificate (or CA) accepted from it; `Some` exactly when `url` is https.
+    pub ca_cert: Option<PathBuf>,
+    /// The account the gateway logs in with there.
+    pub username: String,
+    pub password: SecretSource,
+    /// Line of the `[cascade.superior]` header.
+    pub line: usize,
+}
+
 /// One `[[chassis]]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Chassis {

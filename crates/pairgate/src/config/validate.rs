@@ -15,7 +15,9 @@ use std::time::Duration;
 use super::chassis_url::ChassisUrl;
 use super::error::{ConfigError, Problem};
 use super::external::{Expect, Pending, Target};
-use super::raw::{RawChassis, RawCollection, RawConfig, RawEvent, RawIdMap, RawJournal, RawListen, RawRoute, RawSessions, RawTimeouts, S};
+use super::raw::{
+    RawCascade, RawChassis, RawCollection, RawConfig, RawEvent, RawIdMap, RawJournal, RawListen, RawRoute, RawSessions, RawTimeouts, S,
+};
 use super::route::{is_identifier, PathPattern, RouteKind, RouteRule, RouteTable, RuleMethod, Segment};
 use super::sections::*;
 use super::source_map::SourceMap;
@@ -65,6 +67,7 @@ pub(crate) fn validate(raw: RawConfig, map: &SourceMap<'_>, base_dir: &Path, che
     let routes = v.routes(&raw.route, to_u32(default_block))?;
     let collections = v.collections(&raw.collection)?;
     let events = v.events(&raw.event)?;
+    let cascade = raw.cascade.as_ref().map(|c| v.cascade(c, &listen)).transpose()?;
 
     let config = Config {
         file: map.file().to_path_buf(),
@@ -78,6 +81,7 @@ pub(crate) fn validate(raw: RawConfig, map: &SourceMap<'_>, base_dir: &Path, che
         routes,
         collections,
         events,
+        cascade,
         file_checks: checks,
     };
     Ok((config, v.pending))
@@ -214,6 +218,76 @@ impl Validator<'_, '_> {
         Ok([a, b])
     }
 
+    /// A password from a file or an environment variable, exactly one of them
+    /// (`file_key` names the file in messages); `problems`: what to say when
+    /// both are given, and when neither is (at `whole`).
+    fn secret_source(
+        &mut self,
+        file_key: &str,
+        (file, env): (&Option<S<String>>, &Option<S<String>>),
+        whole: Range<usize>,
+        [twice, missing]: [Problem; 2],
+    ) -> Result<SecretSource> {
+        Ok(match (file, env) {
+            (Some(_), Some(env)) => return Err(self.err(env.span(), twice)),
+            (None, None) => return Err(self.err(whole, missing)),
+            (Some(file), None) => SecretSource::File(self.file(file_key, file, Expect::Secret)?),
+            (None, Some(env)) => {
+                let var = env.get_ref();
+                if !is_identifier(var) {
+                    return Err(self.err(env.span(), Problem::BadEnvName { value: var.clone() }));
+                }
+                self.pending.push(Pending { span: env.span(), target: Target::Env { name: var.clone() } });
+                SecretSource::Env(var.clone())
+            }
+        })
+    }
+
+    /// `[cascade]` and its `[cascade.superior]`.
+    fn cascade(&mut self, entry: &S<RawCascade>, listen: &Listen) -> Result<Cascade> {
+        let r = entry.get_ref();
+        let serial = r.serial.get_ref();
+        let serial_ok = (1..=64).contains(&serial.len()) && serial.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+        if !serial_ok {
+            return Err(self.err(r.serial.span(), Problem::BadPairSerial { value: serial.clone() }));
+        }
+        let url = |key: &'static str, raw: &S<String>| {
+            ChassisUrl::parse(raw.get_ref())
+                .map_err(|reason| self.err(raw.span(), Problem::BadCascadeUrl { key, value: raw.get_ref().clone(), reason }))
+        };
+        let public_url = url("public_url", &r.public_url)?;
+        let superior = match &r.superior {
+            None => None,
+            Some(sup) => {
+                let s = sup.get_ref();
+                let sup_url = url("superior.url", &s.url)?;
+                if points_at(&sup_url, listen.addr) {
+                    return Err(self.err(s.url.span(), Problem::SuperiorIsGateway { url: sup_url.to_string() }));
+                }
+                let ca_cert = match (&s.ca_cert, sup_url.is_https()) {
+                    (Some(ca), true) => Some(self.file("cascade.superior.ca_cert", ca, Expect::Certificate)?),
+                    (None, true) => return Err(self.err(sup.span(), Problem::SuperiorCaCertMissing)),
+                    (Some(ca), false) => return Err(self.err(ca.span(), Problem::SuperiorCaCertWithHttp)),
+                    (None, false) => None,
+                };
+                if s.username.get_ref().trim().is_empty() {
+                    return Err(self.err(s.username.span(), Problem::SuperiorEmptyUsername));
+                }
+                if let Some(inline) = &s.password {
+                    return Err(self.err(inline.span(), Problem::InlineSecret { key: "password" }));
+                }
+                let password = self.secret_source(
+                    "cascade.superior.password_file",
+                    (&s.password_file, &s.password_env),
+                    sup.span(),
+                    [Problem::SuperiorPasswordTwice, Problem::SuperiorPasswordMissing],
+                )?;
+                Some(Superior { url: sup_url, ca_cert, username: s.username.get_ref().clone(), password, line: self.line(sup.span()) })
+            }
+        };
+        Ok(Cascade { serial: serial.clone(), public_url, superior, line: self.line(entry.span()) })
+    }
+
     fn chassis(&mut self, entry: &S<RawChassis>, listen: &Listen) -> Result<Chassis> {
         let r = entry.get_ref();
         let name = r.name.get_ref().clone();
@@ -238,19 +312,12 @@ impl Validator<'_, '_> {
         if let Some(inline) = &r.password {
             return Err(self.err(inline.span(), Problem::InlineSecret { key: "password" }));
         }
-        let password = match (&r.password_file, &r.password_env) {
-            (Some(_), Some(env)) => return Err(self.err(env.span(), Problem::PasswordSourceTwice { chassis: name })),
-            (None, None) => return Err(self.err(entry.span(), Problem::PasswordSourceMissing { chassis: name })),
-            (Some(file), None) => SecretSource::File(self.file(&format!("chassis.{name}.password_file"), file, Expect::Secret)?),
-            (None, Some(env)) => {
-                let var = env.get_ref();
-                if !is_identifier(var) {
-                    return Err(self.err(env.span(), Problem::BadEnvName { value: var.clone() }));
-                }
-                self.pending.push(Pending { span: env.span(), target: Target::Env { name: var.clone() } });
-                SecretSource::Env(var.clone())
-            }
-        };
+        let password = self.secret_source(
+            &format!("chassis.{name}.password_file"),
+            (&r.password_file, &r.password_env),
+            entry.span(),
+            [Problem::PasswordSourceTwice { chassis: name.clone() }, Problem::PasswordSourceMissing { chassis: name.clone() }],
+        )?;
         let features = match &r.features {
             None => None,
             Some(list) => {
