@@ -90,3 +90,32 @@ async fn the_old_client_side_scheme_gives_different_ids() {
     assert!(differ > 0, "the client-side scheme should produce different ids");
     assert_ne!(ca.digest().await, cb.digest().await);
 }
+
+/// The value of the first `key = "…"` line in a configuration text.
+fn first_value(text: &str, key: &str) -> String {
+    let line = text.lines().find(|l| l.starts_with(&format!("{key} = "))).unwrap_or_else(|| panic!("no {key} in:\n{text}"));
+    line.split_once(" = ").map(|(_, v)| v.trim().to_string()).unwrap_or_default()
+}
+
+/// `[cascade]` in gateway.toml is the pair's one identity: the running
+/// gateway shows it on its status page, and of the superior's account only
+/// the name (the password stays in its file).
+#[tokio::test]
+async fn the_status_page_shows_the_configured_cascade_identity_without_the_password() {
+    let pair = Pair::start_with(|text| {
+        // Files the configuration already names stand in for the superior's
+        // trust anchor and password file (they only have to exist).
+        let (ca, pw) = (first_value(text, "ca_cert"), first_value(text, "password_file"));
+        text.push_str(&format!(
+            "\n[cascade]\nserial = \"PAIR-0042\"\npublic_url = \"https://wall-gateway.example:8443\"\n\n\
+             [cascade.superior]\nurl = \"https://127.0.0.1:1\"\nca_cert = {ca}\nusername = \"cascade\"\npassword_file = {pw}\n"
+        ));
+    })
+    .await;
+    let s = pair.gw.status().await.unwrap_or_else(|| panic!("no status"));
+    assert_eq!(
+        s["cascade"],
+        json!({"serial": "PAIR-0042", "public_url": "https://wall-gateway.example:8443", "superior": {"url": "https://127.0.0.1:1", "username": "cascade"}}),
+        "{s}"
+    );
+}

@@ -525,6 +525,53 @@ async fn an_entry_on_its_way_when_the_gateway_died_is_never_resent_to_firmware_t
     assert_eq!(names(&a), names(&b));
 }
 
+/// A delete on its way to both chassis when the gateway died: both applied
+/// it and held the answer back. Nobody can be rebuilt from the other, so it
+/// is sent again — and answered 404, which says nothing of the client's
+/// request (it did delete). The client's retry with its `Idempotency-Key` is
+/// told the outcome is unknown, never "not found" (the campaign, seed 4 in
+/// CI, had a client told 404 for a close that had closed its window).
+#[tokio::test]
+async fn a_client_retrying_an_entry_resent_blind_after_a_gateway_crash_is_told_its_outcome_is_unknown() {
+    let old = &["--without", "idempotency_key"];
+    let mut pair = Pair::start_firmware([old, old], |_| {}).await;
+    pair.gw.wait_in_sync(Duration::from_secs(30)).await;
+    let ops = ops_account(&pair).await;
+    warm(&ops).await;
+    let id = ops.post("/sources", json!({"name": "gone", "kind": "ip", "url": "rtsp://cam/9"})).await.ok().id();
+    for i in 0..2 {
+        pair.sim_faults(i, json!({"latency_after_ms": 3000})).await;
+    }
+    let path = format!("/sources/{id}");
+    let key = [("Idempotency-Key", "delete-gone-1")];
+    let first = tokio::spawn({
+        let (ops, path) = (ops.clone(), path.clone());
+        async move { ops.call("DELETE", &path, None, &key).await }
+    });
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    pair.gw.kill9();
+    let _ = first.await;
+    for i in 0..2 {
+        pair.sim_faults(i, json!({})).await;
+    }
+    pair.gw.start().unwrap_or_else(|e| panic!("{e}"));
+    pair.gw.wait_in_sync(Duration::from_secs(30)).await;
+    let mut told = None;
+    for _ in 0..100 {
+        let r = ops.call("DELETE", &path, None, &key).await;
+        if r.status != 409 {
+            told = Some(r);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let told = told.unwrap_or_else(|| panic!("the retry stayed in flight"));
+    assert_eq!((told.status, told.code()), (500, "outcome_unknown"), "{told:?}");
+    for i in 0..2 {
+        assert_eq!(pair.direct(i).await.get(&path).await.status, 404, "chassis {i} deleted it");
+    }
+}
+
 /// Both chassis answer one entry with a 500 (after applying it, or before):
 /// on firmware without `Idempotency-Key` neither may be sent it again and
 /// neither can be rebuilt from the other, which waits to be rebuilt too.

@@ -627,8 +627,13 @@ impl Applier {
                     && self.journal.applied(name).is_ok_and(|a| a < entry.seq)
             };
             let mine_unknown = on_its_way(self.index);
+            // Sent again without knowing whether it was applied: the answer
+            // it gets now (a 404 for a close that did close, a 409 for a
+            // create whose rows exist) says nothing of the client's request.
+            let mut blind = false;
             if mine_unknown && on_its_way(Pair::other(self.index)) {
                 tracing::warn!(chassis = %self.name(), seq = entry.seq, "this entry was on its way to both chassis when the gateway stopped; neither can be rebuilt from the other: sent again");
+                blind = !resend_is_harmless(&entry.method);
             } else if mine_unknown && !resend_is_harmless(&entry.method) {
                 self.unknown_here(entry, "it was on its way when the gateway stopped").await;
                 return;
@@ -689,7 +694,9 @@ impl Applier {
             match &outcome {
                 Outcome::Answered(a) if outcome.decided().is_some() => {
                     self.check_id_block(entry, a);
-                    self.record_client_answer(entry, a).await;
+                    // A blind resend's answer is not the client's: its retry is told the truth.
+                    let told = if blind { outcome_unknown(a.status) } else { a.clone() };
+                    self.record_client_answer(entry, &told).await;
                     let recorded = if repeats {
                         self.journal.mark_applied(self.name(), entry.seq)
                     } else {
@@ -749,6 +756,27 @@ impl Drop for Parked<'_> {
 /// it is not resent either.
 pub fn resend_is_harmless(method: &str) -> bool {
     method.eq_ignore_ascii_case("PUT")
+}
+
+/// The `error.code` a client's retry gets for an entry that was on its way to
+/// both chassis when the gateway stopped and had to be sent again to firmware
+/// that cannot recognise a repeat: whether its first sending took effect
+/// cannot be told from the second one's answer.
+pub const OUTCOME_UNKNOWN: &str = "outcome_unknown";
+
+/// The answer stored for such an entry's `Idempotency-Key` (a 5xx: the
+/// request may have taken effect), naming what the resend was answered.
+pub fn outcome_unknown(resend_status: u16) -> crate::chassis::upstream::Answered {
+    let message = format!(
+        "the gateway stopped while this request was on its way to both chassis; it was sent again and answered {resend_status}, \
+         which cannot tell whether your request took effect: read the state before repeating it"
+    );
+    let body = serde_json::json!({"error": {"code": OUTCOME_UNKNOWN, "message": message}});
+    crate::chassis::upstream::Answered {
+        status: 500,
+        content_type: Some(HeaderValue::from_static("application/json")),
+        body: Bytes::from(body.to_string()),
+    }
 }
 
 /// The `error.code` of the answer an entry gets on a chassis where its
