@@ -134,7 +134,9 @@ async fn five_resyncs_of_75_000_rows_in_a_row_each_finish_on_the_first_attempt()
             line.push_str(&format!("; {} writes, longest {:.0?}; {} reads, longest {:.0?}", w.requests, w.longest, r.requests, r.longest));
             assert!(w.failed.is_empty(), "resync {}: mutations failed: {:?}", n + 1, w.failed);
             assert!(r.failed.is_empty(), "resync {}: reads failed: {:?}", n + 1, r.failed);
-            assert!(w.requests > 10, "the writer ran: {w:?}");
+            // It ran at all (a 50 ms pace: ~6 before the resync starts; a fast
+            // resync holding writes for its export leaves few more — CI saw 7).
+            assert!(w.requests > 3, "the writer ran: {w:?}");
             // A hang is not a pause (the budget, 1 s, is measured in bench/).
             assert!(w.longest.max(r.longest) < Duration::from_secs(5), "resync {}: {line}", n + 1);
         }
