@@ -282,7 +282,7 @@ pub async fn run(opts: &Options) -> Result<Report, String> {
         checks::settled(&evidence),
         checks::same_state(&evidence),
         model::acknowledged_on_both(&logs, &evidence.export, setup.register),
-        model::once_and_same_ids(&logs, &evidence.export, setup.own_walls, setup.register, evidence.translated),
+        model::once_and_same_ids(&logs, &evidence.export, setup.own_walls, setup.register, evidence.translated()),
         crate::client_ids::maps_match(&evidence.maps, &evidence.map_problems),
         checks::sessions_and_reads(&logs, &faults),
         checks::linearizable(&logs, &evidence, setup.register),
@@ -379,8 +379,8 @@ async fn heal_and_collect(site: &mut Site, clock: Clock, harness: &mut Check) ->
     // removed with others (a cleared wall's windows) until the gateway's
     // next comparison drops them. The evidence is read after one that
     // covered everything (the clients have stopped: nothing is appended).
-    if let (Ok(s), Ok(a), Ok(b)) = (&in_sync, site.id_map(0).await, site.id_map(1).await) {
-        if !a.is_empty() || !b.is_empty() {
+    if let Ok(s) = &in_sync {
+        if client_ids::any_translated(&[site.id_map(0).await, site.id_map(1).await]) {
             let last = s["last_seq"].as_u64().unwrap_or(0);
             let limit = crate::gateway_config::ANTI_ENTROPY_EVERY * 3;
             let covered = |st: &Value| (0..2).all(|i| st["chassis"][i]["verified"]["seq"].as_u64().is_some_and(|v| v >= last));
@@ -402,7 +402,6 @@ async fn heal_and_collect(site: &mut Site, clock: Clock, harness: &mut Check) ->
     }
     let at_us = clock.now_us();
     // Into client IDs, where a chassis has IDs of its own.
-    let translated = maps.iter().any(|m| m.as_ref().is_ok_and(|m| !m.is_empty()));
     for i in 0..2 {
         let Ok(map) = &maps[i] else { continue };
         if map.is_empty() {
@@ -419,12 +418,12 @@ async fn heal_and_collect(site: &mut Site, clock: Clock, harness: &mut Check) ->
             map_problems[i].extend(problems);
         }
     }
-    if translated {
+    if client_ids::any_translated(&maps) {
         for x in export.iter_mut().flatten() {
             client_ids::z_as_rank(x);
         }
     }
-    Evidence { in_sync, digest, outputs, export, maps, map_problems, translated, at_us }
+    Evidence { in_sync, digest, outputs, export, maps, map_problems, at_us }
 }
 
 fn stats(logs: &[ClientLog], faults: &[FaultRecord], status: Option<&Value>) -> Stats {

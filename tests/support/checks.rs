@@ -93,11 +93,16 @@ pub struct Evidence {
     pub maps: [Result<crate::client_ids::IdMap, String>; 2],
     /// What translating each chassis' evidence found wrong with its map.
     pub map_problems: [Vec<String>; 2],
-    /// Whether either chassis has IDs of its own: then `digest` (over the
-    /// chassis' own IDs) cannot be compared, the exports in client IDs are.
-    pub translated: bool,
     /// Campaign time the evidence was read at.
     pub at_us: i64,
+}
+
+impl Evidence {
+    /// Whether either chassis has IDs of its own (a map): then `digest` (over
+    /// the chassis' own IDs) cannot be compared, the exports in client IDs are.
+    pub fn translated(&self) -> bool {
+        crate::client_ids::any_translated(&self.maps)
+    }
 }
 
 /// The windows in which no chassis could serve: both down, or the gateway
@@ -130,7 +135,7 @@ pub fn settled(e: &Evidence) -> Check {
 /// a. `GET /system/digest` and `GET /hardware/outputs` equal on both chassis.
 pub fn same_state(e: &Evidence) -> Check {
     let mut c = Check::new("a", "same digest and /hardware/outputs on both chassis");
-    if e.translated {
+    if e.translated() {
         // The digests hash each chassis' own IDs: compare the whole exports
         // in client IDs instead (check c lists the rows that differ).
         match (&e.export[0], &e.export[1]) {

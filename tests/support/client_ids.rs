@@ -97,6 +97,11 @@ impl IdMap {
     }
 }
 
+/// Whether either chassis' map (as read) has entries: its IDs are its own.
+pub fn any_translated(maps: &[Result<IdMap, String>; 2]) -> bool {
+    maps.iter().any(|m| m.as_ref().is_ok_and(|m| !m.is_empty()))
+}
+
 fn rewrite(map: &IdMap, names: &str, v: &mut Value, at: &str, problems: &mut Vec<String>) {
     match v {
         Value::Array(items) => {

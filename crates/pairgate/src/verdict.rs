@@ -112,9 +112,7 @@ pub fn diverged(p: &Answered, s: &Answered, ignores: &[WildPointer]) -> bool {
         let comparable = |body: &[u8]| {
             let mut doc: Option<serde_json::Value> = serde_json::from_slice(body).ok();
             if let Some(d) = doc.as_mut() {
-                for place in ignores {
-                    place.for_each_mut(d, &mut |v| *v = serde_json::Value::Null);
-                }
+                WildPointer::null_out(ignores, d);
             }
             doc
         };

@@ -695,8 +695,14 @@ impl Applier {
                 Outcome::Answered(a) if outcome.decided().is_some() => {
                     self.check_id_block(entry, a);
                     // A blind resend's answer is not the client's: its retry is told the truth.
-                    let told = if blind { outcome_unknown(a.status) } else { a.clone() };
-                    self.record_client_answer(entry, &told).await;
+                    let unknown;
+                    let told = if blind {
+                        unknown = outcome_unknown(a.status);
+                        &unknown
+                    } else {
+                        a
+                    };
+                    self.record_client_answer(entry, told).await;
                     let recorded = if repeats {
                         self.journal.mark_applied(self.name(), entry.seq)
                     } else {

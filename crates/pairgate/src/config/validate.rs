@@ -243,6 +243,25 @@ impl Validator<'_, '_> {
         })
     }
 
+    /// The certificate (or CA) a peer reached at `url` must present: required
+    /// over https, refused over plain http; `problems`: what to say when it is
+    /// missing (at `whole`), and when it would never be used.
+    fn trust_anchor(
+        &mut self,
+        key: &str,
+        ca: &Option<S<String>>,
+        url: &ChassisUrl,
+        whole: Range<usize>,
+        [missing, with_http]: [Problem; 2],
+    ) -> Result<Option<PathBuf>> {
+        match (ca, url.is_https()) {
+            (Some(ca), true) => Ok(Some(self.file(key, ca, Expect::Certificate)?)),
+            (None, true) => Err(self.err(whole, missing)),
+            (Some(ca), false) => Err(self.err(ca.span(), with_http)),
+            (None, false) => Ok(None),
+        }
+    }
+
     /// `[cascade]` and its `[cascade.superior]`.
     fn cascade(&mut self, entry: &S<RawCascade>, listen: &Listen) -> Result<Cascade> {
         let r = entry.get_ref();
@@ -264,12 +283,13 @@ impl Validator<'_, '_> {
                 if points_at(&sup_url, listen.addr) {
                     return Err(self.err(s.url.span(), Problem::SuperiorIsGateway { url: sup_url.to_string() }));
                 }
-                let ca_cert = match (&s.ca_cert, sup_url.is_https()) {
-                    (Some(ca), true) => Some(self.file("cascade.superior.ca_cert", ca, Expect::Certificate)?),
-                    (None, true) => return Err(self.err(sup.span(), Problem::SuperiorCaCertMissing)),
-                    (Some(ca), false) => return Err(self.err(ca.span(), Problem::SuperiorCaCertWithHttp)),
-                    (None, false) => None,
-                };
+                let ca_cert = self.trust_anchor(
+                    "cascade.superior.ca_cert",
+                    &s.ca_cert,
+                    &sup_url,
+                    sup.span(),
+                    [Problem::SuperiorCaCertMissing, Problem::SuperiorCaCertWithHttp],
+                )?;
                 if s.username.get_ref().trim().is_empty() {
                     return Err(self.err(s.username.span(), Problem::SuperiorEmptyUsername));
                 }
@@ -300,12 +320,13 @@ impl Validator<'_, '_> {
         if points_at(&url, listen.addr) {
             return Err(self.err(r.url.span(), Problem::ChassisIsGateway { url: url.to_string() }));
         }
-        let ca_cert = match (&r.ca_cert, url.is_https()) {
-            (Some(ca), true) => Some(self.file(&format!("chassis.{name}.ca_cert"), ca, Expect::Certificate)?),
-            (None, true) => return Err(self.err(entry.span(), Problem::CaCertMissing { chassis: name })),
-            (Some(ca), false) => return Err(self.err(ca.span(), Problem::CaCertWithHttp { chassis: name })),
-            (None, false) => None,
-        };
+        let ca_cert = self.trust_anchor(
+            &format!("chassis.{name}.ca_cert"),
+            &r.ca_cert,
+            &url,
+            entry.span(),
+            [Problem::CaCertMissing { chassis: name.clone() }, Problem::CaCertWithHttp { chassis: name.clone() }],
+        )?;
         if r.username.get_ref().trim().is_empty() {
             return Err(self.err(r.username.span(), Problem::EmptyUsername { chassis: name }));
         }
@@ -346,6 +367,11 @@ impl Validator<'_, '_> {
     fn pointer(&self, key: &'static str, raw: &S<String>) -> Result<WildPointer> {
         WildPointer::parse(raw.get_ref())
             .map_err(|reason| self.err(raw.span(), Problem::BadIdPointer { key, value: raw.get_ref().clone(), reason }))
+    }
+
+    /// A list of pointers (absent: none).
+    fn pointers(&self, key: &'static str, raw: &Option<S<Vec<S<String>>>>) -> Result<Vec<WildPointer>> {
+        raw.as_ref().map(|v| v.get_ref().as_slice()).unwrap_or(&[]).iter().map(|p| self.pointer(key, p)).collect()
     }
 
     fn names(raw: &Option<S<Vec<S<String>>>>) -> Vec<String> {
@@ -402,11 +428,7 @@ impl Validator<'_, '_> {
             let span = r.create.as_ref().map(|c| c.span()).unwrap_or_default();
             return Err(self.err(span, Problem::CreateNeedsTable { path: r.path.get_ref().clone() }));
         }
-        let mut ignores = Vec::new();
-        for p in r.compare_ignores.as_ref().map(|v| v.get_ref().as_slice()).unwrap_or(&[]) {
-            ignores.push(self.pointer("compare_ignores", p)?);
-        }
-        Ok((rebuild, ignores))
+        Ok((rebuild, self.pointers("compare_ignores", &r.compare_ignores)?))
     }
 
     fn collections(&self, raw: &[S<RawCollection>]) -> Result<Vec<Collection>> {
@@ -567,10 +589,7 @@ impl Validator<'_, '_> {
                     self.err(r.path.span(), Problem::DuplicateRoute { method: method.to_string(), path: path.to_string(), first_line })
                 );
             }
-            let mut compare_ignores = Vec::new();
-            for p in r.compare_ignores.as_ref().map(|v| v.get_ref().as_slice()).unwrap_or(&[]) {
-                compare_ignores.push(self.pointer("compare_ignores", p)?);
-            }
+            let compare_ignores = self.pointers("compare_ignores", &r.compare_ignores)?;
             rules.push(RouteRule { method, path, kind, id_block, ends_sessions_of, secret_fields, ids, compare_ignores, line });
         }
         if !rules.iter().any(|r| r.kind == RouteKind::Login) {

@@ -77,6 +77,14 @@ impl WildPointer {
         walk_mut(&self.steps, doc, f);
     }
 
+    /// `doc` with every value any of `places` reaches set to `null`: what two
+    /// documents are compared by when those places may differ.
+    pub fn null_out(places: &[WildPointer], doc: &mut Value) {
+        for place in places {
+            place.for_each_mut(doc, &mut |v| *v = Value::Null);
+        }
+    }
+
     /// Every value the pointer reaches in `doc`, in document order.
     pub fn find<'v>(&self, doc: &'v Value) -> Vec<&'v Value> {
         let mut out = Vec::new();

@@ -139,9 +139,7 @@ pub async fn digest_seen(
         match collections.get(l.collection).map(|c| c.compare_ignores.as_slice()).filter(|ig| !ig.is_empty()) {
             Some(ignores) => {
                 let mut doc = l.client.clone();
-                for place in ignores {
-                    place.for_each_mut(&mut doc, &mut |v| *v = Value::Null);
-                }
+                crate::ids::pointer::WildPointer::null_out(ignores, &mut doc);
                 canonical(&doc, &mut text);
             }
             None => canonical(l.client, &mut text),
