@@ -8,6 +8,7 @@
 //! can be recognised and applied once.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -28,12 +29,37 @@ pub enum Effect {
 pub struct CascadeClient {
     http: Option<reqwest::Client>,
     status: Mutex<String>,
+    /// `PUT /cascade/links/{n}` calls received, and those applied (a repeat of
+    /// a remembered `Idempotency-Key` is received, not applied).
+    pub links_received: AtomicU64,
+    pub links_applied: AtomicU64,
+    /// `POST /cascade/subordinates` calls received and applied.
+    pub registrations_received: AtomicU64,
+    pub registrations_applied: AtomicU64,
 }
 
 impl CascadeClient {
     pub fn new(peer_ca: Option<&Path>) -> CascadeClient {
         let http = build_client(peer_ca).map_err(|e| tracing::warn!("cascade client unavailable: {e}")).ok();
-        CascadeClient { http, status: Mutex::new("not configured".into()) }
+        CascadeClient {
+            http,
+            status: Mutex::new("not configured".into()),
+            links_received: AtomicU64::new(0),
+            links_applied: AtomicU64::new(0),
+            registrations_received: AtomicU64::new(0),
+            registrations_applied: AtomicU64::new(0),
+        }
+    }
+
+    /// What `/_sim/counters` shows.
+    pub fn counters(&self) -> Value {
+        let n = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        json!({
+            "links_received": n(&self.links_received),
+            "links_applied": n(&self.links_applied),
+            "registrations_received": n(&self.registrations_received),
+            "registrations_applied": n(&self.registrations_applied),
+        })
     }
 
     pub fn status(&self) -> String {

@@ -246,6 +246,13 @@ async fn sim_digest(State(c): State<Arc<Chassis>>, a: Auth) -> ApiResult<Reply> 
     Ok(Reply::ok(json!({"digest": digest, "counts": counts})))
 }
 
+/// `GET /_sim/counters`: calls this chassis received since it started (not
+/// kept across restarts), for tests that count what reached whom.
+async fn sim_counters(State(c): State<Arc<Chassis>>, a: Auth) -> ApiResult<Reply> {
+    hooks(&c, &a)?;
+    Ok(Reply::ok(c.cascade.counters()))
+}
+
 /// The `/_sim` routes; `max_import` bounds `/_sim/import`'s document.
 pub fn router(max_import: usize) -> Router<Arc<Chassis>> {
     let import = Router::new()
@@ -257,5 +264,6 @@ pub fn router(max_import: usize) -> Router<Arc<Chassis>> {
         .route("/_sim/power_off", post(power_off))
         .route("/_sim/export", get(sim_export))
         .route("/_sim/digest", get(sim_digest))
+        .route("/_sim/counters", get(sim_counters))
         .merge(import)
 }

@@ -30,7 +30,7 @@ use std::path::{Path, PathBuf};
 pub use chassis_url::{ChassisUrl, Scheme};
 pub use error::{ConfigError, Location, Problem};
 pub use external::FileChecks;
-pub use route::{Classified, PathPattern, RouteKind, RouteRule, RouteTable, RuleMethod, Segment};
+pub use route::{Classified, Fill, PathPattern, RouteKind, RouteRule, RouteTable, RuleMethod, Segment};
 pub use sections::{
     Cascade, Chassis, Collection, Each, Journal, Listen, Rebuild, SecretSource, Sessions, Stage, State, Timeouts, Transport,
 };

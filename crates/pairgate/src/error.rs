@@ -46,6 +46,12 @@ pub enum GatewayError {
     ShuttingDown,
     #[error("the request took longer than the gateway's limit")]
     Timeout,
+    /// A cascade request the gateway's configuration does not allow.
+    #[error("{message}")]
+    Cascade { code: &'static str, message: String },
+    /// The egress could not reach the pair's superior.
+    #[error("the superior could not be reached: {0}")]
+    SuperiorUnreachable(String),
 }
 
 impl GatewayError {
@@ -64,6 +70,8 @@ impl GatewayError {
             IdempotencyMismatch => StatusCode::UNPROCESSABLE_ENTITY,
             Journal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             Timeout => StatusCode::GATEWAY_TIMEOUT,
+            Cascade { .. } => StatusCode::CONFLICT,
+            SuperiorUnreachable(_) => StatusCode::BAD_GATEWAY,
         }
     }
 
@@ -89,6 +97,8 @@ impl GatewayError {
             Journal(_) => "journal_error",
             ShuttingDown => "shutting_down",
             Timeout => "timeout",
+            Cascade { code, .. } => code,
+            SuperiorUnreachable(_) => "superior_unreachable",
         }
     }
 

@@ -111,6 +111,8 @@ pub struct Gateway {
     pub tasks: Tasks,
     /// IDs for a chassis without `id_block` (see `ids/`).
     pub translator: Arc<crate::ids::translator::Translator>,
+    /// The superior as the pair's chassis see it (`[cascade]` in gateway.toml).
+    pub egress: Option<Arc<crate::cascade::Egress>>,
 }
 
 impl Gateway {
@@ -135,6 +137,13 @@ impl Gateway {
         let maps = crate::ids::map::IdMaps::load(journal.clone(), [cfg.chassis[0].name.as_str(), cfg.chassis[1].name.as_str()])
             .map_err(|e| StartError::Journal(e.to_string()))?;
         let translator = Arc::new(crate::ids::translator::Translator::new(cfg.routes.clone(), cfg.events.clone(), Arc::new(maps)));
+        let egress = match &cfg.cascade {
+            Some(c) => {
+                let pw = c.superior.as_ref().map(|s| password(&s.password)).transpose()?;
+                Some(Arc::new(crate::cascade::Egress::new(c, pw, cfg.routes.clone(), &jwt_secret, cfg.timeouts.per_try)?))
+            }
+            None => None,
+        };
         let session_cfg = SessionConfig { jwt_secret, idle_timeout: cfg.sessions.idle_timeout, ..SessionConfig::new(Vec::new()) };
         let store = SessionStore::open(&dir, session_cfg).map_err(|e| StartError::Sessions(e.to_string()))?;
 
@@ -194,6 +203,7 @@ impl Gateway {
             shutdown: CancellationToken::new(),
             tasks,
             translator,
+            egress,
             cfg,
         });
         gw.spawn_background();
@@ -223,6 +233,7 @@ impl Gateway {
                 attempts: self.attempts.clone(),
                 collections: self.cfg.collections.clone().into(),
                 translator: self.translator.clone(),
+                egress: self.egress.clone(),
             };
             self.tasks.spawn("applier", applier.run());
             let configured = self.cfg.chassis[i].features;

@@ -1,6 +1,7 @@
 //! Cascade: this chassis as a subordinate (its superior, its cascade links)
 //! and as a superior (the subordinates that registered, their sources).
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use axum::extract::{Path, State};
@@ -84,6 +85,7 @@ pub struct Registration {
 /// before; sources it no longer reports are removed unless still shown.
 pub async fn register(State(c): State<Arc<Chassis>>, m: Mutation, JsonBody(req): JsonBody<Registration>) -> ApiResult<Reply> {
     m.require(Role::Admin, "register subordinates")?;
+    c.cascade.registrations_received.fetch_add(1, Ordering::Relaxed);
     let serial = super::check_name(&req.serial, "a serial")?;
     if req.sources.len() > 1024 {
         return Err(ApiError::invalid("too_many_sources", "a subordinate reports at most 1024 sources"));
@@ -134,6 +136,7 @@ pub async fn register(State(c): State<Arc<Chassis>>, m: Mutation, JsonBody(req):
                 tx.emit("source.deleted", json!({"id": gone.id}));
             }
         }
+        c.cascade.registrations_applied.fetch_add(1, Ordering::Relaxed);
         tx.emit("cascade.subordinate_registered", sub_view(&sub));
         let view = sub_view(&sub);
         Ok(if created { Reply::created(view) } else { Reply::ok(view) })
@@ -157,6 +160,7 @@ pub async fn set_link(
     JsonBody(req): JsonBody<SetLink>,
 ) -> ApiResult<Reply> {
     m.require(Role::Operator, "route cascade links")?;
+    c.cascade.links_received.fetch_add(1, Ordering::Relaxed);
     let n = parse_id(&n)?;
     if n > CASCADE_LINKS {
         return Err(ApiError::not_found("cascade link", n));
@@ -165,6 +169,7 @@ pub async fn set_link(
         if tx.get::<Source>(req.source_id).is_none() {
             return Err(ApiError::invalid("unknown_source", format!("source {} does not exist", req.source_id)));
         }
+        c.cascade.links_applied.fetch_add(1, Ordering::Relaxed);
         tx.put(CascadeLink { id: n, source_id: req.source_id });
         tx.emit("cascade.link_updated", json!({"link": n, "source_id": req.source_id}));
         Ok(Reply::ok(json!({"link": n, "source_id": req.source_id})))

@@ -51,6 +51,8 @@ pub struct Applier {
     /// IDs for a chassis without `id_block`: requests out in its IDs,
     /// answers back in client IDs, creates and deletes into its map.
     pub translator: Arc<crate::ids::translator::Translator>,
+    /// Fills the superior's address and account with the egress' (cascade).
+    pub egress: Option<Arc<crate::cascade::Egress>>,
 }
 
 /// The request an entry becomes on a chassis. A sealed body is opened here,
@@ -528,7 +530,9 @@ impl Applier {
     /// `firmware.caught`), worked with as firmware without it from now on,
     /// and rebuilt from its peer (its ids are not the ones clients see).
     fn check_id_block(&self, entry: &Entry, a: &crate::chassis::upstream::Answered) {
-        let Some(block) = entry.id_block.filter(|b| b.count > 0 && a.is_success()) else { return };
+        // Only a create's answer (201) names a row the block numbered: a 200
+        // may name an existing one (a subordinate registering again).
+        let Some(block) = entry.id_block.filter(|b| b.count > 0 && a.status == 201) else { return };
         let m = &self.pair.members[self.index];
         let mut known = m.features.lock();
         let Some(claimed) = known.as_ref().filter(|d| d.has(crate::chassis::features::Feature::IdBlock)) else { return };
@@ -650,7 +654,13 @@ impl Applier {
                     }
                 }
                 let native_path: String;
-                match request_for(entry, &self.journal, self.per_try) {
+                let request = request_for(entry, &self.journal, self.per_try).map(|mut req| {
+                    if let Some(egress) = &self.egress {
+                        req.body = egress.toward_chassis(&entry.method, &entry.path_and_query, req.body);
+                    }
+                    req
+                });
+                match request {
                     Ok(mut req) if translated => {
                         // Its own IDs, and no block it would not honour.
                         req.headers.remove("x-id-block");

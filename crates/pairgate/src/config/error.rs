@@ -266,6 +266,9 @@ pub enum Problem {
     #[error("secret field {value:?} is not a JSON pointer (RFC 6901): {reason}")]
     BadSecretField { value: String, reason: &'static str },
 
+    #[error("fill {field:?} = {value:?}: {reason}")]
+    BadFill { field: String, value: String, reason: String },
+
     #[error("`secret_fields` is set on a `{kind}` route; only mutate routes are journaled")]
     SecretFieldsForbidden { kind: &'static str },
 
@@ -404,6 +407,7 @@ impl Problem {
             EndsSessionsForbidden { .. } => "remove `ends_sessions_of`, or make this a kind = \"mutate\" rule".into(),
             EndsSessionsNoParam { .. } => "name the path parameter that holds the user id, e.g. path = \"/api/v1/users/{id}\" with ends_sessions_of = \"id\"".into(),
             BadSecretField { .. } => "write each field as a JSON pointer into the request body: \"/password\", \"/credentials/password\", \"/users/0/password\" (`~1` for a '/' and `~0` for a '~' inside a name), or \"\" for the whole body".into(),
+            BadFill { .. } => format!("write fills = {{ \"/json/pointer\" = \"name\" }} on a kind = \"mutate\" rule, the name one of {}", crate::config::route::Fill::NAMES.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")),
             SecretFieldsForbidden { .. } => "remove `secret_fields`, or make this a kind = \"mutate\" rule (only mutation bodies are stored, in the journal)".into(),
             IdParamNotInPath { .. } => "name a {param} segment of this rule's path, e.g. path = \"/api/v1/walls/{id}\" with path_ids = { id = \"walls\" }".into(),
             CreateNeedsTable { .. } => "add `table = \"...\"`: the table of the rows' \"id\", so the rows a rebuild creates are mapped".into(),

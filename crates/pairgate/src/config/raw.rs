@@ -184,4 +184,5 @@ pub(crate) struct RawRoute {
     pub creates: Option<S<Vec<S<RawCreate>>>>,
     pub forgets: Option<S<String>>,
     pub compare_ignores: Option<S<Vec<S<String>>>>,
+    pub fills: Option<S<RawIdMap>>,
 }

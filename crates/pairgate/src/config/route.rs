@@ -323,6 +323,10 @@ pub struct RouteRule {
     /// rebuilt through its ordinary API numbers its own way (a window's
     /// `z`: the order is kept, not the number).
     pub compare_ignores: Vec<crate::ids::pointer::WildPointer>,
+    /// `mutate` rules: body fields the gateway fills with its own values
+    /// (cascade): toward a chassis the egress ones, upward the pair's. A
+    /// field the body does not hold (or holds as `null`) is left alone.
+    pub fills: Vec<(String, Fill)>,
     /// The line of the rule's `[[route]]` header, for logs ("matched rule at line 57").
     pub line: usize,
 }
@@ -330,6 +334,46 @@ pub struct RouteRule {
 impl RouteRule {
     pub fn matches(&self, method: &str, path: &str) -> bool {
         self.method.matches(method) && self.path.matches(path)
+    }
+}
+
+/// A value the gateway puts into a request body (a route rule's `fills`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fill {
+    /// Toward a chassis: where it reaches the gateway's egress (instead of its superior).
+    EgressUrl,
+    /// Toward a chassis: the account it logs in with at the egress.
+    EgressUsername,
+    EgressPassword,
+    /// Upward (sent by the egress to the superior): the pair's serial.
+    PairSerial,
+    /// Upward: where the superior reaches the pair (`[cascade] public_url`).
+    PairUrl,
+    /// Upward: the account the superior calls the pair back with
+    /// (`[cascade.superior]`'s, which must exist on both chassis too).
+    CallbackUsername,
+    CallbackPassword,
+}
+
+impl Fill {
+    pub const NAMES: [(&'static str, Fill); 7] = [
+        ("egress_url", Fill::EgressUrl),
+        ("egress_username", Fill::EgressUsername),
+        ("egress_password", Fill::EgressPassword),
+        ("pair_serial", Fill::PairSerial),
+        ("pair_url", Fill::PairUrl),
+        ("callback_username", Fill::CallbackUsername),
+        ("callback_password", Fill::CallbackPassword),
+    ];
+
+    pub fn parse(s: &str) -> Option<Fill> {
+        Fill::NAMES.iter().find(|(n, _)| *n == s).map(|(_, f)| *f)
+    }
+
+    /// Filled in what is sent to a chassis (the applier); the others in what
+    /// the egress sends upward.
+    pub fn toward_chassis(self) -> bool {
+        matches!(self, Fill::EgressUrl | Fill::EgressUsername | Fill::EgressPassword)
     }
 }
 
@@ -484,6 +528,7 @@ mod tests {
             secret_fields: Vec::new(),
             ids: RouteIds::default(),
             compare_ignores: Vec::new(),
+            fills: Vec::new(),
             line,
         };
         let table = RouteTable::new(
@@ -518,6 +563,7 @@ mod tests {
             secret_fields: Vec::new(),
             ids: ids.clone(),
             compare_ignores: Vec::new(),
+            fills: Vec::new(),
             line: 1,
         };
         let table = RouteTable::new(vec![rule], 16);
@@ -537,6 +583,7 @@ mod tests {
             secret_fields: fields.iter().map(|f| f.to_string()).collect(),
             ids: RouteIds::default(),
             compare_ignores: Vec::new(),
+            fills: Vec::new(),
             line: 1,
         };
         let read = RouteRule {
@@ -548,6 +595,7 @@ mod tests {
             secret_fields: vec![],
             ids: RouteIds::default(),
             compare_ignores: Vec::new(),
+            fills: Vec::new(),
             line: 2,
         };
         let table = RouteTable::new(

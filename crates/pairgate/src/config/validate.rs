@@ -18,7 +18,7 @@ use super::external::{Expect, Pending, Target};
 use super::raw::{
     RawCascade, RawChassis, RawCollection, RawConfig, RawEvent, RawIdMap, RawJournal, RawListen, RawRoute, RawSessions, RawTimeouts, S,
 };
-use super::route::{is_identifier, PathPattern, RouteKind, RouteRule, RouteTable, RuleMethod, Segment};
+use super::route::{is_identifier, Fill, PathPattern, RouteKind, RouteRule, RouteTable, RuleMethod, Segment};
 use super::sections::*;
 use super::source_map::SourceMap;
 use super::{Config, FileChecks};
@@ -370,6 +370,28 @@ impl Validator<'_, '_> {
     }
 
     /// A list of pointers (absent: none).
+    /// A rule's `fills`: JSON pointers into the body, each with a name of [`Fill`].
+    fn fills(&self, kind: RouteKind, raw: &Option<S<RawIdMap>>) -> Result<Vec<(String, Fill)>> {
+        let Some(raw) = raw else { return Ok(Vec::new()) };
+        let mut out = Vec::new();
+        for (field, name) in raw.get_ref() {
+            let bad = |span: std::ops::Range<usize>, reason: String| {
+                self.err(span, Problem::BadFill { field: field.get_ref().clone(), value: name.get_ref().clone(), reason })
+            };
+            if kind != RouteKind::Mutate {
+                return Err(bad(raw.span(), format!("a `{}` rule sends no body the gateway fills", kind.as_str())));
+            }
+            match check_json_pointer(field.get_ref()) {
+                Ok(()) if !field.get_ref().is_empty() => {}
+                Ok(()) => return Err(bad(field.span(), "the whole body cannot be filled".into())),
+                Err(reason) => return Err(bad(field.span(), format!("not a JSON pointer (RFC 6901): {reason}"))),
+            }
+            let Some(fill) = Fill::parse(name.get_ref()) else { return Err(bad(name.span(), "no such value".into())) };
+            out.push((field.get_ref().clone(), fill));
+        }
+        Ok(out)
+    }
+
     fn pointers(&self, key: &'static str, raw: &Option<S<Vec<S<String>>>>) -> Result<Vec<WildPointer>> {
         raw.as_ref().map(|v| v.get_ref().as_slice()).unwrap_or(&[]).iter().map(|p| self.pointer(key, p)).collect()
     }
@@ -590,7 +612,8 @@ impl Validator<'_, '_> {
                 );
             }
             let compare_ignores = self.pointers("compare_ignores", &r.compare_ignores)?;
-            rules.push(RouteRule { method, path, kind, id_block, ends_sessions_of, secret_fields, ids, compare_ignores, line });
+            let fills = self.fills(kind, &r.fills)?;
+            rules.push(RouteRule { method, path, kind, id_block, ends_sessions_of, secret_fields, ids, compare_ignores, fills, line });
         }
         if !rules.iter().any(|r| r.kind == RouteKind::Login) {
             // Point at the end of the file: where the missing rule would go.

@@ -77,6 +77,10 @@ pub async fn handle(State(gw): State<Gw>, req: Request) -> Response {
     };
     if reserved == Some(Reserved::Gateway) {
         return match body::read(body, body::unauthenticated_limit(&gw)).await {
+            Ok(b) if ctx.path.starts_with(crate::cascade::egress::PREFIX) => match &gw.egress {
+                Some(egress) => egress.handle(&ctx.method, &ctx.path, &ctx.headers, &b).await,
+                None => GatewayError::NoRoute(ctx.path.clone()).into_response(),
+            },
             Ok(b) => {
                 ctx.body = b;
                 admin::gateway_route(&gw, &ctx)

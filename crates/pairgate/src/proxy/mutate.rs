@@ -41,6 +41,11 @@ pub async fn mutate(gw: &Gateway, ctx: &Ctx, session: &Session) -> Response {
             return GatewayError::MalformedJson(e.to_string()).into_response();
         }
     }
+    if let Err(e) =
+        crate::cascade::egress::check_toward_chassis(gw.egress.as_deref(), &gw.cfg.routes, ctx.method.as_str(), &ctx.path, &ctx.body)
+    {
+        return e.into_response();
+    }
     let mut key = match KeyGuard::begin(&gw.journal, &session.principal.username, ctx) {
         Taken::NoKey => None,
         Taken::Held(k) => Some(k),

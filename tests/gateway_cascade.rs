@@ -1,0 +1,278 @@
+//! Cascade through the gateway (defect 6), with real processes on loopback:
+//! a lower pair behind gateway L registers at an upper pair behind gateway U
+//! (or at a single chassis); the superior sees one subordinate; a window on
+//! one of its sources makes each lower chassis route the cascade link once.
+//! The chassis count what reached them (`GET /_sim/counters`).
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use pairgate_suite::api::Api;
+use pairgate_suite::bins::bin_path;
+use pairgate_suite::certs::make_cert;
+use pairgate_suite::chassis_proc::{SimOpts, SimProcess};
+use pairgate_suite::gateway_config::GatewayConfig;
+use pairgate_suite::gateway_proc::GatewayProcess;
+use pairgate_suite::pair::{create_service_account, ADMIN_TOKEN, JWT_SECRET, SERVICE_PASSWORDS, SERVICE_USER};
+use pairgate_suite::process::free_port;
+use serde_json::{json, Value};
+
+/// The account the lower gateway logs in with at the superior, and the one the
+/// superior calls the lower level back with: on every chassis.
+const CASCADE_USER: &str = "cascade";
+const CASCADE_PW: &str = "cascade-secret-1";
+
+/// A fresh folder for one test's certificates, configurations and gateway
+/// logs, kept after the run (test-artifacts/ is not committed).
+fn artifacts(test: &str) -> PathBuf {
+    let dir = pairgate_suite::bins::repo_root().join("test-artifacts").join("cascade").join(test);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+    dir
+}
+
+/// Certificates of both gateways, made before anything starts: every chassis
+/// trusts both (`--peer-ca`), since it calls its gateway's egress or a
+/// subordinate's gateway.
+struct Certs {
+    dir: PathBuf,
+    upper: (PathBuf, PathBuf),
+    lower: (PathBuf, PathBuf),
+    peers: PathBuf,
+}
+
+impl Certs {
+    fn make(dir: &Path) -> Certs {
+        let upper = make_cert(dir, "gateway-u").unwrap_or_else(|e| panic!("{e}"));
+        let lower = make_cert(dir, "gateway-l").unwrap_or_else(|e| panic!("{e}"));
+        let peers = dir.join("peers.pem");
+        let mut pem = std::fs::read(&upper.0).expect("upper cert");
+        pem.extend(std::fs::read(&lower.0).expect("lower cert"));
+        std::fs::write(&peers, pem).expect("peers.pem");
+        Certs { dir: dir.to_path_buf(), upper, lower, peers }
+    }
+}
+
+/// One chassis with the cascade account, trusting the gateways.
+async fn chassis(certs: &Certs, name: &str, serial: &str, extra: &[&str]) -> (SimProcess, PathBuf) {
+    let (cert, key) = make_cert(&certs.dir, name).unwrap_or_else(|e| panic!("{e}"));
+    let port = free_port().unwrap_or_else(|e| panic!("{e}"));
+    let mut args = vec!["--peer-ca".to_string(), certs.peers.display().to_string()];
+    args.extend(["--public-url".to_string(), format!("https://127.0.0.1:{port}")]);
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let sim = SimProcess::start(SimOpts { serial: serial.into(), tls: Some((cert.clone(), key)), port, args, ..SimOpts::default() }).await;
+    let api = Api::direct_admin(&sim.base, &cert).await;
+    let r = api.post("/users", json!({"username": CASCADE_USER, "password": CASCADE_PW, "role": "admin"})).await;
+    assert_eq!(r.status, 201, "{r:?}");
+    (sim, cert)
+}
+
+/// A pair behind its gateway, with `[cascade]` (and `[cascade.superior]` when `superior` is given).
+struct Level {
+    chassis: [SimProcess; 2],
+    certs: [PathBuf; 2],
+    gw: GatewayProcess,
+    public_url: String,
+}
+
+impl Level {
+    async fn start(certs: &Certs, tag: &str, gw_cert: &(PathBuf, PathBuf), superior: Option<(&str, &Path)>, extra: &[&str]) -> Level {
+        let (a, ca) = chassis(certs, &format!("{tag}1"), &format!("{tag}-1"), extra).await;
+        let (b, cb) = chassis(certs, &format!("{tag}2"), &format!("{tag}-2"), extra).await;
+        create_service_account(&a.base, &ca, SERVICE_PASSWORDS[0]).await;
+        create_service_account(&b.base, &cb, SERVICE_PASSWORDS[1]).await;
+        let dir = certs.dir.join(format!("gateway-{tag}"));
+        std::fs::create_dir_all(&dir).expect("gateway dir");
+        let port = free_port().unwrap_or_else(|e| panic!("{e}"));
+        let public_url = format!("https://127.0.0.1:{port}");
+        std::fs::write(dir.as_path().join("cascade.pw"), CASCADE_PW).expect("password file");
+        let mut section = format!("\n[cascade]\nserial = \"PAIR-{tag}\"\npublic_url = \"{public_url}\"\n");
+        if let Some((url, ca)) = superior {
+            section += &format!(
+                "\n[cascade.superior]\nurl = \"{url}\"\nca_cert = \"{}\"\nusername = \"{CASCADE_USER}\"\npassword_file = \"{}\"\n",
+                ca.display(),
+                dir.as_path().join("cascade.pw").display()
+            );
+        }
+        let config = GatewayConfig {
+            dir: dir.as_path(),
+            port,
+            cert: &gw_cert.0,
+            key: &gw_cert.1,
+            chassis: [(a.port, &ca), (b.port, &cb)],
+            username: SERVICE_USER,
+            passwords: SERVICE_PASSWORDS,
+            admin_token: ADMIN_TOKEN,
+            jwt_secret: JWT_SECRET,
+        }
+        .write_edited(|text| text.push_str(&section))
+        .map(|(c, _)| c)
+        .unwrap_or_else(|e| panic!("{e}"));
+        let log = Some(("pairgate=info".to_string(), dir.as_path().join("gateway.log")));
+        let mut gw = GatewayProcess::new(bin_path("pairgate"), config, port, true, gw_cert.0.clone(), ADMIN_TOKEN, log)
+            .unwrap_or_else(|e| panic!("{e}"));
+        gw.start().unwrap_or_else(|e| panic!("{e}"));
+        gw.wait_in_sync(Duration::from_secs(20)).await;
+        Level { chassis: [a, b], certs: [ca, cb], gw, public_url }
+    }
+
+    async fn direct(&self, i: usize) -> Api {
+        Api::direct_admin(&self.chassis[i].base, &self.certs[i]).await
+    }
+
+    async fn counters(&self, i: usize) -> Value {
+        sim_counters(&self.chassis[i].base, &self.certs[i]).await
+    }
+}
+
+async fn sim_counters(base: &str, cert: &Path) -> Value {
+    let api = Api::direct_admin(base, cert).await;
+    let url = format!("{base}/_sim/counters");
+    let r = pairgate_suite::api::client_trusting(Some(cert))
+        .get(&url)
+        .bearer_auth(api.token.as_deref().unwrap_or_default())
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{url}: {e}"));
+    assert!(r.status().is_success(), "{url}: {}", r.status());
+    r.json().await.unwrap_or_else(|e| panic!("{url}: {e}"))
+}
+
+/// Poll `probe` (bounded: 100 tries, `limit` at most) until `pred` holds; panics with the last value.
+async fn eventually<F, Fut>(what: &str, limit: Duration, mut probe: F, pred: impl Fn(&Value) -> bool) -> Value
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Value>,
+{
+    let start = Instant::now();
+    let mut last = Value::Null;
+    for _ in 0..100 {
+        last = probe().await;
+        if pred(&last) {
+            return last;
+        }
+        if start.elapsed() > limit {
+            break;
+        }
+        tokio::time::sleep(limit / 50).await;
+    }
+    panic!("{what}: not within {limit:?}; last {last}");
+}
+
+fn count(v: &Value, key: &str) -> u64 {
+    v[key].as_u64().unwrap_or(u64::MAX)
+}
+
+/// Points the lower level at its superior through gateway L.
+async fn point_at_superior(lower: &Level, superior_url: &str) {
+    let ops = lower.gw.login("admin", "admin").await;
+    let r = ops.put("/cascade/superior", json!({"url": superior_url, "username": CASCADE_USER, "password": "ignored"})).await;
+    assert_eq!(r.status, 200, "{r:?}");
+    // Neither chassis was given the superior itself, nor the password sent.
+    for i in 0..2 {
+        let sup = lower.direct(i).await.get("/cascade/superior").await.ok().body;
+        assert_eq!(sup["url"], json!(format!("{}/_pairgate/egress", lower.public_url)), "{sup}");
+        assert_eq!(sup["username"], "pairgate-egress", "{sup}");
+    }
+}
+
+/// The superior's subordinates, as `api` sees them.
+async fn subordinates(api: &Api) -> Value {
+    api.get("/cascade/subordinates").await.ok().body
+}
+
+/// A cascade source of the subordinate registered as `serial`, named `... / name`.
+async fn cascade_source(api: &Api, name: &str) -> Option<Value> {
+    let sources = api.get("/sources").await.ok().body;
+    sources.as_array()?.iter().find(|s| s["kind"] == "cascade" && s["name"].as_str().is_some_and(|n| n.ends_with(name))).cloned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pair_behind_a_gateway_is_one_subordinate_of_a_pair_and_each_lower_chassis_routes_the_link_once() {
+    let dir = artifacts("pair_under_pair");
+    let certs = Certs::make(&dir);
+    let upper = Level::start(&certs, "U", &certs.upper, None, &[]).await;
+    let lower = Level::start(&certs, "L", &certs.lower, Some((&upper.public_url.clone(), &certs.upper.0)), &[]).await;
+    point_at_superior(&lower, &upper.public_url).await;
+
+    // One subordinate at the upper level, with the pair's identity, on both upper chassis.
+    let u_ops = upper.gw.login("admin", "admin").await;
+    let subs = eventually(
+        "the lower pair registered",
+        Duration::from_secs(15),
+        || subordinates(&u_ops),
+        |s| s.as_array().is_some_and(|a| !a.is_empty()),
+    )
+    .await;
+    assert_eq!(subs.as_array().map(Vec::len), Some(1), "{subs}");
+    assert_eq!(subs[0]["serial"], "PAIR-L", "{subs}");
+    assert_eq!(subs[0]["url"], json!(lower.public_url), "{subs}");
+    // Both lower chassis made their call, and were answered.
+    for i in 0..2 {
+        let lower_api = lower.direct(i).await;
+        eventually(
+            "the lower chassis was answered",
+            Duration::from_secs(10),
+            || async { lower_api.get("/cascade/superior").await.ok().body },
+            |s| s["registration"] == "registered",
+        )
+        .await;
+    }
+    for i in 0..2 {
+        let c = upper.counters(i).await;
+        assert_eq!((count(&c, "registrations_received"), count(&c, "registrations_applied")), (1, 1), "upper chassis {i}: {c}");
+        let subs = subordinates(&upper.direct(i).await).await;
+        assert_eq!(subs.as_array().map(Vec::len), Some(1), "upper chassis {i}: {subs}");
+    }
+
+    // A window on a lower-level source at the upper level: each lower chassis routes the link once.
+    let Some(source) = cascade_source(&u_ops, "Input 1").await else { panic!("no cascade source: {}", u_ops.get("/sources").await.body) };
+    let wall = u_ops.post("/walls", json!({"name": "upper wall", "rows": 1, "cols": 1, "outputs": [1]})).await.ok().id();
+    open_window(&u_ops, wall, &source, 1, &lower, [1, 1]).await;
+    let links = lower.direct(0).await.get("/cascade/links").await.ok().body;
+    assert_eq!(links[0]["source_id"], source["remote_source_id"], "{links}");
+
+    // A source renamed on the lower level shows up once, renamed, above.
+    let l_ops = lower.gw.login("admin", "admin").await;
+    let r = l_ops.put(&format!("/sources/{}", source["remote_source_id"]), json!({"name": "Renamed input"})).await;
+    assert_eq!(r.status, 200, "{r:?}");
+    let renamed = eventually(
+        "the rename reached the upper level",
+        Duration::from_secs(15),
+        || async { cascade_source(&u_ops, "Renamed input").await.unwrap_or(Value::Null) },
+        |s| !s.is_null(),
+    )
+    .await;
+    assert_eq!(renamed["id"], source["id"], "the same cascade source, renamed: {renamed}");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for i in 0..2 {
+        let c = upper.counters(i).await;
+        assert_eq!(count(&c, "registrations_applied"), 2, "upper chassis {i}: one registration and one report: {c}");
+    }
+    open_window(&u_ops, wall, &source, 2, &lower, [2, 2]).await;
+    let subs = subordinates(&u_ops).await;
+    assert_eq!(subs.as_array().map(Vec::len), Some(1), "still one subordinate: {subs}");
+}
+
+/// Open window `n` on `source` at the upper level; each lower chassis must have
+/// applied exactly `expect` cascade link calls afterwards.
+async fn open_window(u_ops: &Api, wall: u64, source: &Value, n: u64, lower: &Level, expect: [u64; 2]) {
+    let r = u_ops.post(&format!("/walls/{wall}/windows"), json!({"source_id": source["id"], "x": 0, "y": 0, "w": 100 + n, "h": 100})).await;
+    assert_eq!(r.status, 201, "{r:?}");
+    for (i, want) in expect.into_iter().enumerate() {
+        let (base, cert) = (lower.chassis[i].base.clone(), lower.certs[i].clone());
+        eventually(
+            "the lower chassis routed the link",
+            Duration::from_secs(10),
+            || sim_counters(&base, &cert),
+            |c| count(c, "links_applied") >= want,
+        )
+        .await;
+    }
+    // Give a duplicate the time to arrive, then count exactly.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    for (i, want) in expect.into_iter().enumerate() {
+        let c = lower.counters(i).await;
+        assert_eq!(count(&c, "links_applied"), want, "lower chassis {i} after window {n}: {c}");
+    }
+}
