@@ -21,6 +21,8 @@ use serde_json::{json, Value};
 /// superior calls the lower level back with: on every chassis.
 const CASCADE_USER: &str = "cascade";
 const CASCADE_PW: &str = "cascade-secret-1";
+/// The account the test reads `/_sim/counters` with (so that it preempts nobody's session).
+const COUNTER_USER: &str = "counter";
 
 /// A fresh folder for one test's certificates, configurations and gateway
 /// logs, kept after the run (test-artifacts/ is not committed).
@@ -42,6 +44,13 @@ struct Certs {
 }
 
 impl Certs {
+    /// Add a chassis' certificate to what every chassis started later trusts.
+    fn trust(&self, cert: &Path) {
+        let mut pem = std::fs::read(&self.peers).expect("peers.pem");
+        pem.extend(std::fs::read(cert).expect("cert"));
+        std::fs::write(&self.peers, pem).expect("peers.pem");
+    }
+
     fn make(dir: &Path) -> Certs {
         let upper = make_cert(dir, "gateway-u").unwrap_or_else(|e| panic!("{e}"));
         let lower = make_cert(dir, "gateway-l").unwrap_or_else(|e| panic!("{e}"));
@@ -62,8 +71,10 @@ async fn chassis(certs: &Certs, name: &str, serial: &str, extra: &[&str]) -> (Si
     args.extend(extra.iter().map(|s| s.to_string()));
     let sim = SimProcess::start(SimOpts { serial: serial.into(), tls: Some((cert.clone(), key)), port, args, ..SimOpts::default() }).await;
     let api = Api::direct_admin(&sim.base, &cert).await;
-    let r = api.post("/users", json!({"username": CASCADE_USER, "password": CASCADE_PW, "role": "admin"})).await;
-    assert_eq!(r.status, 201, "{r:?}");
+    for user in [CASCADE_USER, COUNTER_USER] {
+        let r = api.post("/users", json!({"username": user, "password": CASCADE_PW, "role": "admin"})).await;
+        assert_eq!(r.status, 201, "{r:?}");
+    }
     (sim, cert)
 }
 
@@ -126,14 +137,16 @@ impl Level {
 }
 
 async fn sim_counters(base: &str, cert: &Path) -> Value {
-    let api = Api::direct_admin(base, cert).await;
-    let url = format!("{base}/_sim/counters");
-    let r = pairgate_suite::api::client_trusting(Some(cert))
-        .get(&url)
-        .bearer_auth(api.token.as_deref().unwrap_or_default())
+    let http = pairgate_suite::api::client_trusting(Some(cert));
+    let login = http
+        .post(format!("{base}/api/v1/login"))
+        .json(&json!({"username": COUNTER_USER, "password": CASCADE_PW, "force": true}))
         .send()
         .await
-        .unwrap_or_else(|e| panic!("{url}: {e}"));
+        .unwrap_or_else(|e| panic!("{base}: {e}"));
+    let token: Value = login.json().await.unwrap_or_else(|e| panic!("{base}: {e}"));
+    let url = format!("{base}/_sim/counters");
+    let r = http.get(&url).bearer_auth(token["token"].as_str().unwrap_or_default()).send().await.unwrap_or_else(|e| panic!("{url}: {e}"));
     assert!(r.status().is_success(), "{url}: {}", r.status());
     r.json().await.unwrap_or_else(|e| panic!("{url}: {e}"))
 }
@@ -189,10 +202,29 @@ async fn cascade_source(api: &Api, name: &str) -> Option<Value> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pair_behind_a_gateway_is_one_subordinate_of_a_pair_and_each_lower_chassis_routes_the_link_once() {
-    let dir = artifacts("pair_under_pair");
+    pair_under_pair("pair_under_pair", &[]).await;
+}
+
+/// Lower chassis without `origin_seq` send their upward calls without a key:
+/// the egress pairs them by content.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lower_pair_without_origin_keys_is_still_one_subordinate_and_its_calls_are_deduplicated() {
+    pair_under_pair("legacy_lower_pair", &["--without", "origin_seq"]).await;
+}
+
+async fn pair_under_pair(test: &str, lower_extra: &[&str]) {
+    let dir = artifacts(test);
     let certs = Certs::make(&dir);
     let upper = Level::start(&certs, "U", &certs.upper, None, &[]).await;
-    let lower = Level::start(&certs, "L", &certs.lower, Some((&upper.public_url.clone(), &certs.upper.0)), &[]).await;
+    let lower = Level::start(&certs, "L", &certs.lower, Some((&upper.public_url.clone(), &certs.upper.0)), lower_extra).await;
+    // The pair's identity goes only to the superior gateway.toml names.
+    let ops = lower.gw.login("admin", "admin").await;
+    let r = ops.put("/cascade/superior", json!({"url": "https://127.0.0.1:1", "username": CASCADE_USER, "password": "x"})).await;
+    assert_eq!((r.status, r.code()), (409, "superior_mismatch"), "{r:?}");
+    for i in 0..2 {
+        let sup = lower.direct(i).await.get("/cascade/superior").await.ok().body;
+        assert_eq!(sup["url"], Value::Null, "refused, changed nothing: {sup}");
+    }
     point_at_superior(&lower, &upper.public_url).await;
 
     // One subordinate at the upper level, with the pair's identity, on both upper chassis.
@@ -275,4 +307,188 @@ async fn open_window(u_ops: &Api, wall: u64, source: &Value, n: u64, lower: &Lev
         let c = lower.counters(i).await;
         assert_eq!(count(&c, "links_applied"), want, "lower chassis {i} after window {n}: {c}");
     }
+}
+
+/// Both levels as pairs, the lower one registered, a wall at the upper level.
+struct TwoLevels {
+    upper: Level,
+    lower: Level,
+    u_ops: Api,
+    source: Value,
+    wall: u64,
+}
+
+impl TwoLevels {
+    async fn start(test: &str) -> TwoLevels {
+        let dir = artifacts(test);
+        let certs = Certs::make(&dir);
+        let upper = Level::start(&certs, "U", &certs.upper, None, &[]).await;
+        let lower = Level::start(&certs, "L", &certs.lower, Some((&upper.public_url.clone(), &certs.upper.0)), &[]).await;
+        point_at_superior(&lower, &upper.public_url).await;
+        let u_ops = upper.gw.login("admin", "admin").await;
+        let source = eventually(
+            "the lower pair registered",
+            Duration::from_secs(15),
+            || async { cascade_source(&u_ops, "Input 2").await.unwrap_or(Value::Null) },
+            |s| !s.is_null(),
+        )
+        .await;
+        let wall = u_ops.post("/walls", json!({"name": "upper wall", "rows": 1, "cols": 1, "outputs": [1]})).await.ok().id();
+        TwoLevels { upper, lower, u_ops, source, wall }
+    }
+
+    async fn counters(&self) -> [Value; 2] {
+        [self.lower.counters(0).await, self.lower.counters(1).await]
+    }
+
+    /// One subordinate on each upper chassis, and both lower chassis route the same links.
+    async fn still_one(&self, after: &str) {
+        for i in 0..2 {
+            let subs = subordinates(&self.upper.direct(i).await).await;
+            assert_eq!(subs.as_array().map(Vec::len), Some(1), "{after}: upper chassis {i}: {subs}");
+        }
+        let links = |i| async move { self.lower.direct(i).await.get("/cascade/links").await.ok().body };
+        let (l0, l1) = (links(0).await, links(1).await);
+        assert_eq!(l0, l1, "{after}: both lower chassis route the same links");
+    }
+}
+
+/// `kill -9` of each of the four chassis in turn, a window opened while it is
+/// down, the chassis started again; then each gateway restarted. Every window
+/// is routed on the lower level once per lower chassis that was up throughout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cascade_link_recovers_by_itself_after_each_chassis_is_killed_and_each_gateway_restarted() {
+    let mut t = TwoLevels::start("faults").await;
+    let mut n = 0u64;
+    for (level, i) in [("upper", 0usize), ("upper", 1), ("lower", 0), ("lower", 1)] {
+        let before = t.counters().await;
+        match level {
+            "upper" => t.upper.chassis[i].kill9(),
+            _ => t.lower.chassis[i].kill9(),
+        }
+        n += 1;
+        let r = t
+            .u_ops
+            .post(&format!("/walls/{}/windows", t.wall), json!({"source_id": t.source["id"], "x": 0, "y": 0, "w": 100 + n, "h": 100}))
+            .await;
+        assert_eq!(r.status, 201, "{level} chassis {i} down: {r:?}");
+        let up = |j: usize| !(level == "lower" && j == i);
+        for j in (0..2).filter(|&j| up(j)) {
+            let (base, cert, want) = (t.lower.chassis[j].base.clone(), t.lower.certs[j].clone(), count(&before[j], "links_applied") + 1);
+            eventually(
+                "the link was routed",
+                Duration::from_secs(10),
+                || sim_counters(&base, &cert),
+                |c| count(c, "links_applied") >= want,
+            )
+            .await;
+        }
+        match level {
+            "upper" => t.upper.chassis[i].ensure_running().await,
+            _ => t.lower.chassis[i].ensure_running().await,
+        }
+        .unwrap_or_else(|e| panic!("{e}"));
+        t.upper.gw.wait_in_sync(Duration::from_secs(30)).await;
+        t.lower.gw.wait_in_sync(Duration::from_secs(30)).await;
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        let after = t.counters().await;
+        for j in 0..2 {
+            let applied = count(&after[j], "links_applied");
+            if up(j) {
+                assert_eq!(
+                    applied,
+                    count(&before[j], "links_applied") + 1,
+                    "{level} chassis {i} killed: lower chassis {j} applied the link once: {}",
+                    after[j]
+                );
+            } else {
+                assert!(applied <= 1, "the restarted lower chassis {j} applied it at most once (replayed, or imported): {}", after[j]);
+            }
+        }
+        t.still_one(&format!("after {level} chassis {i} was killed")).await;
+    }
+    for which in ["lower", "upper"] {
+        match which {
+            "lower" => t.lower.gw.restart(),
+            _ => t.upper.gw.restart(),
+        }
+        t.upper.gw.wait_in_sync(Duration::from_secs(30)).await;
+        t.lower.gw.wait_in_sync(Duration::from_secs(30)).await;
+        // Sessions survive the restart: the operator goes on as before.
+        let before = t.counters().await;
+        n += 1;
+        open_window(&t.u_ops, t.wall, &t.source, n, &t.lower, [0, 1].map(|j| count(&before[j], "links_applied") + 1)).await;
+        // The egress after a restart: a rename on the lower level still reaches the upper one once.
+        let l_ops = t.lower.gw.login("admin", "admin").await;
+        let name = format!("after {which} restart");
+        let r = l_ops.put(&format!("/sources/{}", t.source["remote_source_id"]), json!({"name": name})).await;
+        assert_eq!(r.status, 200, "{r:?}");
+        let renamed = eventually(
+            "the rename reached the upper level",
+            Duration::from_secs(15),
+            || async { cascade_source(&t.u_ops, &name).await.unwrap_or(Value::Null) },
+            |s| !s.is_null(),
+        )
+        .await;
+        assert_eq!(renamed["id"], t.source["id"]);
+        t.still_one(&format!("after the {which} gateway restarted")).await;
+    }
+}
+
+/// Mixed deployments: a single chassis as the superior of a pair, and a single
+/// chassis as the subordinate of a pair.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_single_chassis_is_the_superior_of_a_pair_and_the_subordinate_of_another() {
+    let dir = artifacts("mixed");
+    let certs = Certs::make(&dir);
+    // A single superior above the lower pair.
+    let (top, top_cert) = chassis(&certs, "top", "TOP", &[]).await;
+    let lower = Level::start(&certs, "L", &certs.lower, Some((&top.base.clone(), &top_cert)), &[]).await;
+    point_at_superior(&lower, &top.base).await;
+    let top_ops = Api::direct_admin(&top.base, &top_cert).await;
+    let source = eventually(
+        "the pair registered at the single chassis",
+        Duration::from_secs(15),
+        || async { cascade_source(&top_ops, "Input 3").await.unwrap_or(Value::Null) },
+        |s| !s.is_null(),
+    )
+    .await;
+    let c = sim_counters(&top.base, &top_cert).await;
+    assert_eq!(count(&c, "registrations_received"), 1, "one registration for the pair: {c}");
+    assert_eq!(subordinates(&top_ops).await.as_array().map(Vec::len), Some(1));
+    let wall = top_ops.post("/walls", json!({"name": "top wall", "rows": 1, "cols": 1, "outputs": [1]})).await.ok().id();
+    open_window(&top_ops, wall, &source, 1, &lower, [1, 1]).await;
+
+    // A single subordinate below an upper pair (whose chassis call it back: they trust it).
+    let (sub, sub_cert) = chassis(&certs, "sub", "SUB", &[]).await;
+    certs.trust(&sub_cert);
+    let upper = Level::start(&certs, "U", &certs.upper, None, &[]).await;
+    let sub_ops = Api::direct_admin(&sub.base, &sub_cert).await;
+    let r = sub_ops.put("/cascade/superior", json!({"url": upper.public_url, "username": CASCADE_USER, "password": CASCADE_PW})).await;
+    assert_eq!(r.status, 200, "{r:?}");
+    let u_ops = upper.gw.login("admin", "admin").await;
+    let source = eventually(
+        "the single chassis registered at the pair",
+        Duration::from_secs(15),
+        || async { cascade_source(&u_ops, "Input 4").await.unwrap_or(Value::Null) },
+        |s| !s.is_null(),
+    )
+    .await;
+    for i in 0..2 {
+        assert_eq!(subordinates(&upper.direct(i).await).await.as_array().map(Vec::len), Some(1), "upper chassis {i}");
+    }
+    let wall = u_ops.post("/walls", json!({"name": "upper wall", "rows": 1, "cols": 1, "outputs": [1]})).await.ok().id();
+    let r = u_ops.post(&format!("/walls/{wall}/windows"), json!({"source_id": source["id"], "x": 0, "y": 0, "w": 100, "h": 100})).await;
+    assert_eq!(r.status, 201, "{r:?}");
+    // Both upper chassis call the subordinate, with one key: applied once.
+    let c = eventually(
+        "both upper chassis called",
+        Duration::from_secs(10),
+        || sim_counters(&sub.base, &sub_cert),
+        |c| count(c, "links_received") >= 2,
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let c2 = sim_counters(&sub.base, &sub_cert).await;
+    assert_eq!((count(&c2, "links_received"), count(&c2, "links_applied")), (2, 1), "{c} {c2}");
 }
