@@ -1009,3 +1009,41 @@ fn an_event_type_is_declared_once_and_needs_its_ids() {
     assert_at(&e, line_of(&text, "creates"));
     assert!(e.to_string().contains("unknown field `tabel`"), "{e}");
 }
+
+#[test]
+fn fills_name_a_body_field_and_a_value_the_gateway_has() {
+    let rule = |fills: &str, kind: &str| {
+        let block = if kind == "mutate" { "id_block = 0\n" } else { "" };
+        format!("{BASE}\n[[route]]\nmethod = \"PUT\"\npath = \"/api/v1/cascade/superior\"\nkind = \"{kind}\"\n{block}fills = {fills}\n")
+    };
+    let c = match parse(&rule(r#"{ "/url" = "egress_url", "/password" = "egress_password" }"#, "mutate")) {
+        Ok(c) => c,
+        Err(e) => panic!("{e}"),
+    };
+    let i = c.classify("PUT", "/api/v1/cascade/superior").rule_index.expect("the rule");
+    let fills = &c.routes.rules()[i].fills;
+    assert_eq!(fills.len(), 2);
+    assert!(fills.contains(&("/url".to_string(), pairgate::config::Fill::EgressUrl)), "{fills:?}");
+    for (fills, kind, says) in [
+        (r#"{ "/url" = "superior_url" }"#, "mutate", "no such value"),
+        (r#"{ "url" = "egress_url" }"#, "mutate", "not a JSON pointer"),
+        (r#"{ "" = "egress_url" }"#, "mutate", "the whole body"),
+        (r#"{ "/url" = "egress_url" }"#, "read", "sends no body"),
+    ] {
+        let text = rule(fills, kind);
+        let e = error(&text);
+        let shown = assert_at(&e, line_of(&text, "fills ="));
+        assert!(shown.contains(says) && shown.contains("egress_url, egress_username"), "{fills}: {shown}");
+    }
+}
+
+#[test]
+fn the_shipped_cascade_rules_point_the_chassis_at_the_egress_and_send_the_pair_upward() {
+    let c = shipped();
+    let fills = |m: &str, p: &str| c.routes.rules()[c.classify(m, p).rule_index.expect("a rule")].fills.clone();
+    let toward: Vec<_> = fills("PUT", "/api/v1/cascade/superior").into_iter().map(|(at, f)| (at, f.toward_chassis())).collect();
+    assert_eq!(toward.len(), 3, "url, username and password: {toward:?}");
+    assert!(toward.iter().all(|(_, t)| *t), "{toward:?}");
+    let upward = fills("POST", "/api/v1/cascade/subordinates");
+    assert!(upward.iter().all(|(_, f)| !f.toward_chassis()) && upward.len() == 4, "{upward:?}");
+}
