@@ -394,3 +394,60 @@ async fn demo_seeds_a_room_on_both_chassis_and_supervises_its_chassis() {
     }
     assert_eq!(children_of(&state), 0, "chassis children outlived a kill -9 of the demo");
 }
+
+/// A port P with P..P+5 free (bounded tries).
+fn six_free_ports() -> u16 {
+    for _ in 0..50 {
+        let p = free_port().expect("a free port");
+        if p < 65_000 && (1..6).all(|k| std::net::TcpListener::bind(("127.0.0.1", p + k)).is_ok()) {
+            return p;
+        }
+    }
+    panic!("no six consecutive free ports");
+}
+
+#[tokio::test]
+async fn demo_cascade_runs_two_linked_levels_and_stops_all_four_chassis() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("cascade-state");
+    let port = six_free_ports();
+    let mut demo = Demo(
+        Command::new(bin_path("pairgate"))
+            .args(["demo", "--cascade", "--port", &port.to_string(), "--state"])
+            .arg(&state)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn pairgate demo --cascade"),
+    );
+    // The upper level on P (chassis P+1, P+2), the lower on P+3 (chassis P+4, P+5).
+    let upper = gateway_login(port, &state.join("upper")).await;
+    let lower = gateway_login(port + 3, &state.join("lower")).await;
+    for (p, level, name) in [(port + 1, "upper", "a"), (port + 2, "upper", "b"), (port + 4, "lower", "a"), (port + 5, "lower", "b")] {
+        wait_healthy(p, &state.join(level).join(format!("certs/chassis-{name}.pem"))).await;
+    }
+    // Linked: the upper level shows the lower pair as one subordinate, its inputs as cascade sources.
+    let mut subs = serde_json::Value::Null;
+    for _ in 0..100 {
+        subs = upper.get("/cascade/subordinates").await.ok().body;
+        if subs.as_array().is_some_and(|a| !a.is_empty()) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(subs.as_array().map(Vec::len), Some(1), "{subs}");
+    assert_eq!(subs[0]["serial"], "PAIR-LOWER", "{subs}");
+    assert_eq!(subs[0]["url"], format!("https://127.0.0.1:{}", port + 3), "{subs}");
+    let sources = upper.get("/sources").await.ok().body;
+    assert!(
+        sources.as_array().unwrap().iter().any(|s| s["kind"] == "cascade" && s["name"] == "PAIR-LOWER / Camera 1 - Lobby"),
+        "{sources}"
+    );
+    let sup = lower.get("/cascade/superior").await.ok().body;
+    assert_eq!(sup["registration"], "registered", "{sup}");
+    assert_eq!(children_of(&state), 5, "the demo and its four chassis");
+    let status = sigterm_and_wait(&mut demo, Duration::from_secs(20)).await.expect("the demo exits on SIGTERM");
+    assert!(status.success(), "{status:?}");
+    assert_eq!(children_of(&state), 0, "no chassis outlives the demo");
+}

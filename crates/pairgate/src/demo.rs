@@ -62,7 +62,7 @@ pub const SERVICE_USER: &str = "pairgate";
 const SHIPPED: &str = include_str!("../../../gateway.toml");
 
 /// The demo's gateway.toml: its own ports and files, the shipped route rules.
-fn demo_config(port: u16, pa: u16, pb: u16, state: &Path) -> String {
+pub(crate) fn demo_config(port: u16, pa: u16, pb: u16, state: &Path) -> String {
     let routes = SHIPPED.find("# ----").map(|i| &SHIPPED[i..]).unwrap_or("");
     // Quoted and escaped as TOML strings, whatever the path holds.
     let p = |name: &str| toml::Value::String(state.join(name).display().to_string()).to_string();
@@ -110,7 +110,7 @@ jwt_secret_file = {jwt}
     )
 }
 
-fn io(path: &Path) -> impl FnOnce(std::io::Error) -> DemoError + '_ {
+pub(crate) fn io(path: &Path) -> impl FnOnce(std::io::Error) -> DemoError + '_ {
     move |source| DemoError::Io { path: path.to_path_buf(), source }
 }
 
@@ -119,15 +119,15 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> DemoError + '_ {
 /// `pairgate chassis`).
 pub const DIE_WITH_PARENT: &str = "PAIRGATE_DIE_WITH_PARENT";
 
-struct ChassisChild {
-    name: &'static str,
-    url: String,
-    command: Vec<String>,
-    child: Option<Child>,
+pub(crate) struct ChassisChild {
+    pub(crate) name: &'static str,
+    pub(crate) url: String,
+    pub(crate) command: Vec<String>,
+    pub(crate) child: Option<Child>,
 }
 
 impl ChassisChild {
-    fn start(&mut self) -> Result<(), DemoError> {
+    pub(crate) fn start(&mut self) -> Result<(), DemoError> {
         let (prog, args) = self.command.split_first().ok_or_else(|| DemoError::Spawn(std::io::Error::other("empty command")))?;
         let child = Command::new(prog)
             .args(args)
@@ -140,7 +140,7 @@ impl ChassisChild {
         Ok(())
     }
 
-    fn pid(&self) -> Option<u32> {
+    pub(crate) fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)
     }
 
@@ -153,7 +153,7 @@ impl ChassisChild {
     }
 
     /// SIGTERM, then SIGKILL if it has not exited within `grace`.
-    fn stop(&mut self, grace: Duration) {
+    pub(crate) fn stop(&mut self, grace: Duration) {
         let Some(mut child) = self.child.take() else { return };
         if let Ok(pid) = i32::try_from(child.id()) {
             let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
@@ -248,7 +248,7 @@ fn terminal_lines() -> tokio::sync::mpsc::Receiver<String> {
 }
 
 /// Wait (bounded) until the gateway takes mutations: IDs ready, a chassis in sync.
-async fn ready(gw: &crate::gateway::Gateway, limit: Duration) -> bool {
+pub(crate) async fn ready(gw: &crate::gateway::Gateway, limit: Duration) -> bool {
     let deadline = Instant::now() + limit;
     while Instant::now() < deadline {
         if gw.pairing.accepts_mutations().is_ok() && (0..2).all(|i| gw.pair.state(i).serves()) {

@@ -12,6 +12,7 @@ pub mod cascade;
 pub mod chassis;
 pub mod config;
 pub mod demo;
+pub mod demo_cascade;
 pub mod demo_room;
 pub mod error;
 pub mod events;

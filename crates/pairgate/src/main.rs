@@ -73,6 +73,12 @@ enum Command {
         /// Where certificates, secrets and all state live (kept across runs).
         #[arg(long, default_value = "demo-state")]
         state: PathBuf,
+        /// Two levels of a cascade instead: the upper pair's gateway on the
+        /// port, its chassis on the next two; the lower pair's gateway on
+        /// port+3, its chassis on port+4 and port+5; the lower pair registered
+        /// at the upper one.
+        #[arg(long)]
+        cascade: bool,
     },
     /// Rebuild a chassis from the other one (export, import, replay, verify),
     /// with a progress bar until it is back in sync.
@@ -130,9 +136,16 @@ fn main() -> ExitCode {
             }
         }
         (Some(Command::Init { config, provision }), _) => init(&config, provision),
-        (Some(Command::Demo { port, state }), _) => runtime().map_or(ExitCode::FAILURE, |rt| {
+        (Some(Command::Demo { port, state, cascade }), _) => runtime().map_or(ExitCode::FAILURE, |rt| {
             init_logs();
-            rt.block_on(pairgate::demo::run(port, &state)).unwrap_or_else(|e| {
+            let run = async {
+                if cascade {
+                    pairgate::demo_cascade::run(port, &state).await
+                } else {
+                    pairgate::demo::run(port, &state).await
+                }
+            };
+            rt.block_on(run).unwrap_or_else(|e| {
                 eprintln!("pairgate demo: {e}");
                 ExitCode::FAILURE
             })
