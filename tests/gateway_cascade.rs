@@ -194,6 +194,11 @@ async fn subordinates(api: &Api) -> Value {
     api.get("/cascade/subordinates").await.ok().body
 }
 
+/// Wait (bounded) for the cascade source named `... / name` to appear at `api`.
+async fn source_appears(api: &Api, name: &str, what: &str, limit: Duration) -> Value {
+    eventually(what, limit, || async { cascade_source(api, name).await.unwrap_or(Value::Null) }, |s| !s.is_null()).await
+}
+
 /// A cascade source of the subordinate registered as `serial`, named `... / name`.
 async fn cascade_source(api: &Api, name: &str) -> Option<Value> {
     let sources = api.get("/sources").await.ok().body;
@@ -268,13 +273,7 @@ async fn pair_under_pair(test: &str, lower_extra: &[&str]) {
     let l_ops = lower.gw.login("admin", "admin").await;
     let r = l_ops.put(&format!("/sources/{}", source["remote_source_id"]), json!({"name": "Renamed input"})).await;
     assert_eq!(r.status, 200, "{r:?}");
-    let renamed = eventually(
-        "the rename reached the upper level",
-        Duration::from_secs(15),
-        || async { cascade_source(&u_ops, "Renamed input").await.unwrap_or(Value::Null) },
-        |s| !s.is_null(),
-    )
-    .await;
+    let renamed = source_appears(&u_ops, "Renamed input", "the rename reached the upper level", Duration::from_secs(15)).await;
     assert_eq!(renamed["id"], source["id"], "the same cascade source, renamed: {renamed}");
     tokio::time::sleep(Duration::from_millis(500)).await;
     for i in 0..2 {
@@ -286,20 +285,25 @@ async fn pair_under_pair(test: &str, lower_extra: &[&str]) {
     assert_eq!(subs.as_array().map(Vec::len), Some(1), "still one subordinate: {subs}");
 }
 
+/// Wait (bounded) until lower chassis `i` applied `want` cascade link calls.
+async fn links_applied_reach(lower: &Level, i: usize, want: u64) {
+    let (base, cert) = (&lower.chassis[i].base, &lower.certs[i]);
+    eventually(
+        "the lower chassis routed the link",
+        Duration::from_secs(10),
+        || sim_counters(base, cert),
+        |c| count(c, "links_applied") >= want,
+    )
+    .await;
+}
+
 /// Open window `n` on `source` at the upper level; each lower chassis must have
 /// applied exactly `expect` cascade link calls afterwards.
 async fn open_window(u_ops: &Api, wall: u64, source: &Value, n: u64, lower: &Level, expect: [u64; 2]) {
     let r = u_ops.post(&format!("/walls/{wall}/windows"), json!({"source_id": source["id"], "x": 0, "y": 0, "w": 100 + n, "h": 100})).await;
     assert_eq!(r.status, 201, "{r:?}");
     for (i, want) in expect.into_iter().enumerate() {
-        let (base, cert) = (lower.chassis[i].base.clone(), lower.certs[i].clone());
-        eventually(
-            "the lower chassis routed the link",
-            Duration::from_secs(10),
-            || sim_counters(&base, &cert),
-            |c| count(c, "links_applied") >= want,
-        )
-        .await;
+        links_applied_reach(lower, i, want).await;
     }
     // Give a duplicate the time to arrive, then count exactly.
     tokio::time::sleep(Duration::from_millis(800)).await;
@@ -326,13 +330,7 @@ impl TwoLevels {
         let lower = Level::start(&certs, "L", &certs.lower, Some((&upper.public_url.clone(), &certs.upper.0)), &[]).await;
         point_at_superior(&lower, &upper.public_url).await;
         let u_ops = upper.gw.login("admin", "admin").await;
-        let source = eventually(
-            "the lower pair registered",
-            Duration::from_secs(15),
-            || async { cascade_source(&u_ops, "Input 2").await.unwrap_or(Value::Null) },
-            |s| !s.is_null(),
-        )
-        .await;
+        let source = source_appears(&u_ops, "Input 2", "the lower pair registered", Duration::from_secs(15)).await;
         let wall = u_ops.post("/walls", json!({"name": "upper wall", "rows": 1, "cols": 1, "outputs": [1]})).await.ok().id();
         TwoLevels { upper, lower, u_ops, source, wall }
     }
@@ -374,14 +372,7 @@ async fn the_cascade_link_recovers_by_itself_after_each_chassis_is_killed_and_ea
         assert_eq!(r.status, 201, "{level} chassis {i} down: {r:?}");
         let up = |j: usize| !(level == "lower" && j == i);
         for j in (0..2).filter(|&j| up(j)) {
-            let (base, cert, want) = (t.lower.chassis[j].base.clone(), t.lower.certs[j].clone(), count(&before[j], "links_applied") + 1);
-            eventually(
-                "the link was routed",
-                Duration::from_secs(10),
-                || sim_counters(&base, &cert),
-                |c| count(c, "links_applied") >= want,
-            )
-            .await;
+            links_applied_reach(&t.lower, j, count(&before[j], "links_applied") + 1).await;
         }
         match level {
             "upper" => t.upper.chassis[i].ensure_running().await,
@@ -423,13 +414,7 @@ async fn the_cascade_link_recovers_by_itself_after_each_chassis_is_killed_and_ea
         let name = format!("after {which} restart");
         let r = l_ops.put(&format!("/sources/{}", t.source["remote_source_id"]), json!({"name": name})).await;
         assert_eq!(r.status, 200, "{r:?}");
-        let renamed = eventually(
-            "the rename reached the upper level",
-            Duration::from_secs(15),
-            || async { cascade_source(&t.u_ops, &name).await.unwrap_or(Value::Null) },
-            |s| !s.is_null(),
-        )
-        .await;
+        let renamed = source_appears(&t.u_ops, &name, "the rename reached the upper level", Duration::from_secs(15)).await;
         assert_eq!(renamed["id"], t.source["id"]);
         t.still_one(&format!("after the {which} gateway restarted")).await;
     }
@@ -446,13 +431,7 @@ async fn a_single_chassis_is_the_superior_of_a_pair_and_the_subordinate_of_anoth
     let lower = Level::start(&certs, "L", &certs.lower, Some((&top.base.clone(), &top_cert)), &[]).await;
     point_at_superior(&lower, &top.base).await;
     let top_ops = Api::direct_admin(&top.base, &top_cert).await;
-    let source = eventually(
-        "the pair registered at the single chassis",
-        Duration::from_secs(15),
-        || async { cascade_source(&top_ops, "Input 3").await.unwrap_or(Value::Null) },
-        |s| !s.is_null(),
-    )
-    .await;
+    let source = source_appears(&top_ops, "Input 3", "the pair registered at the single chassis", Duration::from_secs(15)).await;
     let c = sim_counters(&top.base, &top_cert).await;
     assert_eq!(count(&c, "registrations_received"), 1, "one registration for the pair: {c}");
     assert_eq!(subordinates(&top_ops).await.as_array().map(Vec::len), Some(1));
@@ -467,13 +446,7 @@ async fn a_single_chassis_is_the_superior_of_a_pair_and_the_subordinate_of_anoth
     let r = sub_ops.put("/cascade/superior", json!({"url": upper.public_url, "username": CASCADE_USER, "password": CASCADE_PW})).await;
     assert_eq!(r.status, 200, "{r:?}");
     let u_ops = upper.gw.login("admin", "admin").await;
-    let source = eventually(
-        "the single chassis registered at the pair",
-        Duration::from_secs(15),
-        || async { cascade_source(&u_ops, "Input 4").await.unwrap_or(Value::Null) },
-        |s| !s.is_null(),
-    )
-    .await;
+    let source = source_appears(&u_ops, "Input 4", "the single chassis registered at the pair", Duration::from_secs(15)).await;
     for i in 0..2 {
         assert_eq!(subordinates(&upper.direct(i).await).await.as_array().map(Vec::len), Some(1), "upper chassis {i}");
     }

@@ -24,6 +24,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{kill, Signal};
@@ -31,6 +32,7 @@ use nix::unistd::Pid;
 
 pub use crate::files::CERT_VALIDITY_DAYS;
 use crate::files::{ensure_cert, ensure_secret, FilesError};
+use crate::gateway::Gateway;
 use crate::init::ProvisionError;
 
 #[derive(Debug, thiserror::Error)]
@@ -110,6 +112,51 @@ jwt_secret_file = {jwt}
     )
 }
 
+/// What a demo pair needs on disk, made on first run and kept: under `dir`,
+/// `certs/` (each chassis' and the gateway's certificate and key), each
+/// chassis' password for the gateway's account, the admin token, the JWT key.
+pub(crate) struct DemoFiles {
+    pub(crate) chassis_tls: [(PathBuf, PathBuf); 2],
+    pub(crate) gateway_cert: PathBuf,
+    pub(crate) service_pw: [String; 2],
+}
+
+impl DemoFiles {
+    pub(crate) fn ensure(dir: &Path) -> Result<DemoFiles, DemoError> {
+        let certs = dir.join("certs");
+        let chassis_tls = [ensure_cert(&certs, "chassis-a")?, ensure_cert(&certs, "chassis-b")?];
+        let (gateway_cert, _) = ensure_cert(&certs, "gateway")?;
+        // The gateway's own account on each chassis gets a random password of its
+        // own (created as the first-start admin/admin).
+        let service_pw = [
+            ensure_secret(&dir.join("chassis-a.password"), || hex::encode(rand::random::<[u8; 16]>()))?,
+            ensure_secret(&dir.join("chassis-b.password"), || hex::encode(rand::random::<[u8; 16]>()))?,
+        ];
+        ensure_secret(&dir.join("admin.token"), || hex::encode(rand::random::<[u8; 24]>()))?;
+        ensure_secret(&dir.join("jwt.secret"), || hex::encode(rand::random::<[u8; 32]>()))?;
+        Ok(DemoFiles { chassis_tls, gateway_cert, service_pw })
+    }
+}
+
+/// The gateway serving `config` in this process, once it has started: it and
+/// its task (which ends when it stops). `Err`: it did not start (why, if it said).
+pub(crate) async fn start_gateway(config: crate::Config) -> Result<(Arc<Gateway>, GatewayTask), Option<crate::gateway::StartError>> {
+    let (started_tx, started_rx) = tokio::sync::oneshot::channel();
+    let gateway = tokio::spawn(crate::serve::run_with(config, move |gw| {
+        let _ = started_tx.send(gw);
+    }));
+    match started_rx.await {
+        Ok(gw) => Ok((gw, gateway)),
+        Err(_) => match gateway.await {
+            Ok(Err(e)) => Err(Some(e)),
+            _ => Err(None),
+        },
+    }
+}
+
+/// A gateway's task in the demo process.
+pub(crate) type GatewayTask = tokio::task::JoinHandle<Result<Arc<Gateway>, crate::gateway::StartError>>;
+
 pub(crate) fn io(path: &Path) -> impl FnOnce(std::io::Error) -> DemoError + '_ {
     move |source| DemoError::Io { path: path.to_path_buf(), source }
 }
@@ -127,6 +174,36 @@ pub(crate) struct ChassisChild {
 }
 
 impl ChassisChild {
+    /// `pairgate chassis` on 127.0.0.1:`port`, its state in `<dir>/chassis-<name>`,
+    /// serving `tls` (certificate, key), with the fault hooks and `extra` arguments.
+    pub(crate) fn new(
+        exe: &Path,
+        name: &'static str,
+        port: u16,
+        dir: &Path,
+        tls: (&Path, &Path),
+        serial: &str,
+        extra: &[String],
+    ) -> ChassisChild {
+        let mut command = vec![
+            exe.display().to_string(),
+            "chassis".into(),
+            "--listen".into(),
+            format!("127.0.0.1:{port}"),
+            "--state".into(),
+            dir.join(format!("chassis-{name}")).display().to_string(),
+            "--tls-cert".into(),
+            tls.0.display().to_string(),
+            "--tls-key".into(),
+            tls.1.display().to_string(),
+            "--serial".into(),
+            serial.to_string(),
+            "--sim-hooks".into(),
+        ];
+        command.extend(extra.iter().cloned());
+        ChassisChild { name, url: format!("https://127.0.0.1:{port}"), command, child: None }
+    }
+
     pub(crate) fn start(&mut self) -> Result<(), DemoError> {
         let (prog, args) = self.command.split_first().ok_or_else(|| DemoError::Spawn(std::io::Error::other("empty command")))?;
         let child = Command::new(prog)
@@ -273,41 +350,14 @@ pub async fn run(port: u16, state: &Path) -> Result<ExitCode, DemoError> {
     crate::state_dir::ensure_private_dir(&certs).map_err(io(&certs))?;
     let state = std::fs::canonicalize(state).map_err(io(state))?;
     let certs = state.join("certs");
-    let (ca, ka) = ensure_cert(&certs, "chassis-a")?;
-    let (cb, kb) = ensure_cert(&certs, "chassis-b")?;
-    let (gateway_cert, _) = ensure_cert(&certs, "gateway")?;
-    // The gateway's own account on each chassis gets a random password of its
-    // own (created below, as the first-start admin/admin).
-    let service_pw = [
-        ensure_secret(&state.join("chassis-a.password"), || hex::encode(rand::random::<[u8; 16]>()))?,
-        ensure_secret(&state.join("chassis-b.password"), || hex::encode(rand::random::<[u8; 16]>()))?,
-    ];
-    ensure_secret(&state.join("admin.token"), || hex::encode(rand::random::<[u8; 24]>()))?;
-    ensure_secret(&state.join("jwt.secret"), || hex::encode(rand::random::<[u8; 32]>()))?;
+    let DemoFiles { chassis_tls: [(ca, ka), (cb, kb)], gateway_cert, service_pw } = DemoFiles::ensure(&state)?;
     let config_path = state.join("gateway.toml");
     std::fs::write(&config_path, demo_config(port, pa, pb, &state)).map_err(io(&config_path))?;
     let config = crate::Config::load(&config_path, crate::FileChecks::Check)?;
 
     let exe = std::env::current_exe().map_err(io(Path::new("current executable")))?;
-    let chassis = |name: &'static str, port: u16, cert: &Path, key: &Path| ChassisChild {
-        name,
-        url: format!("https://127.0.0.1:{port}"),
-        command: vec![
-            exe.display().to_string(),
-            "chassis".into(),
-            "--listen".into(),
-            format!("127.0.0.1:{port}"),
-            "--state".into(),
-            state.join(format!("chassis-{name}")).display().to_string(),
-            "--tls-cert".into(),
-            cert.display().to_string(),
-            "--tls-key".into(),
-            key.display().to_string(),
-            "--serial".into(),
-            format!("DEMO-{}", name.to_uppercase()),
-            "--sim-hooks".into(),
-        ],
-        child: None,
+    let chassis = |name: &'static str, port: u16, cert: &Path, key: &Path| {
+        ChassisChild::new(&exe, name, port, &state, (cert, key), &format!("DEMO-{}", name.to_uppercase()), &[])
     };
     let mut pair = [chassis("a", pa, &ca, &ka), chassis("b", pb, &cb, &kb)];
     for c in pair.iter_mut() {
@@ -324,20 +374,13 @@ pub async fn run(port: u16, state: &Path) -> Result<ExitCode, DemoError> {
     }
 
     let listen = crate::config::ChassisUrl::parse(&format!("https://127.0.0.1:{port}")).map_err(DemoError::Address)?;
-    let (started_tx, started_rx) = tokio::sync::oneshot::channel();
-    let gateway = tokio::spawn(crate::serve::run_with(config, move |gw| {
-        let _ = started_tx.send(gw);
-    }));
-    let gw = match started_rx.await {
-        Ok(gw) => gw,
-        Err(_) => {
+    let (gw, gateway) = match start_gateway(config).await {
+        Ok(started) => started,
+        Err(e) => {
             for c in pair.iter_mut() {
                 c.stop(Duration::from_secs(5));
             }
-            return match gateway.await {
-                Ok(Err(e)) => Err(e.into()),
-                _ => Ok(ExitCode::FAILURE),
-            };
+            return e.map_or(Ok(ExitCode::FAILURE), |e| Err(e.into()));
         }
     };
     let room = if ready(&gw, Duration::from_secs(60)).await {

@@ -21,7 +21,7 @@ use axum::body::Bytes;
 use axum::http::{header, HeaderMap, HeaderValue, Method};
 
 use crate::chassis::upstream::{Outcome, UpRequest, Upstream};
-use crate::demo::{demo_config, io, ready, ChassisChild, DemoError};
+use crate::demo::{demo_config, io, ready, start_gateway, ChassisChild, DemoError, DemoFiles, GatewayTask};
 use crate::files::{ensure_cert, ensure_secret};
 
 /// The account of every demo chassis the cascade calls use (the plain demo's admin).
@@ -39,7 +39,7 @@ struct Level {
 struct Running {
     pair: [ChassisChild; 2],
     gw: Arc<crate::gateway::Gateway>,
-    gateway: tokio::task::JoinHandle<Result<Arc<crate::gateway::Gateway>, crate::gateway::StartError>>,
+    gateway: GatewayTask,
     gateway_cert: PathBuf,
 }
 
@@ -112,16 +112,7 @@ pub async fn run(port: u16, state: &Path) -> Result<ExitCode, DemoError> {
 /// The plain demo's pair for one level, with `[cascade]`.
 async fn start_level(level: &Level, peer_ca: &Path, superior: Option<(&str, &Path)>) -> Result<Running, DemoError> {
     let dir = &level.dir;
-    let certs = dir.join("certs");
-    let (ca, ka) = ensure_cert(&certs, "chassis-a")?;
-    let (cb, kb) = ensure_cert(&certs, "chassis-b")?;
-    let (gateway_cert, _) = ensure_cert(&certs, "gateway")?;
-    let service_pw = [
-        ensure_secret(&dir.join("chassis-a.password"), || hex::encode(rand::random::<[u8; 16]>()))?,
-        ensure_secret(&dir.join("chassis-b.password"), || hex::encode(rand::random::<[u8; 16]>()))?,
-    ];
-    ensure_secret(&dir.join("admin.token"), || hex::encode(rand::random::<[u8; 24]>()))?;
-    ensure_secret(&dir.join("jwt.secret"), || hex::encode(rand::random::<[u8; 32]>()))?;
+    let DemoFiles { chassis_tls: [(ca, ka), (cb, kb)], gateway_cert, service_pw } = DemoFiles::ensure(dir)?;
     let public_url = format!("https://127.0.0.1:{}", level.port);
     let q = |s: &str| toml::Value::String(s.to_string()).to_string();
     let mut cascade = format!("\n[cascade]\nserial = \"PAIR-{}\"\npublic_url = {}\n", level.tag.to_uppercase(), q(&public_url));
@@ -141,30 +132,10 @@ async fn start_level(level: &Level, peer_ca: &Path, superior: Option<(&str, &Pat
     let config = crate::Config::load(&config_path, crate::FileChecks::Check)?;
 
     let exe = std::env::current_exe().map_err(io(Path::new("current executable")))?;
-    let chassis = |name: &'static str, port: u16, cert: &Path, key: &Path| ChassisChild {
-        name,
-        url: format!("https://127.0.0.1:{port}"),
-        command: [
-            exe.display().to_string(),
-            "chassis".into(),
-            "--listen".into(),
-            format!("127.0.0.1:{port}"),
-            "--state".into(),
-            dir.join(format!("chassis-{name}")).display().to_string(),
-            "--tls-cert".into(),
-            cert.display().to_string(),
-            "--tls-key".into(),
-            key.display().to_string(),
-            "--serial".into(),
-            format!("DEMO-{}-{}", level.tag.to_uppercase(), name.to_uppercase()),
-            "--public-url".into(),
-            format!("https://127.0.0.1:{port}"),
-            "--peer-ca".into(),
-            peer_ca.display().to_string(),
-            "--sim-hooks".into(),
-        ]
-        .to_vec(),
-        child: None,
+    let chassis = |name: &'static str, port: u16, cert: &Path, key: &Path| {
+        let serial = format!("DEMO-{}-{}", level.tag.to_uppercase(), name.to_uppercase());
+        let extra = ["--public-url".to_string(), format!("https://127.0.0.1:{port}"), "--peer-ca".into(), peer_ca.display().to_string()];
+        ChassisChild::new(&exe, name, port, dir, (cert, key), &serial, &extra)
     };
     let mut pair = [chassis("a", level.chassis[0], &ca, &ka), chassis("b", level.chassis[1], &cb, &kb)];
     let stop_all = |pair: &mut [ChassisChild; 2]| pair.iter_mut().for_each(|c| c.stop(Duration::from_secs(3)));
@@ -181,18 +152,11 @@ async fn start_level(level: &Level, peer_ca: &Path, superior: Option<(&str, &Pat
         }
     }
     let listen = crate::config::ChassisUrl::parse(&public_url).map_err(DemoError::Address)?;
-    let (started_tx, started_rx) = tokio::sync::oneshot::channel();
-    let gateway = tokio::spawn(crate::serve::run_with(config, move |gw| {
-        let _ = started_tx.send(gw);
-    }));
-    let gw = match started_rx.await {
-        Ok(gw) => gw,
-        Err(_) => {
+    let (gw, gateway) = match start_gateway(config).await {
+        Ok(started) => started,
+        Err(e) => {
             stop_all(&mut pair);
-            return match gateway.await {
-                Ok(Err(e)) => Err(e.into()),
-                _ => Err(DemoError::Address(format!("the {} gateway did not start", level.tag))),
-            };
+            return Err(e.map_or_else(|| DemoError::Address(format!("the {} gateway did not start", level.tag)), DemoError::from));
         }
     };
     if ready(&gw, Duration::from_secs(60)).await {
