@@ -79,7 +79,18 @@ async fn direct_login(pair: &Pair, i: usize, user: &str, password: &str) -> u16 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn passwords_in_mutations_are_applied_but_never_stored_or_logged_in_the_clear() {
-    let mut pair = Pair::start_logged(|_| {}, "pairgate=trace").await;
+    // The pair has a superior (nothing listens there: the registration simply
+    // fails); its password comes from a file.
+    let superior = format!("http://127.0.0.1:{}", free_port().expect("a free port"));
+    let configured_pw = random_password("configured");
+    let pw_dir = tempfile::tempdir().expect("tempdir");
+    let pw_file = pw_dir.path().join("superior.password");
+    std::fs::write(&pw_file, &configured_pw).expect("superior password file");
+    let cascade = format!(
+        "\n[cascade]\nserial = \"PAIR-1\"\npublic_url = \"https://127.0.0.1:1\"\n\n[cascade.superior]\nurl = \"{superior}\"\nusername = \"upstream\"\npassword_file = \"{}\"\n",
+        pw_file.display()
+    );
+    let mut pair = Pair::start_logged(|text| text.push_str(&cascade), "pairgate=trace").await;
     let state = pair.dir.path().join("gateway-state");
     let log = pair.dir.path().join("gateway.log");
     let admin = pair.gw.login("admin", "admin").await;
@@ -93,15 +104,14 @@ async fn passwords_in_mutations_are_applied_but_never_stored_or_logged_in_the_cl
         ("dave's first password", dave_first_pw.as_str()),
         ("dave's changed password", dave_pw.as_str()),
         ("the superior's password", superior_pw.as_str()),
+        ("the configured superior's password", configured_pw.as_str()),
     ];
 
     // A new user with a known password; another one whose password is then changed.
     admin.post("/users", json!({"username": "carol", "password": carol_pw, "role": "operator"})).await.ok();
     let dave = admin.post("/users", json!({"username": "dave", "password": dave_first_pw, "role": "viewer"})).await.ok().id();
     admin.put(&format!("/users/{dave}"), json!({"password": dave_pw})).await.ok();
-    // The cascade superior, with its password (nothing listens there: the
-    // chassis' registration simply fails).
-    let superior = format!("https://127.0.0.1:{}", free_port().expect("a free port"));
+    // The cascade superior, with a password (the chassis are given the egress instead).
     admin.put("/cascade/superior", json!({"url": superior, "username": "upstream", "password": superior_pw})).await.ok();
     // The new user logs in through the gateway (the password is sealed in the session store).
     let carol = pair.gw.login("carol", &carol_pw).await;
@@ -119,7 +129,8 @@ async fn passwords_in_mutations_are_applied_but_never_stored_or_logged_in_the_cl
         assert_eq!(direct_login(&pair, i, "dave", &dave_pw).await, 200, "dave's new password on chassis {i}");
         assert_eq!(direct_login(&pair, i, "dave", &dave_first_pw).await, 401, "dave's old password on chassis {i}");
         let sup = pair.direct(i).await.get("/cascade/superior").await.ok().body;
-        assert_eq!(sup["url"], json!(superior), "the superior on chassis {i}: {sup}");
+        assert_eq!(sup["url"], json!("https://127.0.0.1:1/_pairgate/egress"), "the gateway's egress on chassis {i}: {sup}");
+        assert_eq!(sup["username"], "pairgate-egress", "{sup}");
     }
 
     // While the gateway runs (journal, -wal, -shm, sessions as they are now) ...
