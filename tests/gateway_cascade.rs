@@ -246,14 +246,7 @@ async fn pair_under_pair(test: &str, lower_extra: &[&str]) {
     assert_eq!(subs[0]["url"], json!(lower.public_url), "{subs}");
     // Both lower chassis made their call, and were answered.
     for i in 0..2 {
-        let lower_api = lower.direct(i).await;
-        eventually(
-            "the lower chassis was answered",
-            Duration::from_secs(10),
-            || async { lower_api.get("/cascade/superior").await.ok().body },
-            |s| s["registration"] == "registered",
-        )
-        .await;
+        registration_is(&lower, i, "the lower chassis was answered", |r| r == "registered").await;
     }
     for i in 0..2 {
         let c = upper.counters(i).await;
@@ -295,6 +288,18 @@ async fn pair_under_pair(test: &str, lower_extra: &[&str]) {
     }
     let subs = subordinates(&u_ops).await;
     assert_eq!(subs.as_array().map(Vec::len), Some(1), "still one subordinate: {subs}");
+}
+
+/// Wait (bounded) until chassis `i` of `level` says its registration is as `pred` wants.
+async fn registration_is(level: &Level, i: usize, what: &str, pred: impl Fn(&str) -> bool) {
+    let api = level.direct(i).await;
+    eventually(
+        what,
+        Duration::from_secs(15),
+        || async { api.get("/cascade/superior").await.ok().body },
+        |s| s["registration"].as_str().is_some_and(&pred),
+    )
+    .await;
 }
 
 /// Wait (bounded) until lower chassis `i` applied `want` cascade link calls.
@@ -479,4 +484,30 @@ async fn a_single_chassis_is_the_superior_of_a_pair_and_the_subordinate_of_anoth
     let c2 = sim_counters(&sub.base, &sub_cert).await;
     assert_eq!(count(&c2, "links_applied"), 1, "{c} {c2}");
     assert!((1..=2).contains(&count(&c2, "links_received")), "{c2}");
+}
+
+/// The superior's gateway is down when the lower pair registers: the egress
+/// keeps the call and sends it again once the superior is back (no source
+/// change needed), still once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_registration_made_while_the_superior_is_down_reaches_it_once_it_is_back() {
+    let dir = artifacts("superior_down");
+    let certs = Certs::make(&dir);
+    let mut upper = Level::start(&certs, "U", &certs.upper, None, &[]).await;
+    let lower = Level::start(&certs, "L", &certs.lower, Some((&upper.public_url.clone(), &certs.upper.0)), &[]).await;
+    upper.gw.kill9();
+    point_at_superior(&lower, &upper.public_url).await;
+    for i in 0..2 {
+        registration_is(&lower, i, "the lower chassis was told it failed", |r| r.starts_with("failed")).await;
+    }
+    upper.gw.start().unwrap_or_else(|e| panic!("{e}"));
+    upper.gw.wait_in_sync(Duration::from_secs(20)).await;
+    let u_ops = upper.gw.login("admin", "admin").await;
+    source_appears(&u_ops, "Input 5", "the kept registration reached the superior", Duration::from_secs(30)).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    for i in 0..2 {
+        let c = upper.counters(i).await;
+        assert_eq!(count(&c, "registrations_applied"), 1, "upper chassis {i}: {c}");
+        assert_eq!(subordinates(&upper.direct(i).await).await.as_array().map(Vec::len), Some(1), "upper chassis {i}");
+    }
 }

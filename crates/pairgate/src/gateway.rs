@@ -214,6 +214,9 @@ impl Gateway {
     /// detector is already running), then pairing, anti-entropy and upkeep.
     fn spawn_background(self: &Arc<Self>) {
         let timeouts = &self.cfg.timeouts;
+        if let Some(egress) = &self.egress {
+            self.tasks.spawn("cascade resend", egress.clone().resend_failed());
+        }
         for i in 0..2 {
             let m = &self.pair.members[i];
             let probe =

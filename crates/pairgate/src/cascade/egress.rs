@@ -8,7 +8,7 @@
 //! is sent to the real superior (`[cascade.superior]`) once, with the pair's
 //! identity filled in, and both are answered with what the superior said.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -37,6 +37,18 @@ const ATTEMPTS: [Duration; 3] = [Duration::from_millis(250), Duration::from_mill
 /// The longest a matched call waits for the answer of the call it matched.
 const WAIT_FOR_SAME: Duration = Duration::from_secs(20);
 
+/// An upward call, kept to be sent again.
+#[derive(Clone)]
+struct Upward {
+    method: Method,
+    path: String,
+    key: Option<String>,
+    body: Bytes,
+}
+
+/// How long the background resend waits between rounds: from the first, doubling to the last.
+const RESEND_PAUSE: (Duration, Duration) = (Duration::from_secs(1), Duration::from_secs(10));
+
 /// The superior, as the gateway calls it.
 struct Superior {
     upstream: Upstream,
@@ -58,6 +70,12 @@ pub struct Egress {
     login_path: String,
     tokens: Mutex<VecDeque<String>>,
     matcher: Mutex<Matcher>,
+    /// The last upward call that failed, per method and path: sent again in
+    /// the background until the superior takes it ([`Egress::resend_failed`]),
+    /// so that a registration made while the superior was away is not lost
+    /// until the next source change. A later call to the same path replaces it
+    /// (a registration reports the whole state).
+    failed: Mutex<HashMap<String, Upward>>,
     settled: Notify,
     per_try: Duration,
 }
@@ -96,6 +114,7 @@ impl Egress {
             login_path,
             tokens: Mutex::new(VecDeque::new()),
             matcher: Mutex::new(Matcher::default()),
+            failed: Mutex::new(HashMap::new()),
             settled: Notify::new(),
             per_try,
         })
@@ -237,7 +256,16 @@ impl Egress {
         let arrival = self.matcher.lock().arrive(key.as_deref(), digest, Instant::now());
         match arrival {
             Arrival::Send(ticket) => {
-                let reply = self.send_upward(method, up_path, key.as_deref(), body).await;
+                let reply = self.send_upward(method, up_path, key.as_deref(), body.clone()).await;
+                let slot = format!("{method} {up_path}");
+                match &reply {
+                    Ok(_) => drop(self.failed.lock().remove(&slot)),
+                    Err(_) => drop(
+                        self.failed
+                            .lock()
+                            .insert(slot, Upward { method: method.clone(), path: up_path.to_string(), key: key.clone(), body }),
+                    ),
+                }
                 tracing::info!(
                     path = up_path,
                     key = key.as_deref().unwrap_or("-"),
@@ -293,6 +321,32 @@ impl Egress {
             tokens.pop_front();
         }
         (StatusCode::OK, axum::Json(json!({"token": token, "user": {"id": 0, "username": USERNAME, "role": "admin"}}))).into_response()
+    }
+
+    /// Runs for the gateway's life (a task of its own): every call the
+    /// superior could not be reached for is sent again, pausing longer after
+    /// each round that still failed.
+    pub async fn resend_failed(self: Arc<Self>) {
+        let mut pause = RESEND_PAUSE.0;
+        loop {
+            tokio::time::sleep(pause).await;
+            let calls: Vec<(String, Upward)> = self.failed.lock().iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+            let mut all_taken = true;
+            for (slot, call) in calls {
+                match self.send_upward(&call.method, &call.path, call.key.as_deref(), call.body.clone()).await {
+                    Ok(reply) => {
+                        tracing::info!(path = %call.path, status = reply.status, "cascade: a call the superior could not be reached for, sent again");
+                        let mut failed = self.failed.lock();
+                        // Unless a newer call took its place meanwhile.
+                        if failed.get(&slot).is_some_and(|f| f.body == call.body) {
+                            failed.remove(&slot);
+                        }
+                    }
+                    Err(_) => all_taken = false,
+                }
+            }
+            pause = if all_taken { RESEND_PAUSE.0 } else { (pause * 2).min(RESEND_PAUSE.1) };
+        }
     }
 
     /// One call at the superior, logged in as `[cascade.superior]`'s account
