@@ -113,7 +113,7 @@ impl Config {
 
     /// The rule a classification came from (None for the defaults).
     pub fn rule(&self, c: &Classified) -> Option<&route::RouteRule> {
-        c.rule_index.and_then(|i| self.routes.rules().get(i))
+        self.routes.rule(c)
     }
 
     /// The chassis marked `preferred_primary = true`, if any.

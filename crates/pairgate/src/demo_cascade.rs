@@ -17,10 +17,9 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::body::Bytes;
-use axum::http::{header, HeaderMap, HeaderValue, Method};
+use axum::http::Method;
 
-use crate::chassis::upstream::{Outcome, UpRequest, Upstream};
+use crate::chassis::upstream::{Outcome, Upstream};
 use crate::demo::{demo_config, io, ready, start_gateway, ChassisChild, DemoError, DemoFiles, GatewayTask};
 use crate::files::{ensure_cert, ensure_secret};
 
@@ -181,21 +180,10 @@ async fn link(lower: &Level, gateway_cert: &Path, superior: &str) -> String {
         Ok((token, _)) => token.expose().to_string(),
         Err(e) => return format!("not linked (logging in at the lower gateway: {e})"),
     };
-    let body = serde_json::json!({"url": superior, "username": CASCADE_USER, "password": CASCADE_PASSWORD}).to_string();
-    let mut headers = HeaderMap::new();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    let req = UpRequest {
-        method: Method::PUT,
-        path_and_query: "/api/v1/cascade/superior",
-        headers,
-        body: Bytes::from(body),
-        token: Some(token),
-        timeout: Duration::from_secs(10),
-    };
-    match up.send(req).await {
+    let body = serde_json::json!({"url": superior, "username": CASCADE_USER, "password": CASCADE_PASSWORD});
+    match up.json(Method::PUT, "/api/v1/cascade/superior", Some(&body), Some(&token), Duration::from_secs(10)).await {
         Outcome::Answered(a) if a.is_success() => format!("the lower pair (PAIR-LOWER) registers at the upper gateway {superior}"),
         Outcome::Answered(a) => format!("not linked (the lower gateway answered {}: {})", a.status, String::from_utf8_lossy(&a.body)),
-        Outcome::Refused(e) | Outcome::NoAnswer(e) | Outcome::AccountRefused(e) => format!("not linked ({e})"),
-        Outcome::Cut(_) => "not linked (the connection closed)".into(),
+        other => format!("not linked ({})", other.describe()),
     }
 }

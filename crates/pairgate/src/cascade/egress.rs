@@ -22,7 +22,7 @@ use tokio::sync::Notify;
 
 use super::upward::{Arrival, Matcher, Reply, Slot};
 use crate::chassis::upstream::{Outcome, UpRequest, Upstream};
-use crate::config::{Cascade, Fill, RouteKind, RouteTable};
+use crate::config::{Cascade, Fill, RouteKind, RouteRule, RouteTable};
 use crate::error::GatewayError;
 use crate::session::Secret;
 
@@ -66,9 +66,7 @@ pub struct Egress {
     password: Secret,
     superior: Option<Superior>,
     routes: RouteTable,
-    /// The login route's path, as a superior is called (the gateway's own login rule).
-    login_path: String,
-    tokens: Mutex<VecDeque<String>>,
+    tokens: Mutex<VecDeque<Secret>>,
     matcher: Mutex<Matcher>,
     /// The last upward call that failed, per method and path: sent again in
     /// the background until the superior takes it ([`Egress::resend_failed`]),
@@ -99,19 +97,12 @@ impl Egress {
             }),
             _ => None,
         };
-        let login_path = routes
-            .rules()
-            .iter()
-            .find(|r| r.kind == RouteKind::Login && !r.path.to_string().contains('{'))
-            .map(|r| r.path.to_string())
-            .unwrap_or_else(|| "/api/v1/login".into());
         Ok(Egress {
             serial: cascade.serial.clone(),
             public_url: cascade.public_url.to_string(),
             password,
             superior,
             routes,
-            login_path,
             tokens: Mutex::new(VecDeque::new()),
             matcher: Mutex::new(Matcher::default()),
             failed: Mutex::new(HashMap::new()),
@@ -137,17 +128,15 @@ impl Egress {
         }
     }
 
-    fn fills(&self, method: &str, path: &str, toward_chassis: bool) -> Vec<(String, Fill)> {
-        let c = self.routes.classify(method, path);
-        let Some(rule) = c.rule_index.and_then(|i| self.routes.rules().get(i)) else { return Vec::new() };
+    fn fills(&self, method: &str, path_and_query: &str, toward_chassis: bool) -> Vec<(String, Fill)> {
+        let Some(rule) = self.routes.rule(&self.routes.classify(method, path_and_query)) else { return Vec::new() };
         rule.fills.iter().filter(|(_, f)| f.toward_chassis() == toward_chassis).cloned().collect()
     }
 
     /// The body a chassis is sent for an entry: the fields its rule fills
     /// toward a chassis (the superior's address and account) are the egress'.
     pub fn toward_chassis(&self, method: &str, path_and_query: &str, body: Bytes) -> Bytes {
-        let path = path_and_query.split('?').next().unwrap_or(path_and_query);
-        let fills = self.fills(method, path, true);
+        let fills = self.fills(method, path_and_query, true);
         match fill(&body, &fills, |f| self.value(f)) {
             Some(filled) => Bytes::from(filled),
             None => body,
@@ -181,15 +170,8 @@ pub fn fill(body: &[u8], fills: &[(String, Fill)], value: impl Fn(Fill) -> Value
 /// journaled: pointing the pair at a superior needs `[cascade.superior]`, and
 /// the address given must be that one (the gateway will not send the pair's
 /// identity anywhere else). Unsetting (`null`) is always allowed.
-pub fn check_toward_chassis(
-    egress: Option<&Egress>,
-    routes: &RouteTable,
-    method: &str,
-    path: &str,
-    body: &[u8],
-) -> Result<(), GatewayError> {
-    let c = routes.classify(method, path);
-    let Some(rule) = c.rule_index.and_then(|i| routes.rules().get(i)) else { return Ok(()) };
+pub fn check_toward_chassis(egress: Option<&Egress>, rule: Option<&RouteRule>, body: &[u8]) -> Result<(), GatewayError> {
+    let Some(rule) = rule else { return Ok(()) };
     let Some((at, _)) = rule.fills.iter().find(|(_, f)| *f == Fill::EgressUrl) else { return Ok(()) };
     let Ok(doc) = serde_json::from_slice::<Value>(body) else { return Ok(()) };
     let given = match doc.pointer(at) {
@@ -232,7 +214,7 @@ impl Egress {
         }
         let authorization = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
         let token = crate::session::bearer_token(authorization);
-        let known = token.is_ok_and(|t| self.tokens.lock().iter().any(|k| constant_eq(k, t)));
+        let known = token.is_ok_and(|t| self.tokens.lock().iter().any(|k| k.matches(t)));
         if !known {
             return GatewayError::Unauthorized { code: "invalid_token", message: "log in at the egress first".into() }.into_response();
         }
@@ -308,15 +290,14 @@ impl Egress {
             username: String,
             password: String,
         }
-        let ok =
-            serde_json::from_slice::<Login>(body).is_ok_and(|l| l.username == USERNAME && constant_eq(&l.password, self.password.expose()));
+        let ok = serde_json::from_slice::<Login>(body).is_ok_and(|l| l.username == USERNAME && self.password.matches(&l.password));
         if !ok {
             return GatewayError::Unauthorized { code: "invalid_credentials", message: "wrong egress username or password".into() }
                 .into_response();
         }
         let token = hex::encode(rand::random::<[u8; 32]>());
         let mut tokens = self.tokens.lock();
-        tokens.push_back(token.clone());
+        tokens.push_back(Secret::new(token.clone()));
         while tokens.len() > TOKENS_KEPT {
             tokens.pop_front();
         }
@@ -356,7 +337,7 @@ impl Egress {
         let Some(sup) = &self.superior else { return Err(failure("no superior configured".into())) };
         let mut last = String::new();
         for pause in ATTEMPTS {
-            let token = match self.superior_token(sup, false).await {
+            let token = match self.superior_token(sup).await {
                 Ok(t) => t,
                 Err(e) => {
                     last = e;
@@ -371,9 +352,7 @@ impl Egress {
                     continue;
                 }
                 Outcome::Answered(a) if a.status < 500 => return Ok(Reply { status: a.status, body: a.body.to_vec() }),
-                Outcome::Answered(a) => last = format!("it answered {}", a.status),
-                Outcome::Refused(e) | Outcome::NoAnswer(e) | Outcome::AccountRefused(e) => last = e,
-                Outcome::Cut(_) => last = "the connection closed".into(),
+                other => last = other.describe(),
             }
             tokio::time::sleep(pause).await;
         }
@@ -399,39 +378,17 @@ impl Egress {
             .await
     }
 
-    async fn superior_token(&self, sup: &Superior, fresh: bool) -> Result<String, String> {
-        if !fresh {
-            if let Some(t) = sup.token.lock().clone() {
-                return Ok(t);
-            }
+    async fn superior_token(&self, sup: &Superior) -> Result<String, String> {
+        if let Some(t) = sup.token.lock().clone() {
+            return Ok(t);
         }
-        let body = json!({"username": sup.username, "password": sup.password.expose(), "force": true}).to_string();
-        let mut headers = HeaderMap::new();
-        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        let req = UpRequest {
-            method: Method::POST,
-            path_and_query: &self.login_path,
-            headers,
-            body: Bytes::from(body),
-            token: None,
-            timeout: self.per_try,
-        };
-        match sup.upstream.send(req).await {
-            Outcome::Answered(a) if a.is_success() => {
-                let v: Value = serde_json::from_slice(&a.body).map_err(|e| format!("its login answer is not JSON: {e}"))?;
-                let t = v["token"].as_str().ok_or("its login answer holds no token")?.to_string();
-                *sup.token.lock() = Some(t.clone());
-                Ok(t)
-            }
-            Outcome::Answered(a) => Err(format!("logging in as {} was answered {}", sup.username, a.status)),
-            Outcome::Refused(e) | Outcome::NoAnswer(e) | Outcome::AccountRefused(e) => Err(e),
-            Outcome::Cut(_) => Err("the connection closed".into()),
-        }
+        let (token, _) = crate::session::broker::login(&sup.upstream, &sup.username, sup.password.expose(), self.per_try)
+            .await
+            .map_err(|e| format!("logging in as {}: {e}", sup.username))?;
+        let token = token.expose().to_string();
+        *sup.token.lock() = Some(token.clone());
+        Ok(token)
     }
-}
-
-fn constant_eq(a: &str, b: &str) -> bool {
-    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 #[cfg(test)]

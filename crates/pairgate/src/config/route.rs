@@ -449,9 +449,14 @@ impl RouteTable {
 
     /// Where the deciding rule of `classified` says IDs are; empty when no
     /// rule matched (a request no rule describes is passed as it is).
+    /// The rule a classification came from (None for the defaults).
+    pub fn rule(&self, classified: &Classified) -> Option<&RouteRule> {
+        classified.rule_index.and_then(|i| self.rules.get(i))
+    }
+
     pub fn ids(&self, classified: &Classified) -> &RouteIds {
         static NONE: LazyLock<RouteIds> = LazyLock::new(RouteIds::default);
-        classified.rule_index.and_then(|i| self.rules.get(i)).map_or(&*NONE, |r| &r.ids)
+        self.rule(classified).map_or(&*NONE, |r| &r.ids)
     }
 
     /// Whether the body of this request must be stored sealed in the journal: it

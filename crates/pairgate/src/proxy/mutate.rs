@@ -41,9 +41,7 @@ pub async fn mutate(gw: &Gateway, ctx: &Ctx, session: &Session) -> Response {
             return GatewayError::MalformedJson(e.to_string()).into_response();
         }
     }
-    if let Err(e) =
-        crate::cascade::egress::check_toward_chassis(gw.egress.as_deref(), &gw.cfg.routes, ctx.method.as_str(), &ctx.path, &ctx.body)
-    {
+    if let Err(e) = crate::cascade::egress::check_toward_chassis(gw.egress.as_deref(), gw.cfg.rule(&ctx.class), &ctx.body) {
         return e.into_response();
     }
     let mut key = match KeyGuard::begin(&gw.journal, &session.principal.username, ctx) {

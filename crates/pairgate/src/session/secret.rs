@@ -31,6 +31,13 @@ impl Secret {
         &self.0
     }
 
+    /// Whether `given` is this secret, compared without an early exit (timing
+    /// does not reveal a matching prefix).
+    pub fn matches(&self, given: &str) -> bool {
+        let (a, b) = (self.0.as_bytes(), given.as_bytes());
+        a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    }
+
     /// Whether the secret is the empty string.
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
@@ -66,5 +73,14 @@ mod tests {
         assert!(!shown.contains("hunter2"), "{shown}");
         assert!(shown.contains("redacted"));
         assert_eq!(s.expose(), "hunter2-very-secret");
+    }
+
+    #[test]
+    fn matches_only_the_same_value() {
+        let s = Secret::new("token-abc");
+        assert!(s.matches("token-abc"));
+        for other in ["token-abd", "token-ab", "token-abcd", ""] {
+            assert!(!s.matches(other), "{other:?}");
+        }
     }
 }
