@@ -217,6 +217,7 @@ impl Gateway {
         if let Some(egress) = &self.egress {
             self.tasks.spawn("cascade resend", egress.clone().resend_failed());
         }
+        let routes = Arc::new(self.cfg.routes.clone());
         for i in 0..2 {
             let m = &self.pair.members[i];
             let probe =
@@ -237,6 +238,8 @@ impl Gateway {
                 collections: self.cfg.collections.clone().into(),
                 translator: self.translator.clone(),
                 egress: self.egress.clone(),
+                routes: routes.clone(),
+                max_in_flight: self.cfg.journal.max_in_flight as usize,
             };
             self.tasks.spawn("applier", applier.run());
             let configured = self.cfg.chassis[i].features;

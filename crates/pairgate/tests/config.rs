@@ -1047,3 +1047,66 @@ fn the_shipped_cascade_rules_point_the_chassis_at_the_egress_and_send_the_pair_u
     let upward = fills("POST", "/api/v1/cascade/subordinates");
     assert!(upward.iter().all(|(_, f)| !f.toward_chassis()) && upward.len() == 4, "{upward:?}");
 }
+
+#[test]
+fn conflict_keys_name_path_segments_of_a_mutate_rule() {
+    let rule = |conflicts: &str, kind: &str| {
+        let block = if kind == "mutate" { "id_block = 0\n" } else { "" };
+        format!("{BASE}\n[[route]]\nmethod = \"PUT\"\npath = \"/api/v1/walls/{{id}}/windows/{{wid}}\"\nkind = \"{kind}\"\n{block}conflicts = {conflicts}\n")
+    };
+    let c = match parse(&rule(r#"["wall {id}", "window {wid} of {id}"]"#, "mutate")) {
+        Ok(c) => c,
+        Err(e) => panic!("{e}"),
+    };
+    let i = c.classify("PUT", "/api/v1/walls/7/windows/9").rule_index.expect("the rule");
+    let keys: Vec<&str> = c.routes.rules()[i].conflicts.iter().flatten().map(|k| k.as_str()).collect();
+    assert_eq!(keys, ["wall {id}", "window {wid} of {id}"]);
+    for (conflicts, kind, says) in [
+        (r#"["wall {wall}"]"#, "mutate", "{wall} is no {param} segment"),
+        (r#"["wall {id"]"#, "mutate", "is not closed"),
+        (r#"["wall id}"]"#, "mutate", "closes nothing"),
+        (r#"[" "]"#, "mutate", "cannot be empty"),
+        (r#"["wall {id}"]"#, "read", "only mutate routes"),
+    ] {
+        let text = rule(conflicts, kind);
+        let e = error(&text);
+        let shown = assert_at(&e, line_of(&text, "conflicts ="));
+        assert!(
+            shown.contains(says) && shown.contains("conflicts = [\"wall {id}\"]") || kind == "read" && shown.contains(says),
+            "{conflicts}: {shown}"
+        );
+    }
+}
+
+#[test]
+fn the_shipped_rules_let_windows_of_different_walls_and_routes_of_different_outputs_go_together() {
+    use pairgate::chassis::conflicts::Conflicts;
+    use pairgate::journal::{BodyFormat, Entry};
+    let c = shipped();
+    let entry = |method: &str, path: &str, body: &str| Entry {
+        seq: 1,
+        method: method.into(),
+        path_and_query: path.into(),
+        headers: Vec::new(),
+        body: bytes::Bytes::from(body.to_string()),
+        body_format: BodyFormat::Plain,
+        id_block: None,
+        account: "admin".into(),
+        client_key: None,
+    };
+    let of = |m: &str, p: &str, b: &str| Conflicts::of(&c.routes, &entry(m, p, b), b.as_bytes());
+    let win7 = of("PUT", "/api/v1/walls/7/windows/70", r#"{"x":1}"#);
+    assert!(!win7.with(&of("PUT", "/api/v1/walls/8/windows/80", r#"{"x":1}"#)));
+    assert!(!win7.with(&of("PUT", "/api/v1/matrix/3", r#"{"input":1}"#)));
+    assert!(win7.with(&of("POST", "/api/v1/walls/7/windows", r#"{"source_id":1,"x":0,"y":0,"w":1,"h":1}"#)));
+    // Users, the whole system, wall layouts: everything.
+    for (m, p) in [
+        ("POST", "/api/v1/users"),
+        ("PUT", "/api/v1/system/import"),
+        ("POST", "/api/v1/walls"),
+        ("DELETE", "/api/v1/walls/7"),
+        ("POST", "/api/v1/scenes/3/recall"),
+    ] {
+        assert_eq!(of(m, p, "{}"), Conflicts::All, "{m} {p}");
+    }
+}

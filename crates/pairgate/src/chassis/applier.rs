@@ -1,7 +1,15 @@
-//! One applier per chassis: applies journal entries to its chassis strictly
-//! in seq order, so both chassis see the same mutations in the same order
-//! (guarantee 3), and a chassis that was away catches up by replaying what
-//! it missed (guarantee 2).
+//! One applier per chassis: applies journal entries to its chassis in seq
+//! order wherever order matters, so both chassis end in the same state and
+//! give the same answers (guarantee 3), and a chassis that was away catches
+//! up by replaying what it missed (guarantee 2).
+//!
+//! Entries that touch different things (their route rules' `conflicts`, see
+//! [`crate::chassis::conflicts`]) are on their way together, up to `[journal]
+//! max_in_flight`; an entry waits for every earlier one it conflicts with,
+//! and nothing after it is started meanwhile. The chassis' applied position
+//! is its [`Window::watermark`]: every entry up to it is decided there. A
+//! chassis that cannot recognise a repeat (no `Idempotency-Key`), or whose
+//! IDs are translated, is sent one entry at a time.
 //!
 //! Each attempt's [`Outcome`] is left in the entry's answer slot
 //! ([`crate::answers`]), which is how the request that created the entry
@@ -19,6 +27,7 @@ use bytes::Bytes;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use reqwest::Method;
 
+use crate::chassis::conflicts::{Conflicts, Window};
 use crate::chassis::detector::{ChassisState, Signal};
 use crate::chassis::pair::Pair;
 use crate::chassis::upstream::{Outcome, UpRequest};
@@ -53,6 +62,22 @@ pub struct Applier {
     pub translator: Arc<crate::ids::translator::Translator>,
     /// Fills the superior's address and account with the egress' (cascade).
     pub egress: Option<Arc<crate::cascade::Egress>>,
+    /// The route rules: what each entry touches ([`Conflicts::of`]).
+    pub routes: Arc<crate::config::route::RouteTable>,
+    /// Entries on their way to the chassis at most (`[journal] max_in_flight`).
+    pub max_in_flight: usize,
+}
+
+/// How an entry came back from [`Applier::apply`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Applied {
+    /// Decided on the chassis, or counted as applied there (void, covered by
+    /// a resync): the watermark may pass it. `durably`: the new position is
+    /// committed before anything else is sent (firmware that cannot
+    /// recognise a repeat must never be sent a decided entry again).
+    Passed { durably: bool },
+    /// Not decided: a full resync was asked for instead.
+    Undecided,
 }
 
 /// The request an entry becomes on a chassis. A sealed body is opened here,
@@ -321,7 +346,7 @@ impl Applier {
     /// up from the next one; it joins only if its state then equals its
     /// peer's (the join's comparison, in client IDs), and is rebuilt if not.
     /// Nobody decided it: the chassis is rebuilt (resync `unknown_outcome`).
-    async fn unknown_here(&self, entry: &Entry, why: &str) {
+    async fn unknown_here(&self, entry: &Entry, why: &str) -> Applied {
         use std::sync::atomic::Ordering::SeqCst;
         let (me, peer) = (&self.pair.members[self.index], Pair::other(self.index));
         let peer_name = &self.pair.members[peer].upstream.name;
@@ -347,7 +372,7 @@ impl Applier {
                         "outcome unknown ({why}) on firmware without Idempotency-Key: not resent; {peer_name} decided it, so this chassis catches up without it and joins only if its state then equals {peer_name}'s (rebuilt if not)"
                     );
                     me.detector.signal(Signal::FellBehind);
-                    return;
+                    return Applied::Passed { durably: true };
                 }
                 Err(e) => tracing::error!(chassis = %self.name(), seq = entry.seq, "recording the entry of unknown outcome: {e}"),
             }
@@ -357,6 +382,7 @@ impl Applier {
             "outcome unknown ({why}) on firmware without Idempotency-Key, and no in-sync chassis decided it: not resent; rebuilding the chassis"
         );
         me.resync.request(Reason::UnknownOutcome);
+        Applied::Undecided
     }
 
     /// Waiting to be rebuilt for an entry of unknown outcome: while the peer
@@ -411,50 +437,119 @@ impl Applier {
         };
         let member = &self.pair.members[self.index];
         let mut follower = self.journal.follow(start);
+        let mut window = Window::new(start);
+        // The next entry in journal order, read but not started: it waits for
+        // the entries on their way that it conflicts with (and nothing after
+        // it is read meanwhile).
+        let mut pending: Option<(Arc<Entry>, Conflicts)> = None;
+        let me = &self;
+        let apply = move |entry: Arc<Entry>| async move { (entry.seq, me.apply(&entry).await) };
+        let mut running = futures_util::stream::FuturesUnordered::new();
         let mut state = member.detector.watch();
         let mut next_join = tokio::time::Instant::now();
         loop {
-            self.reachable().await;
-            if let Some(reason) = member.resync.take() {
-                if let Some(f) = self.resync(reason).await {
-                    follower = f;
+            let reachable = member.detector.state() != ChassisState::Down;
+            // A full resync once nothing is on its way (what is, is sent
+            // until decided, as ever); nothing new is started meanwhile.
+            let resync_wanted = member.resync.is_requested();
+            if reachable && running.is_empty() && resync_wanted {
+                if let Some(reason) = member.resync.take() {
+                    if let Some(f) = self.resync(reason).await {
+                        follower = f;
+                        pending = None;
+                        window.reset(follower.position());
+                    }
                 }
                 continue;
             }
             // Caught up with the journal while catching up: try to join (after
             // pairing is decided), at most every 50 ms (under writes the end of
             // the journal moves: each try is a chance to catch it).
-            let joining = follower.position() >= self.journal.last_seq() && member.detector.state() == ChassisState::CatchingUp;
+            let idle = window.is_idle() && pending.is_none();
+            let joining =
+                reachable && idle && follower.position() >= self.journal.last_seq() && member.detector.state() == ChassisState::CatchingUp;
             if joining && tokio::time::Instant::now() >= next_join {
                 if self.ready() {
                     self.join().await;
                 }
                 next_join = tokio::time::Instant::now() + Duration::from_millis(50);
             }
+            let limit = self.parallelism();
+            if reachable && !resync_wanted {
+                if let Some((entry, what)) = pending.take() {
+                    if window.admits(&what, limit) {
+                        window.start(entry.seq, what);
+                        running.push(apply(entry));
+                    } else {
+                        pending = Some((entry, what));
+                    }
+                }
+            }
+            let reading = reachable && !resync_wanted && pending.is_none() && !window.is_stuck() && window.in_flight() < limit;
             state.mark_unchanged();
             // `Follower::next` is cancel-safe: a state change, a resync request
             // or the next join attempt while idle re-runs the checks above.
-            let entry = tokio::select! {
-                e = follower.next() => e,
-                _ = state.changed() => continue,
-                _ = member.resync.wake.notified() => continue,
-                _ = tokio::time::sleep_until(next_join), if joining => continue,
-            };
-            let entry = match entry {
-                Ok(e) => e,
-                Err(JournalError::Truncated { .. }) => {
-                    tracing::warn!(chassis = %self.name(), "missed more than the journal keeps");
-                    member.resync.request(Reason::JournalTruncated);
-                    continue;
+            tokio::select! {
+                Some((seq, applied)) = futures_util::StreamExt::next(&mut running), if !running.is_empty() => {
+                    self.passed(&mut window, seq, applied).await;
                 }
-                Err(e) => {
-                    tracing::error!(chassis = %self.name(), "journal read failed: {e}; retrying");
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                    follower = self.journal.follow(self.journal.applied(self.name()).unwrap_or(start));
-                    continue;
-                }
-            };
-            self.apply(&entry).await;
+                e = follower.next(), if reading => match e {
+                    Ok(entry) => {
+                        let what = self.conflicts(&entry, limit);
+                        pending = Some((entry, what));
+                    }
+                    Err(JournalError::Truncated { .. }) => {
+                        tracing::warn!(chassis = %self.name(), "missed more than the journal keeps");
+                        member.resync.request(Reason::JournalTruncated);
+                    }
+                    Err(e) => {
+                        tracing::error!(chassis = %self.name(), "journal read failed: {e}; retrying");
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                        // Everything up to the last started is on its way or decided.
+                        follower = self.journal.follow(window.last_started());
+                    }
+                },
+                _ = state.changed() => {}
+                _ = member.resync.wake.notified() => {}
+                _ = tokio::time::sleep_until(next_join), if joining => {}
+            }
+        }
+    }
+
+    /// How many entries may be on their way to this chassis: one unless it
+    /// recognises a repeat and takes the gateway's IDs (a translated
+    /// chassis' IDs are learnt from each answer, in order).
+    fn parallelism(&self) -> usize {
+        if self.max_in_flight > 1 && self.recognises_repeats() && self.pair.translated(self.index) == Some(false) {
+            self.max_in_flight
+        } else {
+            1
+        }
+    }
+
+    /// What `entry` touches; everything when entries go one at a time anyway.
+    fn conflicts(&self, entry: &Entry, limit: usize) -> Conflicts {
+        if limit <= 1 {
+            return Conflicts::All;
+        }
+        match self.journal.body(entry) {
+            Ok(body) => Conflicts::of(&self.routes, entry, &body),
+            // Decided as unreadable by `apply`; alone, like anything unclear.
+            Err(_) => Conflicts::All,
+        }
+    }
+
+    /// Entry `seq` came back: the chassis' position moves to the new watermark.
+    async fn passed(&self, window: &mut Window, seq: u64, applied: Applied) {
+        window.finish(seq, applied != Applied::Undecided);
+        let position = window.watermark();
+        let recorded = if applied == (Applied::Passed { durably: true }) {
+            self.journal.mark_applied_durably(self.name(), position).await
+        } else {
+            self.journal.mark_applied(self.name(), position)
+        };
+        if let Err(e) = recorded {
+            tracing::error!(chassis = %self.name(), seq, position, "recording applied: {e}");
         }
     }
 
@@ -579,22 +674,24 @@ impl Applier {
     /// Attempt one entry until the chassis decides it (or it is voided), or
     /// (firmware without `Idempotency-Key`) until its outcome is unknown: then
     /// the chassis is rebuilt instead of the entry being resent.
-    async fn apply(&self, entry: &Entry) {
+    ///
+    /// Never records the chassis' position itself (others may be on their
+    /// way below this one): its caller does, from the window's watermark —
+    /// except [`Applier::unknown_here`], only reached when entries go one at
+    /// a time.
+    async fn apply(&self, entry: &Entry) -> Applied {
         let member = &self.pair.members[self.index];
         let mut runs = Runs::User(entry.account.clone());
         let mut backoff = Duration::from_millis(25);
         loop {
             if self.journal.is_void(entry.seq) || self.attempts.is_voided(entry.seq) {
-                if let Err(e) = self.journal.mark_applied(self.name(), entry.seq) {
-                    tracing::error!(chassis = %self.name(), seq = entry.seq, "recording a void entry as passed: {e}");
-                }
-                return;
+                return Applied::Passed { durably: false };
             }
             // Already counted as applied here: a void entry the journal stepped
             // over (and may have truncated, void mark and all), or one a full
             // resync's import covered. Never sent.
             match self.journal.applied(self.name()) {
-                Ok(applied) if applied >= entry.seq => return,
+                Ok(applied) if applied >= entry.seq => return Applied::Passed { durably: false },
                 Ok(_) => {}
                 Err(e) => tracing::error!(chassis = %self.name(), seq = entry.seq, "reading the applied position: {e}"),
             }
@@ -608,7 +705,7 @@ impl Applier {
             if member.unknown_outcome.load(std::sync::atomic::Ordering::SeqCst) != 0 && !self.pair.state(peer).serves() {
                 tracing::warn!(chassis = %self.name(), seq = entry.seq, "not sent: this chassis is unverified and its peer is not in sync; rebuilt from it instead");
                 member.resync.request(Reason::UnknownOutcome);
-                return;
+                return Applied::Undecided;
             }
             // Nothing is sent before the firmware is known: it decides which
             // IDs the chassis is given.
@@ -639,8 +736,7 @@ impl Applier {
                 tracing::warn!(chassis = %self.name(), seq = entry.seq, "this entry was on its way to both chassis when the gateway stopped; neither can be rebuilt from the other: sent again");
                 blind = !resend_is_harmless(&entry.method);
             } else if mine_unknown && !resend_is_harmless(&entry.method) {
-                self.unknown_here(entry, "it was on its way when the gateway stopped").await;
-                return;
+                return self.unknown_here(entry, "it was on its way when the gateway stopped").await;
             }
             // Claimed right before it is sent: a void decided while this
             // applier waited wins, and none can be decided while it is sent.
@@ -713,15 +809,7 @@ impl Applier {
                         a
                     };
                     self.record_client_answer(entry, told).await;
-                    let recorded = if repeats {
-                        self.journal.mark_applied(self.name(), entry.seq)
-                    } else {
-                        self.journal.mark_applied_durably(self.name(), entry.seq).await
-                    };
-                    if let Err(e) = recorded {
-                        tracing::error!(chassis = %self.name(), seq = entry.seq, "recording applied: {e}");
-                    }
-                    return;
+                    return Applied::Passed { durably: !repeats };
                 }
                 Outcome::Refused(e) => {
                     tracing::warn!(chassis = %self.name(), seq = entry.seq, "refused: {e}");
@@ -737,8 +825,7 @@ impl Applier {
                     member.detector.signal(Signal::FellBehind);
                     if !self.recognises_repeats() && !resend_is_harmless(&entry.method) {
                         // It may have applied it; a resend would apply it again.
-                        self.unknown_here(entry, &other.describe()).await;
-                        return;
+                        return self.unknown_here(entry, &other.describe()).await;
                     }
                     tracing::warn!(chassis = %self.name(), seq = entry.seq, "not applied: {}", other.describe());
                 }

@@ -269,6 +269,12 @@ pub enum Problem {
     #[error("fill {field:?} = {value:?}: {reason}")]
     BadFill { field: String, value: String, reason: String },
 
+    #[error("`conflicts` is set on a `{kind}` route; only mutate routes are applied to the chassis")]
+    ConflictsForbidden { kind: &'static str },
+
+    #[error("conflict key {value:?}: {reason}")]
+    BadConflictKey { value: String, reason: String },
+
     #[error("`secret_fields` is set on a `{kind}` route; only mutate routes are journaled")]
     SecretFieldsForbidden { kind: &'static str },
 
@@ -408,6 +414,8 @@ impl Problem {
             EndsSessionsNoParam { .. } => "name the path parameter that holds the user id, e.g. path = \"/api/v1/users/{id}\" with ends_sessions_of = \"id\"".into(),
             BadSecretField { .. } => "write each field as a JSON pointer into the request body: \"/password\", \"/credentials/password\", \"/users/0/password\" (`~1` for a '/' and `~0` for a '~' inside a name), or \"\" for the whole body".into(),
             BadFill { .. } => format!("write fills = {{ \"/json/pointer\" = \"name\" }} on a kind = \"mutate\" rule, the name one of {}", crate::config::route::Fill::NAMES.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")),
+            ConflictsForbidden { .. } => "remove `conflicts`, or make this a kind = \"mutate\" rule".into(),
+            BadConflictKey { .. } => "write each key as text naming what the request touches, with {param} for one of this rule's path segments: conflicts = [\"wall {id}\"] (leave `conflicts` out and the rule's requests are applied alone, one at a time)".into(),
             SecretFieldsForbidden { .. } => "remove `secret_fields`, or make this a kind = \"mutate\" rule (only mutation bodies are stored, in the journal)".into(),
             IdParamNotInPath { .. } => "name a {param} segment of this rule's path, e.g. path = \"/api/v1/walls/{id}\" with path_ids = { id = \"walls\" }".into(),
             CreateNeedsTable { .. } => "add `table = \"...\"`: the table of the rows' \"id\", so the rows a rebuild creates are mapped".into(),

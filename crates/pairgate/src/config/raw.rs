@@ -158,6 +158,7 @@ pub(crate) struct RawJournal {
     pub max_bytes: Option<S<u64>>,
     pub commit_max_batch: Option<S<u64>>,
     pub commit_max_delay_us: Option<S<u64>>,
+    pub max_in_flight: Option<S<u64>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -185,4 +186,5 @@ pub(crate) struct RawRoute {
     pub forgets: Option<S<String>>,
     pub compare_ignores: Option<S<Vec<S<String>>>>,
     pub fills: Option<S<RawIdMap>>,
+    pub conflicts: Option<S<Vec<S<String>>>>,
 }

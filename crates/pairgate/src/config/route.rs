@@ -327,6 +327,13 @@ pub struct RouteRule {
     /// (cascade): toward a chassis the egress ones, upward the pair's. A
     /// field the body does not hold (or holds as `null`) is left alone.
     pub fills: Vec<(String, Fill)>,
+    /// `mutate` rules: what the rule's entries may not be applied alongside
+    /// on one chassis (see [`crate::chassis::conflicts`]). `None` (no
+    /// `conflicts` key): everything — its entries are applied alone, in
+    /// journal order. `Some(keys)`: only entries that share one of these
+    /// keys or one of the rows it names (its `path_ids`, `body_ids` and ID
+    /// block); `Some([])` leaves just the rows.
+    pub conflicts: Option<Vec<ConflictKey>>,
     /// The line of the rule's `[[route]]` header, for logs ("matched rule at line 57").
     pub line: usize,
 }
@@ -334,6 +341,71 @@ pub struct RouteRule {
 impl RouteRule {
     pub fn matches(&self, method: &str, path: &str) -> bool {
         self.method.matches(method) && self.path.matches(path)
+    }
+}
+
+/// One key of a rule's `conflicts`: text in which `{name}` stands for the
+/// request's `{name}` path segment — `"wall {id}"` under
+/// `/api/v1/walls/{id}/windows` is `wall 7` for `/api/v1/walls/7/windows`.
+/// Two entries whose keys are equal touch the same thing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConflictKey {
+    text: String,
+    parts: Vec<KeyPart>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum KeyPart {
+    Text(String),
+    Param(String),
+}
+
+impl ConflictKey {
+    /// Parses a key of a rule whose path is `path`; the error says what is wrong.
+    pub fn parse(text: &str, path: &PathPattern) -> Result<ConflictKey, String> {
+        if text.trim().is_empty() {
+            return Err("a key cannot be empty".into());
+        }
+        let mut parts = Vec::new();
+        let mut rest = text;
+        while let Some(open) = rest.find(['{', '}']) {
+            if rest.as_bytes()[open] == b'}' {
+                return Err(format!("a '}}' at {:?} closes nothing", &rest[open..]));
+            }
+            if open > 0 {
+                parts.push(KeyPart::Text(rest[..open].to_string()));
+            }
+            let after = &rest[open + 1..];
+            let Some(close) = after.find('}') else { return Err(format!("the '{{' of {:?} is not closed", &rest[open..])) };
+            let name = &after[..close];
+            if !path.segments().iter().any(|s| matches!(s, Segment::Param(n) if n == name)) {
+                return Err(format!("{{{name}}} is no {{param}} segment of {path}"));
+            }
+            parts.push(KeyPart::Param(name.to_string()));
+            rest = &after[close + 1..];
+        }
+        if !rest.is_empty() {
+            parts.push(KeyPart::Text(rest.to_string()));
+        }
+        Ok(ConflictKey { text: text.to_string(), parts })
+    }
+
+    /// The key as written.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    /// The key of one request: `path` matched by `pattern` (the rule's). `None`
+    /// if a named segment is missing (the rule does not match `path`).
+    pub fn render(&self, pattern: &PathPattern, path: &str) -> Option<String> {
+        let mut out = String::with_capacity(self.text.len() + 8);
+        for part in &self.parts {
+            match part {
+                KeyPart::Text(t) => out.push_str(t),
+                KeyPart::Param(name) => out.push_str(pattern.param(name, path)?),
+            }
+        }
+        Some(out)
     }
 }
 
@@ -534,6 +606,7 @@ mod tests {
             ids: RouteIds::default(),
             compare_ignores: Vec::new(),
             fills: Vec::new(),
+            conflicts: None,
             line,
         };
         let table = RouteTable::new(
@@ -569,6 +642,7 @@ mod tests {
             ids: ids.clone(),
             compare_ignores: Vec::new(),
             fills: Vec::new(),
+            conflicts: None,
             line: 1,
         };
         let table = RouteTable::new(vec![rule], 16);
@@ -589,6 +663,7 @@ mod tests {
             ids: RouteIds::default(),
             compare_ignores: Vec::new(),
             fills: Vec::new(),
+            conflicts: None,
             line: 1,
         };
         let read = RouteRule {
@@ -601,6 +676,7 @@ mod tests {
             ids: RouteIds::default(),
             compare_ignores: Vec::new(),
             fills: Vec::new(),
+            conflicts: None,
             line: 2,
         };
         let table = RouteTable::new(

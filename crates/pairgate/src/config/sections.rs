@@ -48,6 +48,9 @@ pub const DEFAULT_COMMIT_MAX_BATCH: u32 = 1_024;
 /// `[journal].commit_max_delay_us` default: 0, i.e. no added wait. A batch is what
 /// arrived while the previous commit was syncing, which is group commit already.
 pub const DEFAULT_COMMIT_MAX_DELAY_US: u64 = 0;
+/// `[journal].max_in_flight` default: entries one chassis is sent at once when
+/// they do not conflict.
+pub const DEFAULT_MAX_IN_FLIGHT: u32 = 32;
 /// `[sessions].idle_timeout_s` default: 30 minutes, as the chassis' own sessions.
 pub const DEFAULT_SESSION_IDLE_TIMEOUT_S: u64 = 1_800;
 /// `[sessions].login_attempts_per_minute` default, per client address.
@@ -257,6 +260,9 @@ pub struct Journal {
     pub max_bytes: u64,
     pub commit_max_batch: u32,
     pub commit_max_delay: Duration,
+    /// Entries one chassis is sent at once when they do not conflict (their
+    /// route rules' `conflicts`); 1 applies every entry alone, in journal order.
+    pub max_in_flight: u32,
 }
 
 impl Default for Journal {
@@ -266,6 +272,7 @@ impl Default for Journal {
             max_bytes: DEFAULT_JOURNAL_MAX_BYTES,
             commit_max_batch: DEFAULT_COMMIT_MAX_BATCH,
             commit_max_delay: Duration::from_micros(DEFAULT_COMMIT_MAX_DELAY_US),
+            max_in_flight: DEFAULT_MAX_IN_FLIGHT,
         }
     }
 }

@@ -18,7 +18,7 @@ use super::external::{Expect, Pending, Target};
 use super::raw::{
     RawCascade, RawChassis, RawCollection, RawConfig, RawEvent, RawIdMap, RawJournal, RawListen, RawRoute, RawSessions, RawTimeouts, S,
 };
-use super::route::{is_identifier, Fill, PathPattern, RouteKind, RouteRule, RouteTable, RuleMethod, Segment};
+use super::route::{is_identifier, ConflictKey, Fill, PathPattern, RouteKind, RouteRule, RouteTable, RuleMethod, Segment};
 use super::sections::*;
 use super::source_map::SourceMap;
 use super::{Config, FileChecks};
@@ -392,6 +392,22 @@ impl Validator<'_, '_> {
         Ok(out)
     }
 
+    /// A rule's `conflicts`: keys over its path parameters (absent: it
+    /// conflicts with everything).
+    fn conflicts(&self, kind: RouteKind, path: &PathPattern, raw: &Option<S<Vec<S<String>>>>) -> Result<Option<Vec<ConflictKey>>> {
+        let Some(raw) = raw else { return Ok(None) };
+        if kind != RouteKind::Mutate {
+            return Err(self.err(raw.span(), Problem::ConflictsForbidden { kind: kind.as_str() }));
+        }
+        let mut out = Vec::new();
+        for key in raw.get_ref() {
+            let parsed = ConflictKey::parse(key.get_ref(), path)
+                .map_err(|reason| self.err(key.span(), Problem::BadConflictKey { value: key.get_ref().clone(), reason }))?;
+            out.push(parsed);
+        }
+        Ok(Some(out))
+    }
+
     fn pointers(&self, key: &'static str, raw: &Option<S<Vec<S<String>>>>) -> Result<Vec<WildPointer>> {
         raw.as_ref().map(|v| v.get_ref().as_slice()).unwrap_or(&[]).iter().map(|p| self.pointer(key, p)).collect()
     }
@@ -523,6 +539,7 @@ impl Validator<'_, '_> {
                 0,
                 100_000,
             )?),
+            max_in_flight: to_u32(self.number("journal.max_in_flight", j.max_in_flight.as_ref(), DEFAULT_MAX_IN_FLIGHT.into(), 1, 1024)?),
         })
     }
 
@@ -613,7 +630,20 @@ impl Validator<'_, '_> {
             }
             let compare_ignores = self.pointers("compare_ignores", &r.compare_ignores)?;
             let fills = self.fills(kind, &r.fills)?;
-            rules.push(RouteRule { method, path, kind, id_block, ends_sessions_of, secret_fields, ids, compare_ignores, fills, line });
+            let conflicts = self.conflicts(kind, &path, &r.conflicts)?;
+            rules.push(RouteRule {
+                method,
+                path,
+                kind,
+                id_block,
+                ends_sessions_of,
+                secret_fields,
+                ids,
+                compare_ignores,
+                fills,
+                conflicts,
+                line,
+            });
         }
         if !rules.iter().any(|r| r.kind == RouteKind::Login) {
             // Point at the end of the file: where the missing rule would go.

@@ -38,6 +38,11 @@ impl ResyncFlag {
         self.wake.notify_one();
     }
 
+    /// Whether a request waits to be taken.
+    pub fn is_requested(&self) -> bool {
+        self.requested.load(Ordering::SeqCst)
+    }
+
     /// Take the request, if any.
     pub fn take(&self) -> Option<Reason> {
         if self.requested.swap(false, Ordering::SeqCst) {
