@@ -41,6 +41,7 @@ pub mod history;
 pub mod http;
 pub mod linearizable;
 pub mod model;
+pub mod ops;
 pub mod pair;
 pub mod process;
 pub mod read_your_writes;

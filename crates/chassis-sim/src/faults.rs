@@ -43,6 +43,10 @@ use crate::model::Role;
 pub struct FaultSpec {
     /// Added to every request before it is handled.
     pub latency_ms: u64,
+    /// A further random delay, uniform in 0..=jitter_ms, before each request
+    /// is handled: requests on their way together are handled in a random
+    /// order.
+    pub jitter_ms: u64,
     /// Probability (0..=1) that a request fails with 500 before it is applied.
     pub error_rate: f64,
     /// The next N requests fail with 503 before they are applied.
@@ -130,8 +134,9 @@ impl Faults {
         if fail_after {
             s.fail_after_apply_next -= 1;
         }
+        let jitter = if s.jitter_ms > 0 { rand::random_range(0..=s.jitter_ms * 1000) } else { 0 };
         Plan {
-            latency: Duration::from_millis(s.latency_ms),
+            latency: Duration::from_millis(s.latency_ms) + Duration::from_micros(jitter),
             latency_after: Duration::from_millis(s.latency_after_ms),
             fail_before,
             fail_after,

@@ -164,6 +164,7 @@ impl Gateway {
                 resyncs_failed: Default::default(),
                 resync_attempt: Default::default(),
                 unknown_outcome: Default::default(),
+                most_in_flight: Default::default(),
                 rebuilding: Default::default(),
                 features: Default::default(),
             });

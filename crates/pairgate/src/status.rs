@@ -48,6 +48,8 @@ pub fn status(gw: &Gateway, headers: &HeaderMap) -> Response {
                 "firmware": m.features.lock().clone(),
                 "resyncs": m.resyncs_done.load(Ordering::SeqCst),
                 "resyncs_failed": m.resyncs_failed.load(Ordering::SeqCst),
+                // The most entries it was sent at once (parallel appliers).
+                "most_in_flight": m.most_in_flight.load(Ordering::SeqCst),
                 "service_login": match gw.broker.service_problem(m.index) {
                     Some(why) => json!({"code": "service_login_failed", "message": why}),
                     None => json!({"code": "ok"}),

@@ -480,6 +480,7 @@ impl Applier {
                     if window.admits(&what, limit) {
                         window.start(entry.seq, what);
                         running.push(apply(entry));
+                        member.most_in_flight.fetch_max(running.len() as u64, std::sync::atomic::Ordering::SeqCst);
                     } else {
                         pending = Some((entry, what));
                     }

@@ -31,6 +31,9 @@ pub struct Member {
     /// The entry whose outcome here is unknown and that this chassis waits to
     /// be rebuilt for (firmware without `Idempotency-Key`); 0: none.
     pub unknown_outcome: Arc<AtomicU64>,
+    /// The most journal entries on their way to it at once since the
+    /// gateway started (its applier's window; 1 when sent one at a time).
+    pub most_in_flight: Arc<AtomicU64>,
     /// Its applier is inside a full resync (waiting for its source, or
     /// rebuilding): it sends this chassis no entry meanwhile.
     pub rebuilding: Arc<std::sync::atomic::AtomicBool>,
@@ -171,6 +174,7 @@ mod tests {
                 resyncs_failed: Arc::default(),
                 resync_attempt: Arc::default(),
                 unknown_outcome: Arc::default(),
+                most_in_flight: Arc::default(),
                 rebuilding: Arc::default(),
                 features: Default::default(),
             };
