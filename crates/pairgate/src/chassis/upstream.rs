@@ -182,7 +182,14 @@ impl Upstream {
             .pool_max_idle_per_host(64)
             .tcp_nodelay(true)
             // Redirects are the chassis' business with the browser, not ours.
-            .redirect(reqwest::redirect::Policy::none());
+            .redirect(reqwest::redirect::Policy::none())
+            // Straight to the chassis whatever HTTPS_PROXY says: the trust
+            // anchor is the chassis' own, and a proxy on the way would only
+            // add a hop (and, per request, the proxy rules' matching).
+            .no_proxy()
+            // Every resend is the gateway's decision (the answer table, the
+            // appliers' Idempotency-Key), never the HTTP client's.
+            .retry(reqwest::retry::never());
         let tls = match ca_cert {
             Some(path) if url.is_https() => {
                 let roots = trust_anchors(name, path)?;

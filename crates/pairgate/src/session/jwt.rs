@@ -5,9 +5,18 @@
 //! ended before it expires (logout, revoked account): a JWT alone cannot be
 //! revoked. Only HS256 is accepted, checked explicitly on the header before
 //! anything else, so neither `alg: none` nor an algorithm switch gets a say.
+//!
+//! A token whose signature was checked once is remembered with its claims
+//! (byte for byte, at most [`MAX_REMEMBERED`] tokens): every later request
+//! with it costs a map lookup and an `exp` comparison instead of base64,
+//! HMAC and JSON (about a tenth of a proxied read's CPU). Revocation is not
+//! affected: the session record is consulted on every request either way.
+
+use std::collections::HashMap;
 
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{decode, decode_header, encode, Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use parking_lot::RwLock;
 use serde::{Deserialize, Serialize};
 
 use super::auth_error::AuthError;
@@ -16,6 +25,10 @@ use super::role::Role;
 
 /// A token longer than this is refused unread: ours are a few hundred bytes.
 const MAX_TOKEN_LEN: usize = 4096;
+
+/// Verified tokens remembered at most; past it the memory starts afresh
+/// (about 1.5 MB at most: a token and its claims are a few hundred bytes).
+pub(crate) const MAX_REMEMBERED: usize = 4096;
 
 /// The claims of a gateway token.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -38,6 +51,8 @@ pub(crate) struct TokenCodec {
     encoding: EncodingKey,
     decoding: DecodingKey,
     validation: Validation,
+    /// Tokens whose signature this codec checked, with their claims.
+    verified: RwLock<HashMap<Box<str>, Claims>>,
 }
 
 impl TokenCodec {
@@ -51,7 +66,12 @@ impl TokenCodec {
         validation.validate_exp = true;
         validation.validate_aud = false;
         validation.set_required_spec_claims(&["exp", "sub"]);
-        TokenCodec { encoding: EncodingKey::from_secret(secret), decoding: DecodingKey::from_secret(secret), validation }
+        TokenCodec {
+            encoding: EncodingKey::from_secret(secret),
+            decoding: DecodingKey::from_secret(secret),
+            validation,
+            verified: RwLock::new(HashMap::new()),
+        }
     }
 
     /// A signed token for `claims`.
@@ -61,6 +81,31 @@ impl TokenCodec {
 
     /// The claims of `token` if it is one of ours and not past its `exp`.
     pub(crate) fn verify(&self, token: &str) -> Result<Claims, AuthError> {
+        self.verify_at(token, crate::session::time::now_ms() / 1000)
+    }
+
+    /// [`TokenCodec::verify`] at `now` (Unix seconds) for a remembered token.
+    fn verify_at(&self, token: &str, now: u64) -> Result<Claims, AuthError> {
+        let remembered = self.verified.read().get(token).cloned();
+        if let Some(claims) = remembered {
+            // The library's rule with no leeway: valid up to and including `exp`.
+            if claims.exp < now {
+                self.verified.write().remove(token);
+                return Err(AuthError::Expired);
+            }
+            return Ok(claims);
+        }
+        let claims = self.check(token)?;
+        let mut verified = self.verified.write();
+        if verified.len() >= MAX_REMEMBERED {
+            verified.clear();
+        }
+        verified.insert(token.into(), claims.clone());
+        Ok(claims)
+    }
+
+    /// The signature and claims check itself.
+    fn check(&self, token: &str) -> Result<Claims, AuthError> {
         if token.is_empty() {
             return Err(AuthError::MissingToken);
         }
@@ -93,6 +138,38 @@ mod tests {
     fn claims(exp_from_now_s: i64) -> Claims {
         let now = now_ms() / 1000;
         Claims { sid: "s1".into(), sub: "admin".into(), role: Role::Admin, iat: now, exp: now.saturating_add_signed(exp_from_now_s) }
+    }
+
+    #[test]
+    fn a_remembered_token_is_refused_once_past_its_exp() {
+        let codec = TokenCodec::new(SECRET);
+        let c = claims(60);
+        let Ok(token) = codec.sign(&c) else { panic!("sign") };
+        assert_eq!(codec.verify(&token), Ok(c.clone()));
+        assert_eq!(codec.verified.read().len(), 1, "remembered after the first check");
+        assert_eq!(codec.verify_at(&token, c.exp), Ok(c.clone()), "valid up to its exp");
+        assert_eq!(codec.verify_at(&token, c.exp + 1), Err(AuthError::Expired));
+        assert!(codec.verified.read().is_empty(), "forgotten once expired");
+    }
+
+    #[test]
+    fn only_the_exact_token_is_remembered_and_the_memory_is_bounded() {
+        let codec = TokenCodec::new(SECRET);
+        let Ok(token) = codec.sign(&claims(60)) else { panic!("sign") };
+        assert!(codec.verify(&token).is_ok());
+        // One character inside the signature changed: not the remembered token.
+        let mut forged = token.clone().into_bytes();
+        let at = forged.len() - 5;
+        forged[at] = if forged[at] == b'A' { b'B' } else { b'A' };
+        let forged = String::from_utf8(forged).unwrap_or_default();
+        assert_eq!(codec.verify(&forged), Err(AuthError::InvalidToken));
+        for i in 0..MAX_REMEMBERED + 1 {
+            let mut c = claims(60);
+            c.sid = format!("s{i}");
+            let Ok(t) = codec.sign(&c) else { panic!("sign") };
+            assert!(codec.verify(&t).is_ok());
+        }
+        assert!(codec.verified.read().len() <= MAX_REMEMBERED);
     }
 
     #[test]
