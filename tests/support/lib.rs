@@ -20,7 +20,8 @@
 //! `chaos` binary (`chaos_main.rs`) runs it for minutes.
 //!
 //! For the benchmarks: an open-loop load generator at a fixed rate with
-//! coordinated-omission-corrected latencies ([`loadgen`]).
+//! coordinated-omission-corrected latencies ([`loadgen`]), and Debian's
+//! nginx as the reverse-proxy and mirror baseline ([`nginx::Nginx`]).
 //!
 //! It lives under tests/ but is a library, not a test: cargo does not
 //! auto-discover `tests/support/` as a test target (only files directly in
@@ -45,6 +46,7 @@ pub mod http;
 pub mod linearizable;
 pub mod loadgen;
 pub mod model;
+pub mod nginx;
 pub mod pair;
 pub mod process;
 pub mod read_your_writes;
