@@ -458,8 +458,7 @@ mod tests {
         let t = simulate(1000.0, 1, 200, Duration::ZERO, |k| if k == 10 { Duration::from_millis(50) } else { us(100) });
         let stall_end = Duration::from_millis(60);
         assert_eq!(t[10].latency, Duration::from_millis(50));
-        for k in 11..60 {
-            let r = t[k];
+        for (k, r) in t.iter().enumerate().take(60).skip(11) {
             assert!(r.due < stall_end);
             // Sent only after the stall, yet timed from when it was due: the
             // wait is counted (uncorrected it would be its 100 µs).
