@@ -19,6 +19,10 @@
 //! ([`checks`]). `tests/chaos.rs` runs it briefly under `cargo test`; the
 //! `chaos` binary (`chaos_main.rs`) runs it for minutes.
 //!
+//! For the benchmarks: an open-loop load generator at a fixed rate with
+//! coordinated-omission-corrected latencies ([`loadgen`]), and Debian's
+//! nginx as the reverse-proxy and mirror baseline ([`nginx::Nginx`]).
+//!
 //! It lives under tests/ but is a library, not a test: cargo does not
 //! auto-discover `tests/support/` as a test target (only files directly in
 //! tests/ and `tests/*/main.rs` are), so nothing here runs twice.
@@ -40,7 +44,9 @@ pub mod gateway_proc;
 pub mod history;
 pub mod http;
 pub mod linearizable;
+pub mod loadgen;
 pub mod model;
+pub mod nginx;
 pub mod ops;
 pub mod pair;
 pub mod process;
