@@ -7,6 +7,7 @@
 //! | reads at one common rate (70 % of nginx's highest): p50/p99 each adds over direct | nginx's | added p99 ≤ nginx's |
 //! | `PUT` of one window (always the same), 16 connections: highest sustained rate | nginx `mirror` to both chassis | ≥ 1.0x |
 //! | `PUT`s spread over 16 walls (one connection per wall), 1 ms added by both chassis (`/_sim/faults` `latency_ms`) | nginx `mirror` | ≥ 1.0x |
+//! | the same 16-wall `PUT`s | a second gateway whose appliers send one entry at a time (`[journal] max_in_flight = 1`: the gateway before parallel appliers) | ≥ 5x |
 //! | one mutation, 1 client, p50 | the slower chassis direct | ≤ +1 ms |
 //! | failover: `kill -9` of the primary to the first successful write | — | ≤ 250 ms, 0 failed reads |
 //! | gateway RSS idle; with 1k sessions + 1k event sockets | — | ≤ 30 MiB; ≤ 100 MiB |
@@ -465,6 +466,35 @@ async fn main() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     let spread_nginx = max_rate(&nginx_mirror, Work::SpreadWalls, secs).await;
     let spread_gw = max_rate(&gateway, Work::SpreadWalls, secs).await;
+    // The same load on a gateway whose appliers send one entry at a time
+    // (`[journal] max_in_flight = 1`): the gateway as it was before parallel
+    // appliers, in the same run.
+    log("16-wall mutations, appliers one entry at a time: highest sustained rate");
+    let spread_seq = {
+        let one_at_a_time = |t: &mut String| {
+            production(t);
+            *t = t.replace("max_in_flight = 32", "max_in_flight = 1");
+        };
+        let seq_pair = Pair::start_with(one_at_a_time).await;
+        let seq_admin = seq_pair.gw.login("admin", "admin").await;
+        let seq_walls = make_walls(&seq_admin).await;
+        seq_pair.gw.wait_in_sync(Duration::from_secs(30)).await;
+        let seq_sessions: Vec<Api> = futures_util::future::join_all((0..CONNS).map(|_| seq_pair.gw.login("admin", "admin"))).await;
+        seq_pair.sim_faults(0, slow.clone()).await;
+        seq_pair.sim_faults(1, slow.clone()).await;
+        let seq_gateway = Target {
+            name: "gateway, one at a time",
+            base: seq_pair.gw.base.clone(),
+            cert: seq_pair.gw.cert.clone(),
+            tokens: seq_sessions.iter().filter_map(|a| a.token.clone()).collect(),
+            walls: Arc::new(seq_walls),
+        };
+        let steps = max_rate(&seq_gateway, Work::SpreadWalls, secs).await;
+        let status = seq_pair.gw.status().await.unwrap_or_default();
+        let most = status["chassis"][0]["most_in_flight"].as_u64().unwrap_or(0);
+        assert!(most <= 1, "the one-at-a-time gateway sent {most} entries at once");
+        steps
+    };
     for api in [&a, &b] {
         sim_faults(api, json!({})).await;
     }
@@ -528,6 +558,14 @@ async fn main() {
             top(&spread_gw)
         )
     );
+    let (par, seq) = (top(&spread_gw), top(&spread_seq));
+    let r = ratio(par, seq);
+    println!(
+        "| the same `PUT`s over 16 walls, 1 ms: parallel appliers vs appliers one entry at a time (`max_in_flight = 1`, the gateway before issue 11) | {}/s one at a time | {}/s | {r:.2}x | ≥ 5x | {} |",
+        thousands(seq),
+        thousands(par),
+        verdict(r >= 5.0, format!("{r:.2}x"))
+    );
     println!(
         "| one mutation, 1 client at 100/s: p50 | {} slower chassis direct ({} / {}) | {} | {:.2}x | ≤ +1 ms | {} |",
         ms(slower),
@@ -575,6 +613,7 @@ async fn main() {
     println!("- one window, gateway: {}", steps_line(&one_win_gw));
     println!("- 16 walls + 1 ms, nginx mirror: {}", steps_line(&spread_nginx));
     println!("- 16 walls + 1 ms, gateway: {}", steps_line(&spread_gw));
+    println!("- 16 walls + 1 ms, gateway with appliers one entry at a time: {}", steps_line(&spread_seq));
     println!();
     println!("Reads at the common rate, {} s each (p50 / p90 / p99 / p99.9 / max):", 2.0 * secs);
     println!();
