@@ -473,7 +473,8 @@ async fn main() {
     let spread_seq = {
         let one_at_a_time = |t: &mut String| {
             production(t);
-            *t = t.replace("max_in_flight = 32", "max_in_flight = 1");
+            // The harness' configuration has no [journal] table of its own.
+            *t = t.replacen("[sessions]", "[journal]\nmax_in_flight = 1\n[sessions]", 1);
         };
         let seq_pair = Pair::start_with(one_at_a_time).await;
         let seq_admin = seq_pair.gw.login("admin", "admin").await;
