@@ -204,6 +204,11 @@ impl PathPattern {
         &self.segments
     }
 
+    /// Whether `{name}` is one of this pattern's parameter segments.
+    pub fn has_param(&self, name: &str) -> bool {
+        self.segments.iter().any(|s| matches!(s, Segment::Param(n) if n == name))
+    }
+
     /// The pattern with parameter names erased: two rules with the same method and
     /// the same shape would always match the same requests.
     pub fn shape(&self) -> String {
@@ -250,13 +255,13 @@ impl PathPattern {
         parts.next().is_none()
     }
 
-    /// `Greater` when `self` is more specific than `other` (module docs, rule 1).
     /// The text of the `{name}` segment of `path` (which this pattern matches).
     pub fn param<'p>(&self, name: &str, path: &'p str) -> Option<&'p str> {
         let body = path.split(['?', '#']).next()?.strip_prefix('/')?;
         self.segments.iter().zip(body.split('/')).find_map(|(s, part)| matches!(s, Segment::Param(n) if n == name).then_some(part))
     }
 
+    /// `Greater` when `self` is more specific than `other` (module docs, rule 1).
     pub fn specificity_cmp(&self, other: &PathPattern) -> Ordering {
         let a = self.segments.iter().map(Segment::rank);
         let b = other.segments.iter().map(Segment::rank);
@@ -378,7 +383,7 @@ impl ConflictKey {
             let after = &rest[open + 1..];
             let Some(close) = after.find('}') else { return Err(format!("the '{{' of {:?} is not closed", &rest[open..])) };
             let name = &after[..close];
-            if !path.segments().iter().any(|s| matches!(s, Segment::Param(n) if n == name)) {
+            if !path.has_param(name) {
                 return Err(format!("{{{name}}} is no {{param}} segment of {path}"));
             }
             parts.push(KeyPart::Param(name.to_string()));
@@ -519,13 +524,13 @@ impl RouteTable {
         }
     }
 
-    /// Where the deciding rule of `classified` says IDs are; empty when no
-    /// rule matched (a request no rule describes is passed as it is).
     /// The rule a classification came from (None for the defaults).
     pub fn rule(&self, classified: &Classified) -> Option<&RouteRule> {
         classified.rule_index.and_then(|i| self.rules.get(i))
     }
 
+    /// Where the deciding rule of `classified` says IDs are; empty when no
+    /// rule matched (a request no rule describes is passed as it is).
     pub fn ids(&self, classified: &Classified) -> &RouteIds {
         static NONE: LazyLock<RouteIds> = LazyLock::new(RouteIds::default);
         self.rule(classified).map_or(&*NONE, |r| &r.ids)

@@ -601,7 +601,7 @@ impl Validator<'_, '_> {
                 }
                 Some(p) => {
                     let name = p.get_ref();
-                    if !path.segments().iter().any(|s| matches!(s, Segment::Param(n) if n == name)) {
+                    if !path.has_param(name) {
                         return Err(self.err(p.span(), Problem::EndsSessionsNoParam { name: name.clone(), path: path.to_string() }));
                     }
                     Some(name.clone())
@@ -678,8 +678,7 @@ impl Validator<'_, '_> {
         let mut ids = RouteIds::default();
         if let Some(params) = &r.path_ids {
             for (name, table) in in_file_order(params) {
-                let is_param = path.segments().iter().any(|s| matches!(s, Segment::Param(n) if n == name.get_ref()));
-                if !is_param {
+                if !path.has_param(name.get_ref()) {
                     return Err(self.err(name.span(), Problem::IdParamNotInPath { name: name.get_ref().clone(), path: path.to_string() }));
                 }
                 ids.path.push((name.get_ref().clone(), self.table(table)?));
