@@ -1094,7 +1094,7 @@ fn the_shipped_rules_let_windows_of_different_walls_and_routes_of_different_outp
         account: "admin".into(),
         client_key: None,
     };
-    let of = |m: &str, p: &str, b: &str| Conflicts::of(&c.routes, &entry(m, p, b), b.as_bytes());
+    let of = |m: &str, p: &str, b: &str| Conflicts::of(&c.routes, &entry(m, p, b), || Some(b.as_bytes()));
     let win7 = of("PUT", "/api/v1/walls/7/windows/70", r#"{"x":1}"#);
     assert!(!win7.with(&of("PUT", "/api/v1/walls/8/windows/80", r#"{"x":1}"#)));
     assert!(!win7.with(&of("PUT", "/api/v1/matrix/3", r#"{"input":1}"#)));

@@ -372,7 +372,9 @@ impl Applier {
                         "outcome unknown ({why}) on firmware without Idempotency-Key: not resent; {peer_name} decided it, so this chassis catches up without it and joins only if its state then equals {peer_name}'s (rebuilt if not)"
                     );
                     me.detector.signal(Signal::FellBehind);
-                    return Applied::Passed { durably: true };
+                    // Committed just above (entries go one at a time here, so
+                    // the watermark is this seq): not committed a second time.
+                    return Applied::Passed { durably: false };
                 }
                 Err(e) => tracing::error!(chassis = %self.name(), seq = entry.seq, "recording the entry of unknown outcome: {e}"),
             }
@@ -533,11 +535,9 @@ impl Applier {
         if limit <= 1 {
             return Conflicts::All;
         }
-        match self.journal.body(entry) {
-            Ok(body) => Conflicts::of(&self.routes, entry, &body),
-            // Decided as unreadable by `apply`; alone, like anything unclear.
-            Err(_) => Conflicts::All,
-        }
+        // An unreadable body (decided as such by `apply`) is sent alone, like
+        // anything unclear.
+        Conflicts::of(&self.routes, entry, || self.journal.body(entry).ok())
     }
 
     /// Entry `seq` came back: the chassis' position moves to the new watermark.

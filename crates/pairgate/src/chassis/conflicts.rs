@@ -48,10 +48,6 @@ impl Touches {
         self.rows.contains(&id) || self.creates.is_some_and(|b| (b.base..b.end()).contains(&id))
     }
 
-    fn names(&self, id: u64) -> bool {
-        self.changes(id) || self.refers.contains(&id)
-    }
-
     /// Whether the two could give another result in the other order.
     fn meets(&self, other: &Touches) -> bool {
         self.keys.iter().any(|k| other.keys.contains(k))
@@ -59,18 +55,15 @@ impl Touches {
             || other.rows.iter().chain(&other.refers).any(|&id| self.changes(id))
             || matches!((self.creates, other.creates), (Some(a), Some(b)) if a.base < b.end() && b.base < a.end())
     }
-
-    /// Whether this entry names row `id` at all (tests, logs).
-    pub fn mentions(&self, id: u64) -> bool {
-        self.names(id)
-    }
 }
 
 impl Conflicts {
-    /// What `entry` touches by the rules of `routes`. `body` is the entry's
-    /// body as the chassis is sent it (opened, if it was sealed); it is parsed
-    /// only when the rule names rows in it.
-    pub fn of(routes: &RouteTable, entry: &Entry, body: &[u8]) -> Conflicts {
+    /// What `entry` touches by the rules of `routes`. `body` gives the
+    /// entry's body as the chassis is sent it (opened, if it was sealed;
+    /// `None` if it cannot be read): asked for, and parsed, only when the
+    /// rule names rows in it — a sealed body is not opened for a rule that
+    /// conflicts with everything anyway.
+    pub fn of<B: AsRef<[u8]>>(routes: &RouteTable, entry: &Entry, body: impl FnOnce() -> Option<B>) -> Conflicts {
         let path = entry.path_and_query.split(['?', '#']).next().unwrap_or_default();
         let classified = routes.classify(&entry.method, path);
         match routes.rule(&classified) {
@@ -79,7 +72,7 @@ impl Conflicts {
         }
     }
 
-    fn by_rule(rule: &RouteRule, path: &str, creates: Option<IdBlock>, body: &[u8]) -> Conflicts {
+    fn by_rule<B: AsRef<[u8]>>(rule: &RouteRule, path: &str, creates: Option<IdBlock>, body: impl FnOnce() -> Option<B>) -> Conflicts {
         let Some(keys) = &rule.conflicts else { return Conflicts::All };
         let mut touches = Touches { creates, ..Touches::default() };
         for key in keys {
@@ -97,7 +90,8 @@ impl Conflicts {
             }
         }
         if !rule.ids.body.is_empty() {
-            let Ok(doc) = serde_json::from_slice::<serde_json::Value>(body) else { return Conflicts::All };
+            let Some(body) = body() else { return Conflicts::All };
+            let Ok(doc) = serde_json::from_slice::<serde_json::Value>(body.as_ref()) else { return Conflicts::All };
             for place in &rule.ids.body {
                 for value in place.at.find(&doc) {
                     match value.as_u64() {
@@ -255,7 +249,25 @@ mod tests {
     }
 
     fn of(method: &str, path: &str, body: &str, block: Option<(u64, u64)>) -> Conflicts {
-        Conflicts::of(&table(), &entry(1, method, path, block), body.as_bytes())
+        Conflicts::of(&table(), &entry(1, method, path, block), || Some(body.as_bytes()))
+    }
+
+    #[test]
+    fn the_body_is_read_only_when_the_rule_names_ids_in_it() {
+        let asked = std::cell::Cell::new(0);
+        let body = || {
+            asked.set(asked.get() + 1);
+            Some(br#"{"source_id":5}"#.as_slice())
+        };
+        let t = table();
+        // No `conflicts` (everything), or no body_ids: the body is not needed.
+        assert_eq!(Conflicts::of(&t, &entry(1, "DELETE", "/sources/5", None), body), Conflicts::All);
+        assert!(matches!(Conflicts::of(&t, &entry(2, "PUT", "/matrix/3", None), body), Conflicts::Only(_)));
+        assert_eq!(asked.get(), 0);
+        let Conflicts::Only(win) = Conflicts::of(&t, &entry(3, "PUT", "/walls/7/windows/70", None), body) else { panic!("a window") };
+        assert_eq!((asked.get(), win.refers), (1, vec![5]));
+        // A body that cannot be read: alone.
+        assert_eq!(Conflicts::of(&t, &entry(4, "PUT", "/walls/7/windows/70", None), || None::<&[u8]>), Conflicts::All);
     }
 
     #[test]
