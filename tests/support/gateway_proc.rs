@@ -27,6 +27,8 @@ pub struct GatewayProcess {
     /// When set, the gateway logs with this filter (`RUST_LOG`) to this file,
     /// appended across restarts, instead of following `PAIRGATE_TEST_LOG`.
     pub log: Option<(String, PathBuf)>,
+    /// Arguments after `--config FILE` (e.g. `--log-format json`), from the next start.
+    pub args: Vec<String>,
     bin: PathBuf,
     status_client: Http,
 }
@@ -47,7 +49,18 @@ impl GatewayProcess {
         let base = format!("{scheme}://127.0.0.1:{port}");
         let mut status_client = Http::trusting(&base, &cert, Duration::from_secs(2))?;
         status_client.token = Some(admin_token.to_string());
-        Ok(GatewayProcess { child: None, port, base, config, cert, admin_token: admin_token.to_string(), log, bin, status_client })
+        Ok(GatewayProcess {
+            child: None,
+            port,
+            base,
+            config,
+            cert,
+            admin_token: admin_token.to_string(),
+            log,
+            args: Vec::new(),
+            bin,
+            status_client,
+        })
     }
 
     pub fn pid(&self) -> Option<u32> {
@@ -61,7 +74,7 @@ impl GatewayProcess {
             return Ok(());
         }
         let mut cmd = Command::new(&self.bin);
-        cmd.arg("--config").arg(&self.config).stdin(Stdio::null());
+        cmd.arg("--config").arg(&self.config).args(&self.args).stdin(Stdio::null());
         match &self.log {
             Some((filter, path)) => {
                 let file = append_log(path)?;

@@ -52,6 +52,9 @@ pub enum GatewayError {
     /// The egress could not reach the pair's superior.
     #[error("the superior could not be reached: {0}")]
     SuperiorUnreachable(String),
+    /// The gateway failed at something of its own (not a chassis, not the request).
+    #[error("the gateway failed: {0}")]
+    Internal(String),
 }
 
 impl GatewayError {
@@ -68,7 +71,7 @@ impl GatewayError {
             NotApplied | NotPaired(_) | OutcomeUnknown | Unavailable(_) | ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
             IdempotencyInFlight => StatusCode::CONFLICT,
             IdempotencyMismatch => StatusCode::UNPROCESSABLE_ENTITY,
-            Journal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Journal(_) | Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             Timeout => StatusCode::GATEWAY_TIMEOUT,
             Cascade { .. } => StatusCode::CONFLICT,
             SuperiorUnreachable(_) => StatusCode::BAD_GATEWAY,
@@ -99,6 +102,7 @@ impl GatewayError {
             Timeout => "timeout",
             Cascade { code, .. } => code,
             SuperiorUnreachable(_) => "superior_unreachable",
+            Internal(_) => "internal_error",
         }
     }
 

@@ -36,6 +36,7 @@ use crate::chassis::pair::{Member, Pair};
 use crate::chassis::upstream::Upstream;
 use crate::config::{Config, SecretSource, Transport};
 use crate::journal::{Journal, JournalConfig, Sequencer};
+use crate::metrics::Metrics;
 use crate::recovery::anti_entropy::AntiEntropy;
 use crate::recovery::pairing::{paired_before, Pairer, PairingState, FLOOR_FILE};
 use crate::recovery::resync::{Progress, Reason, WriteGate};
@@ -95,6 +96,8 @@ pub struct Gateway {
     pub hubs: Arc<crate::events::Hubs>,
     pub admin_token: Secret,
     pub stats: Arc<Stats>,
+    /// What `/metrics` shows that is counted as it happens (`metrics.rs`).
+    pub metrics: Arc<Metrics>,
     /// Where the pair stands in being made one: whether mutations are
     /// accepted and chassis may join.
     pub pairing: Arc<PairingState>,
@@ -148,11 +151,12 @@ impl Gateway {
         let store = SessionStore::open(&dir, session_cfg).map_err(|e| StartError::Sessions(e.to_string()))?;
 
         let per_try = cfg.timeouts.per_try;
+        let metrics = Arc::new(Metrics::new(journal.commit_seconds()));
         let tasks = Tasks::default();
         let mut members = Vec::with_capacity(2);
         let mut service = Vec::with_capacity(2);
         for (i, c) in cfg.chassis.iter().enumerate() {
-            let upstream = Arc::new(Upstream::new(&c.name, c.url.clone(), c.ca_cert.as_deref(), per_try)?);
+            let upstream = Arc::new(Upstream::new(&c.name, c.url.clone(), c.ca_cert.as_deref(), per_try)?.counted(metrics.clone()));
             let detector = detector::spawn(&tasks, &c.name, ChassisState::Down, cfg.timeouts.down_after);
             members.push(Member {
                 index: i,
@@ -197,6 +201,7 @@ impl Gateway {
             hubs: Arc::new(crate::events::Hubs::new(tasks.clone(), translator.clone())),
             admin_token,
             stats: Arc::new(Stats::default()),
+            metrics,
             pairing: Arc::new(PairingState::new(paired_before(&dir))),
             gate: Arc::new(tokio::sync::RwLock::new(())),
             progress: Arc::new(Mutex::new(None)),
@@ -284,6 +289,16 @@ impl Gateway {
             Transport::InsecureHttp => Ok(None),
         }
     }
+}
+
+/// The journal's files on disk under the state directory `dir` (database,
+/// write-ahead log, shared memory), in bytes; a file not there counts 0.
+pub fn journal_disk_bytes(dir: &Path) -> u64 {
+    ["journal.sqlite", "journal.sqlite-wal", "journal.sqlite-shm"]
+        .iter()
+        .filter_map(|f| std::fs::metadata(dir.join(f)).ok())
+        .map(|m| m.len())
+        .sum()
 }
 
 /// The files the gateway keeps in its state directory that hold no key: made

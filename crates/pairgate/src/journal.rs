@@ -151,6 +151,7 @@ pub fn open(dir: impl AsRef<Path>, config: JournalConfig) -> Result<(Journal, Se
             next_token: 0,
         }),
         counters: Counters::default(),
+        commit_seconds: crate::metrics::commit_histogram(),
         entries_tx,
         last_seq_tx,
         sending_at_open,
@@ -421,5 +422,10 @@ impl Journal {
     /// Counters and position.
     pub fn stats(&self) -> JournalStats {
         self.shared().stats()
+    }
+
+    /// The group commits' latency histogram (shared: observing it here shows in `/metrics`).
+    pub fn commit_seconds(&self) -> prometheus_client::metrics::histogram::Histogram {
+        self.shared().commit_seconds.clone()
     }
 }

@@ -23,6 +23,7 @@ pub mod ids;
 pub mod init;
 pub mod journal;
 pub mod limits;
+pub mod metrics;
 pub mod path;
 pub mod proxy;
 pub mod recovery;

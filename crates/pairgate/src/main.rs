@@ -36,8 +36,20 @@ struct Cli {
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
 
+    /// How the gateway's log lines (stderr) are written: `text` for a person,
+    /// `json` (one object per line, the request's span fields included) for a
+    /// log collector.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+
     #[command(subcommand)]
     command: Option<Command>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -86,6 +98,9 @@ enum Command {
         /// at the upper one.
         #[arg(long)]
         cascade: bool,
+        /// How log lines are written (see the gateway's `--log-format`).
+        #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+        log_format: LogFormat,
     },
     /// Rebuild a chassis from the other one (export, import, replay, verify),
     /// with a progress bar until it is back in sync.
@@ -143,8 +158,8 @@ fn main() -> ExitCode {
             }
         }
         (Some(Command::Init { config, provision }), _) => init(&config, provision),
-        (Some(Command::Demo { port, state, cascade }), _) => runtime().map_or(ExitCode::FAILURE, |rt| {
-            init_logs();
+        (Some(Command::Demo { port, state, cascade, log_format }), _) => runtime().map_or(ExitCode::FAILURE, |rt| {
+            init_logs(log_format);
             let run = async {
                 if cascade {
                     pairgate::demo_cascade::run(port, &state).await
@@ -174,7 +189,7 @@ fn main() -> ExitCode {
             Ok(())
         }),
         (Some(Command::Chassis(args)), _) => {
-            init_logs();
+            init_logs(LogFormat::Text);
             if let Some(parent) = std::env::var(pairgate::demo::DIE_WITH_PARENT).ok().and_then(|p| p.parse::<i32>().ok()) {
                 die_with_parent(parent);
             }
@@ -182,7 +197,7 @@ fn main() -> ExitCode {
         }
         (None, Some(file)) => match load(&file, FileChecks::Check) {
             Some(config) => {
-                init_logs();
+                init_logs(cli.log_format);
                 runtime().map_or(ExitCode::FAILURE, |rt| rt.block_on(serve(config)))
             }
             None => ExitCode::from(EXIT_CONFIG_ERROR),
@@ -279,11 +294,16 @@ fn die_with_parent(parent: i32) {
     }
 }
 
-fn init_logs() {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "pairgate=info,chassis_sim=info".into()))
-        .with_writer(std::io::stderr)
-        .init();
+/// Logs to stderr, filtered by `RUST_LOG` (default: info for the gateway and
+/// the simulator; `pairgate::access=off` turns the access log off).
+fn init_logs(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "pairgate=info,chassis_sim=info".into());
+    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => logs.init(),
+        // Flattened: a line's own fields at the top, its spans' (the request id, the seq) in `spans`.
+        LogFormat::Json => logs.json().flatten_event(true).with_current_span(true).with_span_list(true).init(),
+    }
 }
 
 /// Run the gateway until SIGTERM or Ctrl-C, then shut down gracefully.

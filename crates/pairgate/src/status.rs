@@ -23,6 +23,35 @@ pub fn check_admin(gw: &Gateway, headers: &HeaderMap) -> Result<(), GatewayError
     }
 }
 
+/// What `/metrics` reads at scrape time: the same values as the status page.
+pub fn snapshot(gw: &Gateway) -> crate::metrics::Snapshot {
+    let primary = gw.pair.primary();
+    let chassis = gw
+        .pair
+        .members
+        .iter()
+        .map(|m| crate::metrics::ChassisView {
+            name: m.upstream.name.clone(),
+            state: m.detector.state(),
+            primary: primary == Some(m.index),
+            applied: gw.journal.applied(&m.upstream.name).ok(),
+            resyncs_done: m.resyncs_done.load(Ordering::SeqCst),
+            resyncs_failed: m.resyncs_failed.load(Ordering::SeqCst),
+        })
+        .collect();
+    crate::metrics::Snapshot {
+        chassis,
+        last_seq: gw.journal.last_seq(),
+        journal_depth: gw.journal.depth(),
+        journal_disk_bytes: crate::gateway::journal_disk_bytes(&gw.cfg.state.dir),
+        sessions: gw.broker.store.count() as u64,
+        failovers: gw.pair.failovers(),
+        divergences: gw.stats.divergences.load(Ordering::Relaxed),
+        failed_reads: gw.stats.failed_reads.load(Ordering::Relaxed),
+        store_errors: gw.stats.store_errors.load(Ordering::Relaxed),
+    }
+}
+
 pub fn status(gw: &Gateway, headers: &HeaderMap) -> Response {
     if let Err(e) = check_admin(gw, headers) {
         return e.into_response();
@@ -64,6 +93,7 @@ pub fn status(gw: &Gateway, headers: &HeaderMap) -> Response {
         "chassis": chassis,
         "last_seq": last,
         "journal_depth": gw.journal.depth(),
+        "journal_disk_bytes": crate::gateway::journal_disk_bytes(&gw.cfg.state.dir),
         "ids_ready": gw.pairing.accepts_mutations().is_ok(),
         "divergences": gw.stats.divergences.load(Ordering::Relaxed),
         "failovers": gw.pair.failovers(),

@@ -155,6 +155,9 @@ pub struct Upstream {
     http: reqwest::Client,
     /// The rustls client config (also used for the events WebSocket).
     pub tls: Option<Arc<rustls::ClientConfig>>,
+    /// Where [`Upstream::send`]'s outcomes and latencies are counted (the
+    /// gateway's chassis; none for the CLI's one-off clients).
+    metrics: Option<Arc<crate::metrics::Metrics>>,
 }
 
 /// The certificates in a PEM file: the only trust anchors for one chassis.
@@ -200,13 +203,27 @@ impl Upstream {
             _ => None,
         };
         let http = builder.build().map_err(|e| UpstreamError::Client { chassis: name.into(), reason: e.to_string() })?;
-        Ok(Upstream { name: name.to_string(), url, http, tls })
+        Ok(Upstream { name: name.to_string(), url, http, tls, metrics: None })
     }
 
-    /// Send one request and classify what happened. A body of
-    /// [`COUNTED_BODY`] bytes or more goes as a counted stream, so a
-    /// connection closed under it is told apart ([`Outcome::Cut`]).
+    /// The same chassis, its requests counted in `metrics`.
+    pub fn counted(self, metrics: Arc<crate::metrics::Metrics>) -> Upstream {
+        Upstream { metrics: Some(metrics), ..self }
+    }
+
+    /// Send one request and classify what happened (counted, see [`Upstream::counted`]).
     pub async fn send(&self, req: UpRequest<'_>) -> Outcome {
+        let started = std::time::Instant::now();
+        let outcome = self.send_uncounted(req).await;
+        if let Some(m) = &self.metrics {
+            m.chassis_request(&self.name, &outcome, started.elapsed());
+        }
+        outcome
+    }
+
+    /// A body of [`COUNTED_BODY`] bytes or more goes as a counted stream, so a
+    /// connection closed under it is told apart ([`Outcome::Cut`]).
+    async fn send_uncounted(&self, req: UpRequest<'_>) -> Outcome {
         if req.body.len() < COUNTED_BODY {
             let r = self.request(&req.method, req.path_and_query, req.headers, req.token.as_deref(), req.timeout).body(req.body);
             return match r.send().await {

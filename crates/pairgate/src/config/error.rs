@@ -403,7 +403,7 @@ impl Problem {
             TwoPreferredPrimaries { .. } => "set `preferred_primary = true` on at most one chassis".into(),
             DifferentServiceUsernames { first, .. } => format!("use username = \"{first}\" on both chassis, each with its own password_file: a full resync copies one chassis' users onto the other (the gateway then sets this chassis' own password back)"),
             BadMethod { .. } => "write one of \"GET\", \"POST\", \"PUT\", \"DELETE\", \"PATCH\" in upper case, or \"*\" for any method (a GET rule also covers HEAD)".into(),
-            BadKind { .. } => "write kind = one of \"read\", \"mutate\", \"login\", \"logout\", \"events\", \"static\"".into(),
+            BadKind { .. } => "write kind = one of \"read\", \"mutate\", \"login\", \"logout\", \"events\", \"static\", \"health\", \"metrics\"".into(),
             BadPattern { .. } => "write a path like \"/api/v1/walls/{id}/windows/{wid}\": segments are literal text or a whole-segment {name}; the last may be {*rest} to match one or more remaining segments; no trailing '/', query or empty segment".into(),
             ReservedPath { .. } => "remove this rule: the gateway answers `/_pairgate/…` itself and refuses `/_sim/…` (simulator test hooks) before any rule is looked at".into(),
             DuplicateRoute { .. } => "remove one of the two rules (parameter names do not matter: {id} and {wall} are the same pattern)".into(),

@@ -120,6 +120,7 @@ pub(crate) struct RawListen {
     pub body_timeout_ms: Option<S<u64>>,
     pub max_connections: Option<S<u64>>,
     pub max_requests_in_flight: Option<S<u64>>,
+    pub metrics_open: Option<S<bool>>,
 }
 
 #[derive(Debug, Deserialize)]

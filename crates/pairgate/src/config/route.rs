@@ -104,6 +104,9 @@ pub enum RouteKind {
     /// serve reads and mutations, 503 with the reason when it cannot (for a
     /// monitoring system or a load balancer).
     Health,
+    /// Answered by the gateway itself: its metrics in the Prometheus text
+    /// format (`src/metrics.rs`), to the admin token unless `listen.metrics_open`.
+    Metrics,
 }
 
 impl RouteKind {
@@ -116,6 +119,7 @@ impl RouteKind {
             "events" => RouteKind::Events,
             "static" => RouteKind::Static,
             "health" => RouteKind::Health,
+            "metrics" => RouteKind::Metrics,
             _ => return None,
         })
     }
@@ -129,6 +133,7 @@ impl RouteKind {
             RouteKind::Events => "events",
             RouteKind::Static => "static",
             RouteKind::Health => "health",
+            RouteKind::Metrics => "metrics",
         }
     }
 }

@@ -77,6 +77,9 @@ pub struct Listen {
     pub max_connections: u32,
     /// Requests handled at once over all connections; more wait for a slot.
     pub max_requests_in_flight: u32,
+    /// A `metrics` route answers anyone (true) or only the admin token as a
+    /// bearer (false, the default).
+    pub metrics_open: bool,
 }
 
 /// HTTPS, or plain HTTP when the file says `insecure_http = true` explicitly.

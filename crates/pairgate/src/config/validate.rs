@@ -185,6 +185,7 @@ impl Validator<'_, '_> {
                 1,
                 1_000_000,
             )?),
+            metrics_open: l.metrics_open.as_ref().is_some_and(|b| *b.get_ref()),
         })
     }
 

@@ -28,6 +28,9 @@ pub(crate) struct Shared {
     pub(crate) readers: ReaderPool,
     pub(crate) state: Mutex<State>,
     pub(crate) counters: Counters,
+    /// Each group commit's latency (the write and its fsync), observed by the
+    /// writer; `/metrics` shows it (`Journal::commit_seconds`).
+    pub(crate) commit_seconds: prometheus_client::metrics::histogram::Histogram,
     /// Every committed entry, in seq order, as it is committed.
     pub(crate) entries_tx: broadcast::Sender<Arc<Entry>>,
     /// The last committed seq.

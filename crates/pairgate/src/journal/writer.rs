@@ -304,7 +304,10 @@ impl Writer {
             (st.applied.clone(), dirty)
         };
         let mut plan = self.plan(batch, &applied);
-        match self.write(&mut plan, &applied, applied_dirty) {
+        let started = std::time::Instant::now();
+        let written = self.write(&mut plan, &applied, applied_dirty);
+        self.shared.commit_seconds.observe(started.elapsed().as_secs_f64());
+        match written {
             Ok(report) => self.committed(plan, report),
             Err(e) => self.failed(plan, e, applied_dirty),
         }

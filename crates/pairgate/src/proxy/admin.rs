@@ -38,3 +38,27 @@ pub fn health(gw: &Gateway) -> Response {
         }
     }
 }
+
+/// A `metrics` route: the Prometheus text (`src/metrics.rs`), to the admin
+/// token as a bearer unless `listen.metrics_open`.
+pub fn metrics(gw: &Gateway, ctx: &Ctx) -> Response {
+    if !gw.cfg.listen.metrics_open {
+        match crate::status::check_admin(gw, &ctx.headers) {
+            Ok(()) => {}
+            Err(GatewayError::MissingToken) => {
+                return GatewayError::Unauthorized {
+                    code: "missing_token",
+                    message: "the metrics need the gateway's admin token (admin_token_file in gateway.toml) as \
+                              'Authorization: Bearer <token>', or `metrics_open = true` in [listen]"
+                        .into(),
+                }
+                .into_response()
+            }
+            Err(e) => return e.into_response(),
+        }
+    }
+    match crate::metrics::render(&gw.metrics, &crate::status::snapshot(gw)) {
+        Ok(text) => ([(axum::http::header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], text).into_response(),
+        Err(e) => GatewayError::Internal(format!("encoding the metrics: {e}")).into_response(),
+    }
+}

@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use tracing::Instrument;
 
 use super::idempotency::{KeyGuard, Taken};
-use super::relay::relay;
+use super::relay::relay_from;
 use super::{Ctx, Session};
 use crate::chassis::detector::{ChassisState, Signal};
 use crate::chassis::pair::Pair;
@@ -22,6 +22,8 @@ use crate::verdict::{self, Side, Standing, Then, Verdict};
 struct Answer {
     seq: u64,
     answered: Answered,
+    /// The chassis whose answer it is.
+    from: usize,
 }
 
 /// Runs for a `mutate` route (and any mutating method no rule names), once
@@ -47,14 +49,17 @@ pub async fn mutate(gw: &Gateway, ctx: &Ctx, session: &Session) -> Response {
     let mut key = match KeyGuard::begin(&gw.journal, &session.principal.username, ctx) {
         Taken::NoKey => None,
         Taken::Held(k) => Some(k),
-        Taken::Answer(response) => return response,
+        Taken::Answer(response) => {
+            gw.metrics.idempotency_hits.inc();
+            return response;
+        }
     };
     match sequence_and_apply(gw, ctx, session, key.as_mut()).await {
         Ok(answer) => {
             if let Some(key) = key {
                 key.finish(&answer.answered).await;
             }
-            relay(&answer.answered, Some(answer.seq))
+            relay_from(&answer.answered, Some(answer.seq), &gw.pair.members[answer.from].upstream.name)
         }
         // `key` drops: released unless its entry stays in the journal.
         Err(e) => e.into_response(),
@@ -99,6 +104,8 @@ async fn sequence_and_apply(
         k.journaled();
     }
     gw.stats.mutations.fetch_add(1, Ordering::Relaxed);
+    // The request's span (every line of its log) has its seq from here on.
+    tracing::Span::current().record("seq", entry.seq);
     let span = tracing::info_span!("mutation", seq = entry.seq, method = %ctx.method, path = %ctx.path_and_query);
     let ignores = gw.cfg.rule(&ctx.class).map_or(&[][..], |r| r.compare_ignores.as_slice());
     let answered = decide(gw, entry.seq, primary, &targets, ignores, key).instrument(span).await;
@@ -154,6 +161,7 @@ async fn decide(
         primary_fell: !gw.pair.state(primary).serves(),
     };
     let verdict = verdict::decide(got[primary].as_ref(), got[secondary].as_ref(), standing, ignores);
+    gw.metrics.answered(&verdict);
     perform(gw, seq, primary, verdict, &got, key).await
 }
 
@@ -203,7 +211,7 @@ async fn perform(
                 }
             }
             gw.pair.showed(chassis(from), seq);
-            Ok(Answer { seq, answered: counts.clone() })
+            Ok(Answer { seq, answered: counts.clone(), from: chassis(from) })
         }
         // Certainly applied nowhere, and nobody is sending it right now:
         // void it, so no applier sends it later (it claims before sending).

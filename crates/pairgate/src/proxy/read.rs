@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use axum::response::{IntoResponse, Response};
 
-use super::relay::{forward_headers, relay};
+use super::relay::{forward_headers, relay, relay_from};
 use super::{Ctx, Session};
 use crate::chassis::detector::Signal;
 use crate::chassis::upstream::{Outcome, UpRequest};
@@ -85,7 +85,7 @@ pub async fn forward(gw: &Gateway, ctx: &Ctx, session: Option<&Session>) -> Resp
                     Ok(Outcome::Answered(a)) if !a.is_server_error() => {
                         // Whatever this answer shows, the journal held no more.
                         gw.pair.showed(i, gw.journal.last_seq());
-                        return relay(&a, None);
+                        return relay_from(&a, None, &m.upstream.name);
                     }
                     // Not the chassis' failure: the account's own login.
                     Ok(Outcome::AccountRefused(why)) => return relay(&crate::chassis::applier::account_refused(&why), None),

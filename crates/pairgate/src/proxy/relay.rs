@@ -51,6 +51,17 @@ pub fn forward_headers(headers: &HeaderMap) -> UpHeaders {
     out
 }
 
+/// The chassis whose answer a response is (for the access log).
+#[derive(Clone)]
+pub struct AnsweredBy(pub String);
+
+/// [`relay`], the response marked as chassis `name`'s answer.
+pub fn relay_from(a: &Answered, seq: Option<u64>, name: &str) -> Response {
+    let mut resp = relay(a, seq);
+    resp.extensions_mut().insert(AnsweredBy(name.to_string()));
+    resp
+}
+
 /// Marks a response that says the account's own backend login failed.
 #[derive(Clone, Copy)]
 pub struct AccountRefused;
