@@ -159,7 +159,9 @@ fn main() -> ExitCode {
         }
         (Some(Command::Init { config, provision }), _) => init(&config, provision),
         (Some(Command::Demo { port, state, cascade, log_format }), _) => runtime().map_or(ExitCode::FAILURE, |rt| {
-            init_logs(log_format);
+            // The demo's terminal shows its own status line; its access log is
+            // there for whoever asks (RUST_LOG=pairgate=info).
+            init_logs_with(log_format, "pairgate=info,pairgate::access=warn,chassis_sim=info");
             let run = async {
                 if cascade {
                     pairgate::demo_cascade::run(port, &state).await
@@ -297,7 +299,12 @@ fn die_with_parent(parent: i32) {
 /// Logs to stderr, filtered by `RUST_LOG` (default: info for the gateway and
 /// the simulator; `pairgate::access=off` turns the access log off).
 fn init_logs(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "pairgate=info,chassis_sim=info".into());
+    init_logs_with(format, "pairgate=info,chassis_sim=info");
+}
+
+/// [`init_logs`] with another filter when `RUST_LOG` is not set.
+fn init_logs_with(format: LogFormat, default_filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| default_filter.into());
     let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     match format {
         LogFormat::Text => logs.init(),

@@ -26,8 +26,6 @@ use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
 use crate::chassis::detector::ChassisState;
-use crate::chassis::upstream::Outcome;
-use crate::verdict::{Side, Then, Verdict};
 
 /// The content type of [`render`]'s text.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -53,7 +51,7 @@ pub struct ClassLabel {
     pub class: &'static str,
 }
 
-/// A request to a chassis: which, and what happened ([`outcome_name`]).
+/// A request to a chassis: which, and what happened (`Outcome::label`).
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ChassisOutcome {
     pub chassis: String,
@@ -83,7 +81,7 @@ pub struct Metrics {
     pub chassis_requests: Family<ChassisOutcome, Counter>,
     /// Their latency until the answer was read, by chassis.
     pub chassis_seconds: Histograms<ChassisLabel>,
-    /// Mutations by the answer table's row they were decided by ([`row`]).
+    /// Mutations by the answer table's row they were decided by (`Verdict::row`).
     pub answers: Family<RowLabel, Counter>,
     /// Mutations answered from the store: a client repeated an `Idempotency-Key`.
     pub idempotency_hits: Counter,
@@ -119,52 +117,21 @@ impl Metrics {
         self.request_seconds.get_or_create(&ClassLabel { class }).observe(took.as_secs_f64());
     }
 
-    /// One request to chassis `chassis`, and what happened to it.
-    pub fn chassis_request(&self, chassis: &str, outcome: &Outcome, took: Duration) {
-        self.chassis_requests.get_or_create(&ChassisOutcome { chassis: chassis.to_string(), outcome: outcome_name(outcome) }).inc();
+    /// One request to chassis `chassis`, and what happened to it (`Outcome::label`).
+    pub fn chassis_request(&self, chassis: &str, outcome: &'static str, took: Duration) {
+        self.chassis_requests.get_or_create(&ChassisOutcome { chassis: chassis.to_string(), outcome }).inc();
         self.chassis_seconds.get_or_create(&ChassisLabel { chassis: chassis.to_string() }).observe(took.as_secs_f64());
     }
 
-    /// One mutation decided by the answer table.
-    pub fn answered(&self, verdict: &Verdict) {
-        self.answers.get_or_create(&RowLabel { row: row(verdict) }).inc();
+    /// One mutation decided by the answer table's row `row` (`Verdict::row`).
+    pub fn answered(&self, row: &'static str) {
+        self.answers.get_or_create(&RowLabel { row }).inc();
     }
 }
 
 /// A journal commit-latency histogram (the journal observes into it).
 pub fn commit_histogram() -> Histogram {
     latency_histogram()
-}
-
-/// The outcome label of a chassis request.
-pub fn outcome_name(o: &Outcome) -> &'static str {
-    match o {
-        Outcome::Answered(a) => match a.status / 100 {
-            2 => "2xx",
-            3 => "3xx",
-            4 => "4xx",
-            _ => "5xx",
-        },
-        Outcome::Refused(_) => "refused",
-        Outcome::NoAnswer(_) => "no_answer",
-        Outcome::AccountRefused(_) => "account_refused",
-        Outcome::Cut(_) => "cut",
-    }
-}
-
-/// The answer table's row a verdict comes from (docs/design.md, "Answer to the client").
-pub fn row(v: &Verdict) -> &'static str {
-    match v {
-        Verdict::Answer { from: Side::Primary, then: Then::Nothing } => "primary_answered",
-        Verdict::Answer { from: Side::Primary, then: Then::SecondaryFellBehind } => "secondary_fell_behind",
-        Verdict::Answer { from: Side::Primary, then: Then::Rebuild(_) } => "diverged_secondary_rebuilt",
-        Verdict::Answer { from: Side::Secondary, then: Then::Failover { .. } } => "failover",
-        Verdict::Answer { from: Side::Secondary, then: Then::Rebuild(_) } => "primary_fell_rebuilt",
-        Verdict::Answer { from: Side::Secondary, then: _ } => "primary_fell_secondary_answered",
-        Verdict::Answer { from: Side::Primary, then: Then::Failover { .. } } => "other",
-        Verdict::Void => "not_applied",
-        Verdict::Unknown => "outcome_unknown",
-    }
 }
 
 /// The chassis states, each a `state` label of `pairgate_chassis_state`.
@@ -314,7 +281,7 @@ mod tests {
         m.request("read", 200, Duration::from_millis(2));
         m.request("read", 200, Duration::from_millis(3));
         m.request("mutate", 503, Duration::from_millis(3));
-        m.answered(&Verdict::Unknown);
+        m.answered("outcome_unknown");
         let text = render(&m, &snapshot()).unwrap();
         assert!(text.contains("pairgate_requests_total{class=\"read\",code=\"200\"} 2\n"), "{text}");
         assert!(text.contains("pairgate_requests_total{class=\"mutate\",code=\"503\"} 1\n"), "{text}");
@@ -329,22 +296,5 @@ mod tests {
         assert!(text.contains("pairgate_failovers_total 1\n"), "{text}");
         assert_eq!(text.matches("# EOF").count(), 1);
         assert!(text.ends_with("# EOF\n"));
-    }
-
-    #[test]
-    fn every_row_of_the_answer_table_has_its_own_name() {
-        let verdicts = [
-            Verdict::Answer { from: Side::Primary, then: Then::Nothing },
-            Verdict::Answer { from: Side::Primary, then: Then::SecondaryFellBehind },
-            Verdict::Answer { from: Side::Primary, then: Then::Rebuild(Side::Secondary) },
-            Verdict::Answer { from: Side::Secondary, then: Then::Failover { promote: true } },
-            Verdict::Answer { from: Side::Secondary, then: Then::Rebuild(Side::Primary) },
-            Verdict::Answer { from: Side::Secondary, then: Then::Nothing },
-            Verdict::Void,
-            Verdict::Unknown,
-        ];
-        let names: std::collections::BTreeSet<_> = verdicts.iter().map(row).collect();
-        assert_eq!(names.len(), verdicts.len());
-        assert!(!names.contains("other"));
     }
 }

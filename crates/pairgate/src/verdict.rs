@@ -67,6 +67,23 @@ pub struct Standing {
     pub primary_fell: bool,
 }
 
+impl Verdict {
+    /// The answer table's row this verdict comes from, as `/metrics` names it.
+    pub fn row(&self) -> &'static str {
+        match self {
+            Verdict::Answer { from: Side::Primary, then: Then::Nothing } => "primary_answered",
+            Verdict::Answer { from: Side::Primary, then: Then::SecondaryFellBehind } => "secondary_fell_behind",
+            Verdict::Answer { from: Side::Primary, then: Then::Rebuild(_) } => "diverged_secondary_rebuilt",
+            Verdict::Answer { from: Side::Secondary, then: Then::Failover { .. } } => "failover",
+            Verdict::Answer { from: Side::Secondary, then: Then::Rebuild(_) } => "primary_fell_rebuilt",
+            Verdict::Answer { from: Side::Secondary, then: _ } => "primary_fell_secondary_answered",
+            Verdict::Answer { from: Side::Primary, then: Then::Failover { .. } } => "other",
+            Verdict::Void => "not_applied",
+            Verdict::Unknown => "outcome_unknown",
+        }
+    }
+}
+
 /// Decide from the primary's and the secondary's outcome (`None`: none
 /// came); `ignores`: the route rule's `compare_ignores`, answer fields left
 /// out of "same body".
@@ -244,5 +261,22 @@ mod tests {
         assert_eq!(decide(Some(&cut), Some(&refused()), usual()), Verdict::Unknown);
         let account = Outcome::AccountRefused("bad credentials".into());
         assert_eq!(decide(Some(&account), Some(&refused()), usual()), Verdict::Unknown);
+    }
+
+    #[test]
+    fn every_row_of_the_answer_table_has_its_own_name() {
+        let verdicts = [
+            Verdict::Answer { from: Side::Primary, then: Then::Nothing },
+            Verdict::Answer { from: Side::Primary, then: Then::SecondaryFellBehind },
+            Verdict::Answer { from: Side::Primary, then: Then::Rebuild(Side::Secondary) },
+            Verdict::Answer { from: Side::Secondary, then: Then::Failover { promote: true } },
+            Verdict::Answer { from: Side::Secondary, then: Then::Rebuild(Side::Primary) },
+            Verdict::Answer { from: Side::Secondary, then: Then::Nothing },
+            Verdict::Void,
+            Verdict::Unknown,
+        ];
+        let names: std::collections::BTreeSet<_> = verdicts.iter().map(Verdict::row).collect();
+        assert_eq!(names.len(), verdicts.len());
+        assert!(!names.contains("other"));
     }
 }

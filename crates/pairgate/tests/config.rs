@@ -143,6 +143,8 @@ const CONTRACT: &[(&str, &str, RouteKind, u32)] = {
         ("GET", "/api/v1/events", Events, 0),
         ("GET", "/api/v1/system/info", Read, 0),
         ("GET", "/api/v1/system/health", Health, 0),
+        // The gateway's own: its metrics.
+        ("GET", "/metrics", Metrics, 0),
         ("GET", "/api/v1/system/digest", Read, 0),
         ("GET", "/api/v1/system/export", Read, 0),
         ("PUT", "/api/v1/system/import", Mutate, 0),

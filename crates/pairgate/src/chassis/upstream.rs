@@ -120,6 +120,22 @@ impl Outcome {
         }
     }
 
+    /// What happened, as `/metrics` labels it.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Outcome::Answered(a) => match a.status / 100 {
+                2 => "2xx",
+                3 => "3xx",
+                4 => "4xx",
+                _ => "5xx",
+            },
+            Outcome::Refused(_) => "refused",
+            Outcome::NoAnswer(_) => "no_answer",
+            Outcome::AccountRefused(_) => "account_refused",
+            Outcome::Cut(_) => "cut",
+        }
+    }
+
     pub fn describe(&self) -> String {
         match self {
             Outcome::Answered(a) => match a.error() {
@@ -216,7 +232,7 @@ impl Upstream {
         let started = std::time::Instant::now();
         let outcome = self.send_uncounted(req).await;
         if let Some(m) = &self.metrics {
-            m.chassis_request(&self.name, &outcome, started.elapsed());
+            m.chassis_request(&self.name, outcome.label(), started.elapsed());
         }
         outcome
     }

@@ -161,7 +161,7 @@ async fn decide(
         primary_fell: !gw.pair.state(primary).serves(),
     };
     let verdict = verdict::decide(got[primary].as_ref(), got[secondary].as_ref(), standing, ignores);
-    gw.metrics.answered(&verdict);
+    gw.metrics.answered(verdict.row());
     perform(gw, seq, primary, verdict, &got, key).await
 }
 
