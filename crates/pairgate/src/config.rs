@@ -28,6 +28,11 @@ mod validate;
 use std::path::{Path, PathBuf};
 
 pub use chassis_url::{ChassisUrl, Scheme};
+
+/// The configuration that runs now: what `gateway.toml` said at start, or at
+/// the last reload (`src/reload.rs`). A request takes one `load_full()` and
+/// keeps it for its whole life.
+pub type LiveConfig = std::sync::Arc<arc_swap::ArcSwap<Config>>;
 pub use error::{ConfigError, Location, Problem};
 pub use external::FileChecks;
 pub use route::{Classified, Fill, PathPattern, RouteKind, RouteRule, RouteTable, RuleMethod, Segment};

@@ -45,7 +45,7 @@ async fn connect(up: &Upstream, token: &str, limit: Duration) -> Result<Upstream
         .map_err(|_| ConnectError::Other("connect timed out".into()))?
         .map_err(|e| ConnectError::Other(e.to_string()))?;
     let _ = tcp.set_nodelay(true);
-    let stream: Box<dyn AsyncStream> = match &up.tls {
+    let stream: Box<dyn AsyncStream> = match &up.tls() {
         Some(cfg) => {
             let name = rustls::pki_types::ServerName::try_from(host.clone()).map_err(|e| ConnectError::Other(e.to_string()))?;
             let tls = tokio_rustls::TlsConnector::from(cfg.clone())
@@ -56,7 +56,7 @@ async fn connect(up: &Upstream, token: &str, limit: Duration) -> Result<Upstream
         }
         None => Box::new(tcp),
     };
-    let scheme = if up.tls.is_some() { "wss" } else { "ws" };
+    let scheme = if up.tls().is_some() { "wss" } else { "ws" };
     let url = format!("{scheme}://{host}:{port}/api/v1/events?token={token}");
     match tokio::time::timeout(limit, tokio_tungstenite::client_async(url, stream)).await {
         Ok(Ok((ws, _))) => Ok(ws),

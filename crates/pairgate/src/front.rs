@@ -77,21 +77,62 @@ pub enum FrontError {
     Tls { path: String, reason: String },
 }
 
-/// A TLS acceptor from the gateway's certificate chain and key (PEM files).
-pub fn tls_acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor, FrontError> {
+/// The gateway's certificate chain and key, swappable while it serves: rustls
+/// asks this at every handshake, so a reload (`src/reload.rs`) changes the
+/// certificate of the next connection and leaves open ones as they are.
+#[derive(Debug)]
+pub struct CertSlot(arc_swap::ArcSwap<rustls::sign::CertifiedKey>);
+
+impl CertSlot {
+    /// The certificate chain and key in these PEM files.
+    pub fn load(cert: &Path, key: &Path) -> Result<CertSlot, FrontError> {
+        Ok(CertSlot(arc_swap::ArcSwap::from_pointee(certified_key(cert, key)?)))
+    }
+
+    /// Serve these from the next handshake on.
+    pub fn replace(&self, key: rustls::sign::CertifiedKey) {
+        self.0.store(Arc::new(key));
+    }
+
+    /// The leaf certificate served now (DER).
+    pub fn leaf(&self) -> Option<CertificateDer<'static>> {
+        self.0.load().cert.first().cloned()
+    }
+}
+
+impl rustls::server::ResolvesServerCert for CertSlot {
+    fn resolve(&self, _hello: rustls::server::ClientHello<'_>) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        Some(self.0.load_full())
+    }
+}
+
+/// A certificate chain and its key from PEM files, checked to belong together.
+pub fn certified_key(cert: &Path, key: &Path) -> Result<rustls::sign::CertifiedKey, FrontError> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let err = |p: &Path, reason: String| FrontError::Tls { path: p.display().to_string(), reason };
     let pem = std::fs::read(cert).map_err(|e| err(cert, e.to_string()))?;
     let certs: Result<Vec<CertificateDer<'static>>, _> = CertificateDer::pem_slice_iter(&pem).collect();
     let certs = certs.map_err(|e| err(cert, format!("not a PEM certificate chain: {e}")))?;
+    if certs.is_empty() {
+        return Err(err(cert, "no certificate in the file".into()));
+    }
     let key_der = PrivateKeyDer::from_pem_file(key).map_err(|e| err(key, format!("no usable private key: {e}")))?;
-    let mut cfg =
-        rustls::ServerConfig::builder().with_no_client_auth().with_single_cert(certs, key_der).map_err(|e| err(cert, e.to_string()))?;
+    let signer =
+        rustls::crypto::ring::sign::any_supported_type(&key_der).map_err(|e| err(key, format!("not a usable private key: {e}")))?;
+    let certified = rustls::sign::CertifiedKey::new(certs, signer);
+    certified.keys_match().map_err(|e| err(key, format!("this key does not belong to the certificate {}: {e}", cert.display())))?;
+    Ok(certified)
+}
+
+/// A TLS acceptor serving whatever certificate `slot` holds.
+pub fn tls_acceptor(slot: Arc<CertSlot>) -> TlsAcceptor {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let mut cfg = rustls::ServerConfig::builder().with_no_client_auth().with_cert_resolver(slot);
     cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     // The server's cipher-suite order (ring's: AES-256-GCM first), not whatever a
     // client lists first; it matters for TLS 1.2, where a client may prefer weaker.
     cfg.ignore_client_order = true;
-    Ok(TlsAcceptor::from(Arc::new(cfg)))
+    TlsAcceptor::from(Arc::new(cfg))
 }
 
 /// What the front enforces; from `[listen]` (see the module docs).

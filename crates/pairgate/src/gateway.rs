@@ -34,7 +34,7 @@ use crate::chassis::applier::Applier;
 use crate::chassis::detector::{self, ChassisState};
 use crate::chassis::pair::{Member, Pair};
 use crate::chassis::upstream::Upstream;
-use crate::config::{Config, SecretSource, Transport};
+use crate::config::{Config, LiveConfig, SecretSource, Transport};
 use crate::journal::{Journal, JournalConfig, Sequencer};
 use crate::metrics::Metrics;
 use crate::recovery::anti_entropy::AntiEntropy;
@@ -85,7 +85,14 @@ pub use crate::stats::Stats;
 
 /// Everything a request needs.
 pub struct Gateway {
-    pub cfg: Config,
+    /// The configuration that runs now (swapped by a reload, `src/reload.rs`).
+    pub cfg: LiveConfig,
+    /// The certificate the front serves (none with `insecure_http`).
+    pub cert: Option<Arc<crate::front::CertSlot>>,
+    /// Held by a reload, so two never interleave.
+    pub reloading: Mutex<()>,
+    /// `[[collection]]`s, as started (a reload cannot change them).
+    pub collections: Arc<[crate::config::Collection]>,
     pub pair: Arc<Pair>,
     pub broker: Arc<Broker>,
     pub journal: Journal,
@@ -123,6 +130,10 @@ impl Gateway {
     pub async fn start(cfg: Config) -> Result<Arc<Gateway>, StartError> {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let admin_token = Secret::new(read_secret(&cfg.admin_token_file)?);
+        let cert = match &cfg.listen.transport {
+            Transport::Tls { cert, key } => Some(Arc::new(crate::front::CertSlot::load(cert, key)?)),
+            Transport::InsecureHttp => None,
+        };
         let jwt_secret = read_secret(&cfg.sessions.jwt_secret_file)?.into_bytes();
         let dir = cfg.state.dir.clone();
         // Before anything is created: whatever the gateway (or SQLite, for the
@@ -210,7 +221,10 @@ impl Gateway {
             tasks,
             translator,
             egress,
-            cfg,
+            collections: cfg.collections.clone().into(),
+            cert,
+            reloading: Mutex::new(()),
+            cfg: Arc::new(arc_swap::ArcSwap::from_pointee(cfg)),
         });
         gw.spawn_background();
         Ok(gw)
@@ -219,11 +233,11 @@ impl Gateway {
     /// Step 4 and 5's tasks: per chassis a health prober and an applier (its
     /// detector is already running), then pairing, anti-entropy and upkeep.
     fn spawn_background(self: &Arc<Self>) {
-        let timeouts = &self.cfg.timeouts;
+        let cfg = self.cfg.load_full();
+        let timeouts = &cfg.timeouts;
         if let Some(egress) = &self.egress {
             self.tasks.spawn("cascade resend", egress.clone().resend_failed());
         }
-        let routes = Arc::new(self.cfg.routes.clone());
         for i in 0..2 {
             let m = &self.pair.members[i];
             let probe =
@@ -235,20 +249,19 @@ impl Gateway {
                 broker: self.broker.clone(),
                 journal: self.journal.clone(),
                 answers: self.answers.clone(),
-                per_try: timeouts.per_try,
                 gate: self.gate.clone(),
                 progress: self.progress.clone(),
                 pairing: self.pairing.clone(),
                 stats: self.stats.clone(),
                 attempts: self.attempts.clone(),
-                collections: self.cfg.collections.clone().into(),
+                collections: self.collections.clone(),
                 translator: self.translator.clone(),
                 egress: self.egress.clone(),
-                routes: routes.clone(),
-                max_in_flight: self.cfg.journal.max_in_flight as usize,
+                cfg: self.cfg.clone(),
+                max_in_flight: cfg.journal.max_in_flight as usize,
             };
             self.tasks.spawn("applier", applier.run());
-            let configured = self.cfg.chassis[i].features;
+            let configured = cfg.chassis[i].features;
             let discover = crate::recovery::discovery::discover(self.pair.clone(), self.broker.clone(), i, configured, timeouts.per_try);
             self.tasks.spawn("feature discovery", discover);
         }
@@ -257,10 +270,10 @@ impl Gateway {
             broker: self.broker.clone(),
             sequencer: self.sequencer.clone(),
             state: self.pairing.clone(),
-            state_dir: self.cfg.state.dir.clone(),
+            state_dir: cfg.state.dir.clone(),
             per_try: timeouts.per_try,
             down_after: timeouts.down_after,
-            collections: self.cfg.collections.clone().into(),
+            collections: self.collections.clone(),
             translator: self.translator.clone(),
         });
         self.tasks.spawn("pairing", pairer.clone().pair_up());
@@ -274,7 +287,7 @@ impl Gateway {
             stats: self.stats.clone(),
             per_try: timeouts.per_try,
             every: crate::recovery::anti_entropy::every(timeouts.health_interval),
-            collections: self.cfg.collections.clone().into(),
+            collections: self.collections.clone(),
             translator: self.translator.clone(),
         };
         self.tasks.spawn("anti-entropy", anti_entropy.run());
@@ -283,11 +296,10 @@ impl Gateway {
         self.tasks.spawn("session flush", upkeep::flush_sessions(self.broker.clone(), self.stats.clone()));
     }
 
-    pub fn tls(&self) -> Result<Option<tokio_rustls::TlsAcceptor>, StartError> {
-        match &self.cfg.listen.transport {
-            Transport::Tls { cert, key } => Ok(Some(crate::front::tls_acceptor(cert, key)?)),
-            Transport::InsecureHttp => Ok(None),
-        }
+    /// The front's TLS acceptor (none with `insecure_http`): it serves the
+    /// certificate in [`Gateway::cert`], which a reload may replace.
+    pub fn tls(&self) -> Option<tokio_rustls::TlsAcceptor> {
+        self.cert.clone().map(crate::front::tls_acceptor)
     }
 }
 
@@ -338,8 +350,8 @@ impl Gateway {
             journal: &self.journal,
             broker: &self.broker,
             pair: &self.pair,
-            per_try: self.cfg.timeouts.per_try,
-            collections: &self.cfg.collections,
+            per_try: self.cfg.load().timeouts.per_try,
+            collections: &self.collections,
             translator: &self.translator,
         }
     }

@@ -27,6 +27,7 @@ pub mod metrics;
 pub mod path;
 pub mod proxy;
 pub mod recovery;
+pub mod reload;
 pub mod seal;
 pub mod serve;
 pub mod session;

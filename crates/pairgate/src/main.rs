@@ -115,6 +115,17 @@ enum Command {
         #[arg(long, default_value_t = 600)]
         timeout_s: u64,
     },
+    /// Make the running gateway read its configuration file and certificates
+    /// again (what SIGHUP does): route rules, per-try and grace timeouts, body
+    /// limit, metrics access and certificates change without dropping a
+    /// connection or a session. A file that does not pass `check-config`, or
+    /// that changes what only a restart can, is refused and nothing changes.
+    Reload {
+        /// The running gateway's configuration (its address, certificate and
+        /// admin token), the file it reloads.
+        #[arg(long, default_value = "gateway.toml")]
+        config: PathBuf,
+    },
     /// Make an in-sync chassis the primary.
     Primary {
         /// The chassis (its `name` in gateway.toml).
@@ -176,6 +187,34 @@ fn main() -> ExitCode {
         }),
         (Some(Command::Resync { chassis, config, timeout_s }), _) => {
             admin(&config, |cfg| async move { pairgate::adminctl::resync(&cfg, &chassis, std::time::Duration::from_secs(timeout_s)).await })
+        }
+        (Some(Command::Reload { config }), _) => {
+            // Checked here first, with the message check-config gives: a file
+            // the gateway would refuse is not sent for.
+            if load(&config, FileChecks::Check).is_none() {
+                eprintln!("pairgate reload: not reloaded; the gateway keeps the configuration it runs");
+                return ExitCode::from(EXIT_CONFIG_ERROR);
+            }
+            admin(&config, |cfg| async move {
+                let ctl = pairgate::adminctl::Ctl::new(&cfg)?;
+                let answer = ctl.post("/_pairgate/reload", serde_json::Value::Null).await.map_err(|e| match e {
+                    // The CLI trusts the certificate the file names; after the
+                    // files were replaced the gateway still serves the old one.
+                    pairgate::adminctl::CtlError::Unreachable(at, why) => pairgate::adminctl::CtlError::Unreachable(
+                        at,
+                        format!(
+                            "{why}\n  if the gateway's certificate files were replaced, the running gateway still serves the old \
+                             certificate, which this command no longer trusts: reload with SIGHUP instead \
+                             (`systemctl reload pairgate`, or `kill -HUP` the gateway's PID)"
+                        ),
+                    ),
+                    other => other,
+                })?;
+                let changed: Vec<&str> =
+                    answer["reloaded"]["changed"].as_array().into_iter().flatten().filter_map(|v| v.as_str()).collect();
+                println!("reloaded {}: {}", cfg.file.display(), changed.join(", "));
+                Ok(())
+            })
         }
         (Some(Command::Primary { chassis, config }), _) => admin(&config, |cfg| async move {
             let ctl = pairgate::adminctl::Ctl::new(&cfg)?;

@@ -25,10 +25,11 @@ pub async fn run_with(cfg: Config, started: impl FnOnce(Arc<Gateway>)) -> Result
     let limits = crate::front::FrontLimits::from_listen(&cfg.listen, Duration::from_secs(10));
     raise_fd_limit(cfg.listen.max_connections);
     let gw = Gateway::start(cfg).await?;
-    let tls = gw.tls()?;
+    let tls = gw.tls();
     let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| StartError::Bind(addr, e))?;
     tracing::info!(%addr, tls = tls.is_some(), "gateway serving");
     let shutdown = gw.shutdown.clone();
+    gw.tasks.spawn("reload on SIGHUP", reload_on_hangup(gw.clone()));
     started(gw.clone());
     let app = app(gw.clone());
     crate::front::serve(listener, tls, app, limits, shutdown).await;
@@ -62,6 +63,22 @@ fn raise_fd_limit(max_connections: u32) {
 }
 
 /// Resolves on SIGTERM or Ctrl-C.
+/// Every SIGHUP: read `gateway.toml` and the certificates again
+/// (`Gateway::reload`); the outcome is logged.
+async fn reload_on_hangup(gw: Arc<Gateway>) {
+    let mut hangups = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        Ok(s) => s,
+        Err(e) => return tracing::warn!("cannot listen for SIGHUP, reload with `pairgate reload` instead: {e}"),
+    };
+    while hangups.recv().await.is_some() {
+        match gw.reload() {
+            Ok(r) => tracing::info!(file = %r.file, changed = ?r.changed, "SIGHUP: configuration reloaded"),
+            Err(e) => tracing::error!("SIGHUP: reload refused: {e}"),
+        }
+    }
+}
+
+/// Until SIGTERM or Ctrl-C.
 pub async fn signal() {
     let term = async {
         match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {

@@ -43,7 +43,7 @@ pub fn snapshot(gw: &Gateway) -> crate::metrics::Snapshot {
         chassis,
         last_seq: gw.journal.last_seq(),
         journal_depth: gw.journal.depth(),
-        journal_disk_bytes: crate::gateway::journal_disk_bytes(&gw.cfg.state.dir),
+        journal_disk_bytes: crate::gateway::journal_disk_bytes(&gw.cfg.load().state.dir),
         sessions: gw.broker.store.count() as u64,
         failovers: gw.pair.failovers(),
         divergences: gw.stats.divergences.load(Ordering::Relaxed),
@@ -93,7 +93,7 @@ pub fn status(gw: &Gateway, headers: &HeaderMap) -> Response {
         "chassis": chassis,
         "last_seq": last,
         "journal_depth": gw.journal.depth(),
-        "journal_disk_bytes": crate::gateway::journal_disk_bytes(&gw.cfg.state.dir),
+        "journal_disk_bytes": crate::gateway::journal_disk_bytes(&gw.cfg.load().state.dir),
         "ids_ready": gw.pairing.accepts_mutations().is_ok(),
         "divergences": gw.stats.divergences.load(Ordering::Relaxed),
         "failovers": gw.pair.failovers(),
@@ -106,7 +106,7 @@ pub fn status(gw: &Gateway, headers: &HeaderMap) -> Response {
         "pairing": gw.pairing.get().name(),
         "pairing_blocked": gw.pairing.blocked(),
         // The pair's cascade identity as configured (never a password).
-        "cascade": gw.cfg.cascade.as_ref().map(|c| json!({
+        "cascade": gw.cfg.load().cascade.as_ref().map(|c| json!({
             "serial": c.serial,
             "public_url": c.public_url.to_string(),
             "superior": c.superior.as_ref().map(|s| json!({"url": s.url.to_string(), "username": s.username})),

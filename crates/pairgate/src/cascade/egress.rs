@@ -65,7 +65,8 @@ pub struct Egress {
     /// the same across restarts, never stored).
     password: Secret,
     superior: Option<Superior>,
-    routes: RouteTable,
+    /// The route rules that run now (a reload swaps them).
+    routes: arc_swap::ArcSwap<RouteTable>,
     tokens: Mutex<VecDeque<Secret>>,
     matcher: Mutex<Matcher>,
     /// The last upward call that failed, per method and path: sent again in
@@ -102,7 +103,7 @@ impl Egress {
             public_url: cascade.public_url.to_string(),
             password,
             superior,
-            routes,
+            routes: arc_swap::ArcSwap::from_pointee(routes),
             tokens: Mutex::new(VecDeque::new()),
             matcher: Mutex::new(Matcher::default()),
             failed: Mutex::new(HashMap::new()),
@@ -129,7 +130,8 @@ impl Egress {
     }
 
     fn fills(&self, method: &str, path_and_query: &str, toward_chassis: bool) -> Vec<(String, Fill)> {
-        let Some(rule) = self.routes.rule(&self.routes.classify(method, path_and_query)) else { return Vec::new() };
+        let routes = self.routes.load();
+        let Some(rule) = routes.rule(&routes.classify(method, path_and_query)) else { return Vec::new() };
         rule.fills.iter().filter(|(_, f)| f.toward_chassis() == toward_chassis).cloned().collect()
     }
 
@@ -206,10 +208,15 @@ fn failure(message: String) -> Reply {
 }
 
 impl Egress {
+    /// From now on, fill and classify by these route rules (a reload).
+    pub fn set_routes(&self, routes: RouteTable) {
+        self.routes.store(Arc::new(routes));
+    }
+
     /// A request under [`PREFIX`]: a chassis logging in, or making an upward call.
     pub async fn handle(self: &Arc<Self>, method: &Method, path: &str, headers: &HeaderMap, body: &Bytes) -> Response {
         let up_path = path.strip_prefix(PREFIX).filter(|p| p.starts_with('/')).unwrap_or("/");
-        if self.routes.classify(method.as_str(), up_path).kind == RouteKind::Login {
+        if self.routes.load().classify(method.as_str(), up_path).kind == RouteKind::Login {
             return self.login(body);
         }
         let authorization = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());

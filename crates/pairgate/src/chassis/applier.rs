@@ -44,7 +44,6 @@ pub struct Applier {
     pub journal: Journal,
     /// Where this applier leaves each entry's outcome for the waiting request.
     pub answers: Arc<crate::answers::Answers>,
-    pub per_try: Duration,
     pub gate: WriteGate,
     /// The running (or last) full resync, shown on the status page.
     pub progress: Arc<parking_lot::Mutex<Option<Progress>>>,
@@ -62,8 +61,10 @@ pub struct Applier {
     pub translator: Arc<crate::ids::translator::Translator>,
     /// Fills the superior's address and account with the egress' (cascade).
     pub egress: Option<Arc<crate::cascade::Egress>>,
-    /// The route rules: what each entry touches ([`Conflicts::of`]).
-    pub routes: Arc<crate::config::route::RouteTable>,
+    /// The configuration that runs now: its route rules say what each entry
+    /// touches ([`Conflicts::of`]), its `per_try` bounds each send (both read
+    /// anew for each entry, so a reload applies to the next one).
+    pub cfg: crate::config::LiveConfig,
     /// Entries on their way to the chassis at most (`[journal] max_in_flight`).
     pub max_in_flight: usize,
 }
@@ -350,7 +351,7 @@ impl Applier {
         use std::sync::atomic::Ordering::SeqCst;
         let (me, peer) = (&self.pair.members[self.index], Pair::other(self.index));
         let peer_name = &self.pair.members[peer].upstream.name;
-        let deadline = tokio::time::Instant::now() + self.per_try;
+        let deadline = tokio::time::Instant::now() + self.per_try();
         // Only an in-sync peer: a mismatch then rebuilds this chassis from it.
         let decided = loop {
             if !self.pair.state(peer).serves() || tokio::time::Instant::now() >= deadline {
@@ -537,7 +538,7 @@ impl Applier {
         }
         // An unreadable body (decided as such by `apply`) is sent alone, like
         // anything unclear.
-        Conflicts::of(&self.routes, entry, || self.journal.body(entry).ok())
+        Conflicts::of(&self.cfg.load().routes, entry, || self.journal.body(entry).ok())
     }
 
     /// Entry `seq` came back: the chassis' position moves to the new watermark.
@@ -575,13 +576,18 @@ impl Applier {
         }
     }
 
+    /// One attempt's limit (`[timeouts] per_try_ms`, as it is now).
+    fn per_try(&self) -> Duration {
+        self.cfg.load().timeouts.per_try
+    }
+
     fn resyncer(&self) -> Resyncer<'_> {
         Resyncer {
             gate: &self.gate,
             journal: &self.journal,
             broker: &self.broker,
             pair: &self.pair,
-            per_try: self.per_try,
+            per_try: self.per_try(),
             collections: &self.collections,
             translator: &self.translator,
         }
@@ -751,7 +757,7 @@ impl Applier {
                     }
                 }
                 let native_path: String;
-                let request = request_for(entry, &self.journal, self.per_try).map(|mut req| {
+                let request = request_for(entry, &self.journal, self.per_try()).map(|mut req| {
                     if let Some(egress) = &self.egress {
                         req.body = egress.toward_chassis(&entry.method, &entry.path_and_query, req.body);
                     }

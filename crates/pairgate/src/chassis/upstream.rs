@@ -164,36 +164,16 @@ pub struct UpRequest<'a> {
     pub timeout: Duration,
 }
 
-/// One chassis: its name, URL and client.
-pub struct Upstream {
-    pub name: String,
-    pub url: ChassisUrl,
+/// An HTTPS client for one chassis and the rustls configuration behind it
+/// (which the events WebSocket uses too).
+pub struct Client {
     http: reqwest::Client,
-    /// The rustls client config (also used for the events WebSocket).
-    pub tls: Option<Arc<rustls::ClientConfig>>,
-    /// Where [`Upstream::send`]'s outcomes and latencies are counted (the
-    /// gateway's chassis; none for the CLI's one-off clients).
-    metrics: Option<Arc<crate::metrics::Metrics>>,
+    tls: Option<Arc<rustls::ClientConfig>>,
 }
 
-/// The certificates in a PEM file: the only trust anchors for one chassis.
-pub fn trust_anchors(chassis: &str, path: &Path) -> Result<rustls::RootCertStore, UpstreamError> {
-    let err = |reason: String| UpstreamError::TrustAnchor { chassis: chassis.into(), path: path.display().to_string(), reason };
-    let pem = std::fs::read(path).map_err(|e| err(e.to_string()))?;
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_slice_iter(&pem) {
-        let cert = cert.map_err(|e| err(format!("not a PEM certificate: {e}")))?;
-        roots.add(cert).map_err(|e| err(e.to_string()))?;
-    }
-    if roots.is_empty() {
-        return Err(err("no certificate in the file".into()));
-    }
-    Ok(roots)
-}
-
-impl Upstream {
+impl Client {
     /// A client for `url` that trusts only `ca_cert` (https) or plain http.
-    pub fn new(name: &str, url: ChassisUrl, ca_cert: Option<&Path>, per_try: Duration) -> Result<Upstream, UpstreamError> {
+    pub fn new(name: &str, url: &ChassisUrl, ca_cert: Option<&Path>, per_try: Duration) -> Result<Client, UpstreamError> {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let mut builder = reqwest::Client::builder()
             .connect_timeout(per_try)
@@ -219,7 +199,54 @@ impl Upstream {
             _ => None,
         };
         let http = builder.build().map_err(|e| UpstreamError::Client { chassis: name.into(), reason: e.to_string() })?;
-        Ok(Upstream { name: name.to_string(), url, http, tls, metrics: None })
+        Ok(Client { http, tls })
+    }
+}
+
+/// One chassis: its name, URL and client.
+pub struct Upstream {
+    pub name: String,
+    pub url: ChassisUrl,
+    /// The client and the trust it was built with: swapped whole by
+    /// [`Upstream::retrust`] (a reload); a request in flight keeps the one it took.
+    client: arc_swap::ArcSwap<Client>,
+    /// Where [`Upstream::send`]'s outcomes and latencies are counted (the
+    /// gateway's chassis; none for the CLI's one-off clients).
+    metrics: Option<Arc<crate::metrics::Metrics>>,
+}
+
+/// The certificates in a PEM file: the only trust anchors for one chassis.
+pub fn trust_anchors(chassis: &str, path: &Path) -> Result<rustls::RootCertStore, UpstreamError> {
+    let err = |reason: String| UpstreamError::TrustAnchor { chassis: chassis.into(), path: path.display().to_string(), reason };
+    let pem = std::fs::read(path).map_err(|e| err(e.to_string()))?;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(&pem) {
+        let cert = cert.map_err(|e| err(format!("not a PEM certificate: {e}")))?;
+        roots.add(cert).map_err(|e| err(e.to_string()))?;
+    }
+    if roots.is_empty() {
+        return Err(err("no certificate in the file".into()));
+    }
+    Ok(roots)
+}
+
+impl Upstream {
+    /// A client for `url` that trusts only `ca_cert` (https) or plain http.
+    pub fn new(name: &str, url: ChassisUrl, ca_cert: Option<&Path>, per_try: Duration) -> Result<Upstream, UpstreamError> {
+        let client = Client::new(name, &url, ca_cert, per_try)?;
+        Ok(Upstream { name: name.to_string(), url, client: arc_swap::ArcSwap::from_pointee(client), metrics: None })
+    }
+
+    /// From the next request on, use `client` (built by [`Client::new`] for
+    /// this chassis' URL: a reload's new trust anchor). Pooled connections of
+    /// the old client close once the requests using them are done.
+    pub fn retrust(&self, client: Client) {
+        self.client.store(Arc::new(client));
+    }
+
+    /// The rustls client configuration now in use (none for plain http).
+    pub fn tls(&self) -> Option<Arc<rustls::ClientConfig>> {
+        self.client.load().tls.clone()
     }
 
     /// The same chassis, its requests counted in `metrics`.
@@ -313,7 +340,7 @@ impl Upstream {
 
     fn request(&self, method: &Method, path: &str, headers: HeaderMap, token: Option<&str>, timeout: Duration) -> reqwest::RequestBuilder {
         let url = format!("{}{}", self.url, path);
-        let mut r = self.http.request(method.clone(), url).headers(headers).timeout(timeout);
+        let mut r = self.client.load().http.request(method.clone(), url).headers(headers).timeout(timeout);
         if let Some(t) = token {
             r = r.bearer_auth(t);
         }

@@ -481,6 +481,15 @@ pub struct RouteTable {
 }
 
 impl RouteTable {
+    /// The same rules in the same order, wherever in the file they stand
+    /// (their line numbers aside): what a reload compares.
+    pub fn same_rules(&self, other: &RouteTable) -> bool {
+        let unlined = |r: &RouteRule| RouteRule { line: 0, ..r.clone() };
+        self.default_mutate_id_block == other.default_mutate_id_block
+            && self.rules.len() == other.rules.len()
+            && self.rules.iter().zip(&other.rules).all(|(a, b)| unlined(a) == unlined(b))
+    }
+
     /// Builds the table. Callers must already have rejected duplicates (same method,
     /// same shape); with duplicates the earlier rule in the file would win.
     pub fn new(rules: Vec<RouteRule>, default_mutate_id_block: u32) -> RouteTable {

@@ -15,7 +15,8 @@ use crate::config::{PathPattern, RouteTable};
 use crate::journal::{IdBlock, JournalError, MapChange};
 
 pub struct Translator {
-    routes: RouteTable,
+    /// The route rules that run now (a reload swaps them: `src/reload.rs`).
+    routes: arc_swap::ArcSwap<RouteTable>,
     events: Vec<EventIds>,
     pub maps: SharedMaps,
 }
@@ -31,14 +32,21 @@ pub enum LearnError {
 
 impl Translator {
     pub fn new(routes: RouteTable, events: Vec<EventIds>, maps: SharedMaps) -> Translator {
-        Translator { routes, events, maps }
+        Translator { routes: arc_swap::ArcSwap::from_pointee(routes), events, maps }
+    }
+
+    /// From now on, translate by these route rules (a reload).
+    pub fn set_routes(&self, routes: RouteTable) {
+        self.routes.store(std::sync::Arc::new(routes));
     }
 
     /// The deciding rule's path pattern and ids, for a request.
-    fn rule(&self, method: &str, path_and_query: &str) -> Option<(&PathPattern, &RouteIds)> {
-        let c = self.routes.classify(method, path_and_query);
-        let rule = &self.routes.rules()[c.rule_index?];
-        (!rule.ids.is_empty()).then_some((&rule.path, &rule.ids))
+    /// (A copy: the rules may be swapped by a reload meanwhile.)
+    fn rule(&self, method: &str, path_and_query: &str) -> Option<(PathPattern, RouteIds)> {
+        let routes = self.routes.load();
+        let c = routes.classify(method, path_and_query);
+        let rule = routes.rules().get(c.rule_index?)?;
+        (!rule.ids.is_empty()).then(|| (rule.path.clone(), rule.ids.clone()))
     }
 
     /// The request as chassis `i` must get it: path and body in its IDs.
@@ -52,8 +60,8 @@ impl Translator {
         let Some((pattern, ids)) = self.rule(method, path_and_query) else {
             return Ok((path_and_query.to_string(), body.clone()));
         };
-        let path = translate::path_to_native(pattern, ids, path_and_query, map)?;
-        let body = translate::body_to_native(ids, body, map)?;
+        let path = translate::path_to_native(&pattern, &ids, path_and_query, map)?;
+        let body = translate::body_to_native(&ids, body, map)?;
         Ok((path, body))
     }
 
@@ -67,7 +75,7 @@ impl Translator {
         answer: &Value,
     ) -> Result<Vec<(super::rules::Table, u64, u64)>, String> {
         match self.rule(method, path) {
-            Some((_, ids)) => translate::created_pairs(ids, client, answer),
+            Some((_, ids)) => translate::created_pairs(&ids, client, answer),
             None => Ok(Vec::new()),
         }
     }
@@ -88,11 +96,11 @@ impl Translator {
         if a.is_success() && !ids.creates.is_empty() {
             let doc: Value = serde_json::from_slice(&a.body)
                 .map_err(|e| LearnError::Rule(format!("a create answered {} with no JSON: {e}", a.status)))?;
-            let rows = translate::created(ids, &doc, block).map_err(LearnError::Rule)?;
+            let rows = translate::created(&ids, &doc, block).map_err(LearnError::Rule)?;
             changes.extend(rows.into_iter().map(|(table, client, native)| MapChange::Put { chassis: i, table, client, native }));
         }
         if a.is_success() || a.status == 404 {
-            if let Some((table, client)) = translate::forgotten(pattern, ids, path_and_query) {
+            if let Some((table, client)) = translate::forgotten(&pattern, &ids, path_and_query) {
                 changes.push(MapChange::Forget { chassis: i, table, client });
             }
         }
@@ -108,7 +116,7 @@ impl Translator {
             return (a.clone(), Vec::new());
         }
         let Ok(mut doc) = serde_json::from_slice::<Value>(&a.body) else { return (a.clone(), Vec::new()) };
-        let misses = translate::answer_to_client(ids, &mut doc, &self.maps.view(i));
+        let misses = translate::answer_to_client(&ids, &mut doc, &self.maps.view(i));
         (Answered { status: a.status, content_type: a.content_type.clone(), body: Bytes::from(doc.to_string()) }, misses)
     }
 
@@ -116,7 +124,7 @@ impl Translator {
     /// by the read rule of `GET path`.
     pub fn listing(&self, i: usize, path: &str, doc: &mut Value) -> Vec<Unmapped> {
         match self.rule("GET", path) {
-            Some((_, ids)) => translate::answer_to_client(ids, doc, &self.maps.view(i)),
+            Some((_, ids)) => translate::answer_to_client(&ids, doc, &self.maps.view(i)),
             None => Vec::new(),
         }
     }
@@ -151,7 +159,7 @@ impl Translator {
     pub fn login_user(&self, i: usize, path: &str, native: u64) -> Option<u64> {
         let Some((_, ids)) = self.rule("POST", path) else { return Some(native) };
         let mut doc = serde_json::json!({"user": {"id": native}});
-        let misses = translate::answer_to_client(ids, &mut doc, &self.maps.view(i));
+        let misses = translate::answer_to_client(&ids, &mut doc, &self.maps.view(i));
         if !misses.is_empty() {
             return None;
         }

@@ -9,7 +9,7 @@ use crate::gateway::Gateway;
 /// account ends now, with its stored credentials and backend sessions.
 /// Runs after a mutation answered 2xx.
 pub fn end_sessions_of_changed_account(gw: &Gateway, ctx: &Ctx) {
-    let Some(rule) = gw.cfg.rule(&ctx.class) else { return };
+    let Some(rule) = ctx.cfg.rule(&ctx.class) else { return };
     let Some(param) = &rule.ends_sessions_of else { return };
     // A password, name or role may have changed: chassis confirm logins again.
     gw.broker.recent.clear();

@@ -13,7 +13,26 @@ pub fn gateway_route(gw: &Gateway, ctx: &Ctx) -> Response {
     if ctx.path == "/_pairgate/status" {
         return crate::status::status(gw, &ctx.headers).into_response();
     }
+    if ctx.path == "/_pairgate/reload" && ctx.method == axum::http::Method::POST {
+        return reload(gw, ctx);
+    }
     crate::admin::handle(gw, &ctx.method, &ctx.path, &ctx.headers, &ctx.body)
+}
+
+/// `POST /_pairgate/reload` (`pairgate reload`): `src/reload.rs`; 200 with
+/// what changed, or 422 `reload_refused` with why (nothing changed).
+fn reload(gw: &Gateway, ctx: &Ctx) -> Response {
+    if let Err(e) = crate::status::check_admin(gw, &ctx.headers) {
+        return e.into_response();
+    }
+    match gw.reload() {
+        Ok(r) => (StatusCode::OK, axum::Json(serde_json::json!({"reloaded": r}))).into_response(),
+        Err(e) => {
+            tracing::error!("reload refused: {e}");
+            let body = serde_json::json!({"error": {"code": "reload_refused", "message": e.to_string()}});
+            (StatusCode::UNPROCESSABLE_ENTITY, axum::Json(body)).into_response()
+        }
+    }
 }
 
 /// Health, answered by the gateway without a session (a `health` route rule):
@@ -42,7 +61,7 @@ pub fn health(gw: &Gateway) -> Response {
 /// A `metrics` route: the Prometheus text (`src/metrics.rs`), to the admin
 /// token as a bearer unless `listen.metrics_open`.
 pub fn metrics(gw: &Gateway, ctx: &Ctx) -> Response {
-    if !gw.cfg.listen.metrics_open {
+    if !ctx.cfg.listen.metrics_open {
         match crate::status::check_admin(gw, &ctx.headers) {
             Ok(()) => {}
             Err(GatewayError::MissingToken) => {

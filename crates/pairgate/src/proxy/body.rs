@@ -4,7 +4,6 @@
 use axum::body::{Body, Bytes};
 
 use crate::error::GatewayError;
-use crate::gateway::Gateway;
 
 /// Read a body up to `limit` bytes (413 beyond it; 408 if it does not arrive
 /// within `listen.body_timeout_ms`, see `limits.rs`). `limit` is
@@ -46,6 +45,6 @@ pub async fn read(body: Body, limit: u64) -> Result<Bytes, GatewayError> {
 }
 
 /// What a request no session vouches for may send (a login, `/_pairgate`).
-pub fn unauthenticated_limit(gw: &Gateway) -> u64 {
-    crate::limits::UNAUTHENTICATED_MAX_BODY_BYTES.min(gw.cfg.listen.max_body_bytes)
+pub fn unauthenticated_limit(cfg: &crate::config::Config) -> u64 {
+    crate::limits::UNAUTHENTICATED_MAX_BODY_BYTES.min(cfg.listen.max_body_bytes)
 }

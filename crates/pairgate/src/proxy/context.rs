@@ -6,7 +6,9 @@ use std::net::SocketAddr;
 use axum::body::Bytes;
 use axum::http::{HeaderMap, Method};
 
-use crate::config::Classified;
+use std::sync::Arc;
+
+use crate::config::{Classified, Config};
 use crate::session::Principal;
 
 /// One request through the gateway.
@@ -27,6 +29,9 @@ pub struct Ctx {
     /// The body, read in full (bounded) by the read-body phase; empty for the
     /// kinds that take none (static, health, events).
     pub body: Bytes,
+    /// The configuration this request runs under, taken once before it is
+    /// classified: a reload meanwhile changes the next request, not this one.
+    pub cfg: Arc<Config>,
 }
 
 /// A request a live gateway session vouches for (the authenticate phase's

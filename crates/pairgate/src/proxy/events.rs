@@ -16,7 +16,7 @@ pub fn relay(gw: &Arc<Gateway>, ws: WebSocketUpgrade, session: Session) -> Respo
     let pair = gw.pair.clone();
     let broker = gw.broker.clone();
     let hubs = gw.hubs.clone();
-    let per_try = gw.cfg.timeouts.per_try;
+    let per_try = gw.cfg.load().timeouts.per_try;
     // Browsers send next to nothing on this socket: small buffers (the
     // 128 KiB defaults cost 1,000 operator screens over 100 MiB).
     ws.read_buffer_size(4 * 1024)

@@ -116,6 +116,14 @@ mod tests {
             headers,
             class: crate::config::Classified { kind: crate::config::RouteKind::Mutate, id_block: 1, rule_index: None },
             body: bytes::Bytes::from_static(b"{}"),
+            cfg: std::sync::Arc::new(
+                crate::config::Config::parse(
+                    include_str!("../../../../gateway.toml"),
+                    std::path::Path::new("gateway.toml"),
+                    crate::config::FileChecks::Skip,
+                )
+                .unwrap(),
+            ),
         }
     }
 

@@ -135,7 +135,8 @@ async fn phases(gw: &Gw, req: Request) -> (&'static str, Response) {
     if reserved == Some(Reserved::Refused) {
         return ("refused", GatewayError::NoRoute(path).into_response());
     }
-    let class = gw.cfg.classify(parts.method.as_str(), &path);
+    let cfg = gw.cfg.load_full();
+    let class = cfg.classify(parts.method.as_str(), &path);
     let mut ctx = Ctx {
         client: parts.extensions.get::<ClientAddr>().map(|c| c.0),
         method: parts.method.clone(),
@@ -145,9 +146,10 @@ async fn phases(gw: &Gw, req: Request) -> (&'static str, Response) {
         headers: std::mem::take(&mut parts.headers),
         class,
         body: Bytes::new(),
+        cfg,
     };
     if reserved == Some(Reserved::Gateway) {
-        let response = match body::read(body, body::unauthenticated_limit(gw)).await {
+        let response = match body::read(body, body::unauthenticated_limit(&ctx.cfg)).await {
             Ok(b) if ctx.path.starts_with(crate::cascade::egress::PREFIX) => match &gw.egress {
                 Some(egress) => egress.handle(&ctx.method, &ctx.path, &ctx.headers, &b).await,
                 None => GatewayError::NoRoute(ctx.path.clone()).into_response(),
@@ -164,7 +166,7 @@ async fn phases(gw: &Gw, req: Request) -> (&'static str, Response) {
         RouteKind::Static => read::forward(gw, &ctx, None).await,
         RouteKind::Health => admin::health(gw),
         RouteKind::Metrics => admin::metrics(gw, &ctx),
-        RouteKind::Login => match body::read(body, body::unauthenticated_limit(gw)).await {
+        RouteKind::Login => match body::read(body, body::unauthenticated_limit(&ctx.cfg)).await {
             Ok(b) => {
                 ctx.body = b;
                 login::login(gw, &ctx).await
@@ -192,7 +194,7 @@ async fn phases(gw: &Gw, req: Request) -> (&'static str, Response) {
             };
             // Phase 3, read body: bounded by `listen.max_body_bytes` for a
             // request a session vouches for.
-            ctx.body = match body::read(body, gw.cfg.listen.max_body_bytes).await {
+            ctx.body = match body::read(body, ctx.cfg.listen.max_body_bytes).await {
                 Ok(b) => b,
                 Err(e) => return (ctx.class.kind.as_str(), e.into_response()),
             };

@@ -43,7 +43,7 @@ pub async fn mutate(gw: &Gateway, ctx: &Ctx, session: &Session) -> Response {
             return GatewayError::MalformedJson(e.to_string()).into_response();
         }
     }
-    if let Err(e) = crate::cascade::egress::check_toward_chassis(gw.egress.as_deref(), gw.cfg.rule(&ctx.class), &ctx.body) {
+    if let Err(e) = crate::cascade::egress::check_toward_chassis(gw.egress.as_deref(), ctx.cfg.rule(&ctx.class), &ctx.body) {
         return e.into_response();
     }
     let mut key = match KeyGuard::begin(&gw.journal, &session.principal.username, ctx) {
@@ -88,7 +88,7 @@ async fn sequence_and_apply(
             .filter_map(|(k, v)| v.to_str().ok().map(|v| (k.as_str().to_string(), v.to_string())))
             .collect(),
         // Stored sealed if it carries a secret, or if no rule says what it carries.
-        seal_body: gw.cfg.routes.body_is_secret_for(&ctx.class, &ctx.body),
+        seal_body: ctx.cfg.routes.body_is_secret_for(&ctx.class, &ctx.body),
         body: ctx.body.clone(),
         id_block: ctx.class.id_block,
         account: session.principal.username.clone(),
@@ -107,8 +107,8 @@ async fn sequence_and_apply(
     // The request's span (every line of its log) has its seq from here on.
     tracing::Span::current().record("seq", entry.seq);
     let span = tracing::info_span!("mutation", seq = entry.seq, method = %ctx.method, path = %ctx.path_and_query);
-    let ignores = gw.cfg.rule(&ctx.class).map_or(&[][..], |r| r.compare_ignores.as_slice());
-    let answered = decide(gw, entry.seq, primary, &targets, ignores, key).instrument(span).await;
+    let ignores = ctx.cfg.rule(&ctx.class).map_or(&[][..], |r| r.compare_ignores.as_slice());
+    let answered = decide(gw, ctx, entry.seq, primary, &targets, ignores, key).instrument(span).await;
     gw.answers.done(entry.seq);
     answered
 }
@@ -118,8 +118,10 @@ async fn sequence_and_apply(
 const JOIN_WINDOW: u64 = 8;
 
 /// Wait for both chassis' outcomes of `seq` and answer per docs/design.md's table.
+#[allow(clippy::too_many_arguments)]
 async fn decide(
     gw: &Gateway,
+    ctx: &Ctx,
     seq: u64,
     primary: usize,
     targets: &[usize],
@@ -127,8 +129,8 @@ async fn decide(
     key: Option<&mut KeyGuard<'_>>,
 ) -> Result<Answer, GatewayError> {
     let secondary = Pair::other(primary);
-    let per_try = gw.cfg.timeouts.per_try;
-    let grace = gw.cfg.timeouts.secondary_grace;
+    let per_try = ctx.cfg.timeouts.per_try;
+    let grace = ctx.cfg.timeouts.secondary_grace;
     let slot = gw.answers.slot(seq);
     // The primary's first answer (bounded: a hung primary costs one per-try).
     let p_deadline = tokio::time::Instant::now() + per_try + Duration::from_millis(250);

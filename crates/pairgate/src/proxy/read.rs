@@ -27,7 +27,7 @@ pub async fn forward(gw: &Gateway, ctx: &Ctx, session: Option<&Session>) -> Resp
     let path = ctx.path_and_query.as_str();
     let attempt = |i: usize| async move {
         let m = &gw.pair.members[i];
-        if !caught_up(gw, i).await {
+        if !caught_up(gw, i, ctx.cfg.timeouts.per_try).await {
             return (i, Err(format!("chassis {} has not applied what the other chassis already showed", m.upstream.name)));
         }
         // A chassis with translated IDs is asked in its own IDs and answers
@@ -47,7 +47,7 @@ pub async fn forward(gw: &Gateway, ctx: &Ctx, session: Option<&Session>) -> Resp
             headers: forward_headers(&ctx.headers),
             body: body.clone(),
             token: None,
-            timeout: gw.cfg.timeouts.per_try,
+            timeout: ctx.cfg.timeouts.per_try,
         };
         let outcome = match session {
             Some(s) => gw.broker.send(i, &m.upstream, &Runs::User(s.principal.username.clone()), make).await,
@@ -125,10 +125,10 @@ pub async fn forward(gw: &Gateway, ctx: &Ctx, session: Option<&Session>) -> Resp
 /// false if it has not by then or stopped serving meanwhile. Only a read
 /// that fails over or is hedged waits in practice: the primary is as far
 /// as the secondary has shown, or about to be.
-async fn caught_up(gw: &Gateway, i: usize) -> bool {
+async fn caught_up(gw: &Gateway, i: usize, per_try: Duration) -> bool {
     let need = gw.pair.must_have(i);
     let name = &gw.pair.members[i].upstream.name;
-    let deadline = tokio::time::Instant::now() + gw.cfg.timeouts.per_try;
+    let deadline = tokio::time::Instant::now() + per_try;
     loop {
         match gw.journal.applied(name) {
             Ok(applied) if applied >= need => return true,
