@@ -46,6 +46,18 @@ async fn wait_status(pair: &Pair, ca: &std::path::Path, path: &str, want: u16) {
     }
 }
 
+/// `POST /_pairgate/reload`, which must be refused (422): its body.
+async fn refused_reload(pair: &Pair, ca: &std::path::Path) -> serde_json::Value {
+    let r = client_trusting(Some(ca))
+        .post(format!("{}/_pairgate/reload", pair.gw.base))
+        .bearer_auth(&pair.gw.admin_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 422);
+    r.json().await.unwrap()
+}
+
 /// How long one `PUT` of a window takes through the gateway.
 async fn timed_move(api: &pairgate_suite::api::Api, wall: u64, window: u64, x: u64) -> Duration {
     let t = Instant::now();
@@ -163,14 +175,7 @@ async fn a_route_rule_a_timeout_and_the_certificate_change_under_load_and_a_bad_
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains(&format!("gateway.toml:{line}:")), "{stderr}");
     // The gateway itself refuses it the same way (SIGHUP, or an older CLI).
-    let r = client_trusting(Some(&old_cert))
-        .post(format!("{}/_pairgate/reload", pair.gw.base))
-        .bearer_auth(&pair.gw.admin_token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 422);
-    let body: serde_json::Value = r.json().await.unwrap();
+    let body = refused_reload(&pair, &old_cert).await;
     assert_eq!(body["error"]["code"], "reload_refused");
     assert!(body["error"]["message"].as_str().unwrap().contains(&format!("gateway.toml:{line}:")), "{body}");
     hangup(&pair);
@@ -179,14 +184,7 @@ async fn a_route_rule_a_timeout_and_the_certificate_change_under_load_and_a_bad_
 
     // 3. What only a restart can change is refused, naming it.
     std::fs::write(&pair.gw.config, good.replace("[state]\ndir =", "[state]\ndir = \"elsewhere\"\n#")).unwrap();
-    let r = client_trusting(Some(&old_cert))
-        .post(format!("{}/_pairgate/reload", pair.gw.base))
-        .bearer_auth(&pair.gw.admin_token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 422);
-    let body: serde_json::Value = r.json().await.unwrap();
+    let body = refused_reload(&pair, &old_cert).await;
     assert!(body["error"]["message"].as_str().unwrap().contains("[state]"), "{body}");
     std::fs::write(&pair.gw.config, &good).unwrap();
 
