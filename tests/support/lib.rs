@@ -29,6 +29,7 @@
 
 pub mod api;
 pub mod bins;
+pub mod browser;
 pub mod bulk;
 pub mod certs;
 pub mod chaos;

@@ -16,17 +16,20 @@ use serde_json::json;
 use crate::chassis::detector::Signal;
 use crate::error::GatewayError;
 use crate::gateway::Gateway;
+use crate::timeline::Kind;
 
 fn not_found(what: &str) -> Response {
     GatewayError::NoRoute(what.to_string()).into_response()
 }
 
 pub fn handle(gw: &Gateway, method: &Method, path: &str, headers: &HeaderMap, body: &Bytes) -> Response {
-    if let Err(e) = crate::status::check_admin(gw, headers) {
-        return e.into_response();
-    }
+    let who = match crate::status::check_admin(gw, headers) {
+        Ok(who) => who.who(),
+        Err(e) => return e.into_response(),
+    };
     let mut parts = path.trim_start_matches("/_pairgate/").splitn(2, '/');
     let (action, name) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+    let note = |text: String| gw.timeline.record(Kind::Admin, Some(name), text);
     let Some(i) = gw.pair.members.iter().position(|m| m.upstream.name == name) else {
         return not_found(&format!("no chassis named '{name}'"));
     };
@@ -42,6 +45,7 @@ pub fn handle(gw: &Gateway, method: &Method, path: &str, headers: &HeaderMap, bo
         "resync" => {
             let before = gw.pair.members[i].resyncs_done.load(std::sync::atomic::Ordering::SeqCst);
             gw.request_resync(i);
+            note(format!("full resync of chassis {name} asked by {who}"));
             (StatusCode::ACCEPTED, axum::Json(json!({"resync": name, "resyncs_before": before}))).into_response()
         }
         "primary" => {
@@ -53,6 +57,7 @@ pub fn handle(gw: &Gateway, method: &Method, path: &str, headers: &HeaderMap, bo
                     .into_response();
             }
             gw.pair.set_primary(i);
+            note(format!("chassis {name} made primary by {who}"));
             (StatusCode::OK, axum::Json(json!({"primary": name}))).into_response()
         }
         "maintenance" => {
@@ -61,6 +66,11 @@ pub fn handle(gw: &Gateway, method: &Method, path: &str, headers: &HeaderMap, bo
                 return GatewayError::MalformedJson("expected {\"on\": true} or {\"on\": false}".into()).into_response();
             };
             gw.pair.members[i].detector.signal(Signal::Hold(on));
+            gw.pair.members[i].maintenance.store(on, std::sync::atomic::Ordering::SeqCst);
+            note(match on {
+                true => format!("chassis {name} taken out for maintenance by {who}"),
+                false => format!("chassis {name} brought back from maintenance by {who} (it catches up, then is verified)"),
+            });
             if on && gw.pair.primary() == Some(i) {
                 gw.pair.set_primary(crate::chassis::pair::Pair::other(i));
             }

@@ -12,6 +12,8 @@ pub enum GatewayError {
     MissingToken,
     #[error("{message}")]
     Unauthorized { code: &'static str, message: String },
+    #[error("{0}")]
+    Forbidden(String),
     #[error("the request body is larger than the gateway's limit of {0} bytes")]
     BodyTooLarge(u64),
     #[error("the request path is refused: {0}; write it plainly (no '.' or '..' segments, no encoded '/' or '\\', no empty segments)")]
@@ -62,6 +64,7 @@ impl GatewayError {
         use GatewayError::*;
         match self {
             MissingToken | Unauthorized { .. } => StatusCode::UNAUTHORIZED,
+            Forbidden(_) => StatusCode::FORBIDDEN,
             BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             BadBody(_) => StatusCode::BAD_REQUEST,
@@ -83,6 +86,7 @@ impl GatewayError {
         match self {
             MissingToken => "missing_token",
             Unauthorized { code, .. } => code,
+            Forbidden(_) => "forbidden",
             BodyTooLarge(_) => "body_too_large",
             BodyTimeout(_) => "body_timeout",
             BadBody(_) => "bad_body",

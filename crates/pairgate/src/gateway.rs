@@ -123,6 +123,8 @@ pub struct Gateway {
     pub translator: Arc<crate::ids::translator::Translator>,
     /// The superior as the pair's chassis see it (`[cascade]` in gateway.toml).
     pub egress: Option<Arc<crate::cascade::Egress>>,
+    /// What happened to the pair, for the dashboard (`timeline.rs`).
+    pub timeline: Arc<crate::timeline::Timeline>,
 }
 
 impl Gateway {
@@ -181,6 +183,7 @@ impl Gateway {
                 unknown_outcome: Default::default(),
                 most_in_flight: Default::default(),
                 rebuilding: Default::default(),
+                maintenance: Default::default(),
                 features: Default::default(),
             });
             service.push(ServiceAccount { username: c.username.clone(), password: password(&c.password)? });
@@ -225,6 +228,7 @@ impl Gateway {
             cert,
             reloading: Mutex::new(()),
             cfg: Arc::new(arc_swap::ArcSwap::from_pointee(cfg)),
+            timeline: Arc::default(),
         });
         gw.spawn_background();
         Ok(gw)
@@ -294,6 +298,17 @@ impl Gateway {
         let trim = upkeep::trim_journal(self.journal.clone(), self.pair.clone(), self.attempts.clone(), self.answers.clone());
         self.tasks.spawn("journal trim", trim);
         self.tasks.spawn("session flush", upkeep::flush_sessions(self.broker.clone(), self.stats.clone()));
+        let (pair, stats) = (self.pair.clone(), self.stats.clone());
+        let view = move || crate::timeline::View {
+            names: [pair.members[0].upstream.name.clone(), pair.members[1].upstream.name.clone()],
+            states: [pair.state(0), pair.state(1)],
+            primary: pair.last_primary(),
+            resyncs_done: [0, 1].map(|i| pair.members[i].resyncs_done.load(std::sync::atomic::Ordering::SeqCst)),
+            resyncs_failed: [0, 1].map(|i| pair.members[i].resyncs_failed.load(std::sync::atomic::Ordering::SeqCst)),
+            divergences: stats.divergences.load(std::sync::atomic::Ordering::Relaxed),
+        };
+        let states = [self.pair.members[0].detector.watch(), self.pair.members[1].detector.watch()];
+        self.tasks.spawn("timeline", crate::timeline::watch(self.timeline.clone(), states, view));
     }
 
     /// The front's TLS acceptor (none with `insecure_http`): it serves the

@@ -35,6 +35,7 @@ pub mod state_dir;
 pub mod stats;
 pub mod status;
 pub mod tasks;
+pub mod timeline;
 pub mod upkeep;
 pub mod verdict;
 

@@ -30,8 +30,15 @@ pub enum PathError {
     BadPercent,
 }
 
+/// The dashboard's address: the one path with a trailing `/` that is taken
+/// as it is (the gateway's own, never classified by a route rule nor forwarded).
+pub const DASHBOARD: &str = "/_pairgate/";
+
 /// The canonical form of `raw` (a request's path, without the query).
 pub fn canonical(raw: &str) -> Result<String, PathError> {
+    if raw == DASHBOARD {
+        return Ok(DASHBOARD.to_string());
+    }
     let body = raw.strip_prefix('/').ok_or(PathError::NotAbsolute)?;
     if body.is_empty() {
         return Ok("/".to_string());
@@ -128,6 +135,15 @@ fn first_segment(canonical: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_dashboard_is_the_one_trailing_slash() {
+        assert_eq!(canonical("/_pairgate/"), Ok("/_pairgate/".to_string()));
+        assert_eq!(reserved("/_pairgate/"), Some(Reserved::Gateway));
+        for refused in ["/_pairgate//", "/api/v1/walls/", "/_Pairgate/", "/_pairgate/status/"] {
+            assert_eq!(canonical(refused), Err(PathError::EmptySegment), "{refused}");
+        }
+    }
 
     #[test]
     fn plain_paths_stay_as_they_are() {

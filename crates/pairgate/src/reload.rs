@@ -165,6 +165,18 @@ impl Gateway {
         tracing::info!(file, ?changed, "configuration reloaded");
         Ok(Reloaded { file, changed })
     }
+
+    /// [`Gateway::reload`], asked for by `who` (the admin token, an admin
+    /// account, SIGHUP), and put on the dashboard's timeline either way.
+    pub fn reload_for(&self, who: &str) -> Result<Reloaded, ReloadError> {
+        let outcome = self.reload();
+        let text = match &outcome {
+            Ok(r) => format!("configuration reloaded by {who} ({}): {}", r.file, r.changed.join(", ")),
+            Err(e) => format!("reload asked by {who} refused, the old configuration stays: {e}"),
+        };
+        self.timeline.record(crate::timeline::Kind::Admin, None, text);
+        outcome
+    }
 }
 
 #[cfg(test)]

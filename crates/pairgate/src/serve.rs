@@ -71,7 +71,7 @@ async fn reload_on_hangup(gw: Arc<Gateway>) {
         Err(e) => return tracing::warn!("cannot listen for SIGHUP, reload with `pairgate reload` instead: {e}"),
     };
     while hangups.recv().await.is_some() {
-        match gw.reload() {
+        match gw.reload_for("SIGHUP") {
             Ok(r) => tracing::info!(file = %r.file, changed = ?r.changed, "SIGHUP: configuration reloaded"),
             Err(e) => tracing::error!("SIGHUP: reload refused: {e}"),
         }

@@ -11,15 +11,47 @@ use serde_json::json;
 use crate::error::GatewayError;
 use crate::gateway::Gateway;
 
-/// The gateway's admin endpoints take the admin token from `gateway.toml`.
-pub fn check_admin(gw: &Gateway, headers: &HeaderMap) -> Result<(), GatewayError> {
-    let given = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
-    match given {
-        None => Err(GatewayError::MissingToken),
-        Some(t) if !gw.admin_token.matches(t.trim()) => {
-            Err(GatewayError::Unauthorized { code: "invalid_token", message: "this is not the gateway's admin token".into() })
+/// Who an admin call comes from (the timeline names them).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Admin {
+    /// The admin token from `gateway.toml` (`pairgate resync …`, scripts).
+    Token,
+    /// A live gateway session of an account whose role is `admin` (the
+    /// dashboard's login with an account).
+    Account(String),
+}
+
+impl Admin {
+    /// For the timeline: "the admin token" or "admin account NAME".
+    pub fn who(&self) -> String {
+        match self {
+            Admin::Token => "the admin token".to_string(),
+            Admin::Account(name) => format!("admin account {name}"),
         }
-        Some(_) => Ok(()),
+    }
+}
+
+/// The gateway's admin endpoints take, as a bearer, the admin token from
+/// `gateway.toml` or the gateway session of an `admin` account; another
+/// account's session is refused (403), whatever else 401.
+pub fn check_admin(gw: &Gateway, headers: &HeaderMap) -> Result<Admin, GatewayError> {
+    let given = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
+    let Some(given) = given.map(str::trim) else {
+        return Err(GatewayError::MissingToken);
+    };
+    if gw.admin_token.matches(given) {
+        return Ok(Admin::Token);
+    }
+    match gw.broker.store.verify(given) {
+        Ok(p) if p.role == crate::session::Role::Admin => Ok(Admin::Account(p.username)),
+        Ok(p) => Err(GatewayError::Forbidden(format!(
+            "account {} has the role {}: the gateway's admin pages and actions need an admin account or the admin token",
+            p.username, p.role
+        ))),
+        Err(_) => Err(GatewayError::Unauthorized {
+            code: "invalid_token",
+            message: "this is neither the gateway's admin token nor a live session of an admin account".into(),
+        }),
     }
 }
 
@@ -56,6 +88,11 @@ pub fn status(gw: &Gateway, headers: &HeaderMap) -> Response {
     if let Err(e) = check_admin(gw, headers) {
         return e.into_response();
     }
+    (StatusCode::OK, axum::Json(body(gw))).into_response()
+}
+
+/// The status page's JSON (also what the dashboard is sent).
+pub fn body(gw: &Gateway) -> serde_json::Value {
     let last = gw.journal.last_seq();
     let chassis: Vec<_> = gw
         .pair
@@ -69,6 +106,8 @@ pub fn status(gw: &Gateway, headers: &HeaderMap) -> Response {
                 "name": m.upstream.name,
                 "url": m.upstream.url.to_string(),
                 "state": m.detector.state(),
+                // Taken out by an operator (then reported down until given back).
+                "maintenance": m.maintenance.load(Ordering::SeqCst),
                 "applied_seq": applied,
                 "lag": applied.map(|a| last.saturating_sub(a)),
                 "last_error": m.last_error.lock().clone(),
@@ -88,7 +127,7 @@ pub fn status(gw: &Gateway, headers: &HeaderMap) -> Response {
         })
         .collect();
     let primary = gw.pair.primary().map(|i| gw.pair.members[i].upstream.name.clone());
-    let body = json!({
+    json!({
         "primary": primary,
         "chassis": chassis,
         "last_seq": last,
@@ -111,6 +150,5 @@ pub fn status(gw: &Gateway, headers: &HeaderMap) -> Response {
             "public_url": c.public_url.to_string(),
             "superior": c.superior.as_ref().map(|s| json!({"url": s.url.to_string(), "username": s.username})),
         })),
-    });
-    (StatusCode::OK, axum::Json(body)).into_response()
+    })
 }

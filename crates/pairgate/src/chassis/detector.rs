@@ -42,6 +42,22 @@ impl ChassisState {
     pub fn serves(self) -> bool {
         self == ChassisState::InSync
     }
+
+    /// The name the status page and the dashboard show (as serialized).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChassisState::InSync => "in_sync",
+            ChassisState::Down => "down",
+            ChassisState::CatchingUp => "catching_up",
+            ChassisState::FullResync => "full_resync",
+        }
+    }
+}
+
+impl std::fmt::Display for ChassisState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// What the rest of the gateway tells the detector.

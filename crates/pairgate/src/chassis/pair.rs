@@ -37,6 +37,8 @@ pub struct Member {
     /// Its applier is inside a full resync (waiting for its source, or
     /// rebuilding): it sends this chassis no entry meanwhile.
     pub rebuilding: Arc<std::sync::atomic::AtomicBool>,
+    /// Taken out for maintenance by an operator (`POST /_pairgate/maintenance`).
+    pub maintenance: std::sync::atomic::AtomicBool,
     /// What its firmware offers, once known (`recovery/discovery.rs`).
     pub features: Mutex<Option<crate::chassis::features::Discovered>>,
 }
@@ -103,6 +105,13 @@ impl Pair {
             }
         }
         next
+    }
+
+    /// The primary as last decided, without deciding again (what
+    /// [`Pair::primary`] does, and records): for watchers, which must not
+    /// change the pair by looking at it.
+    pub fn last_primary(&self) -> Option<usize> {
+        *self.primary.lock()
     }
 
     /// Make `i` primary (admin action, or after a failover decided by a request).
@@ -176,6 +185,7 @@ mod tests {
                 unknown_outcome: Arc::default(),
                 most_in_flight: Arc::default(),
                 rebuilding: Arc::default(),
+                maintenance: Default::default(),
                 features: Default::default(),
             };
             (m, state)

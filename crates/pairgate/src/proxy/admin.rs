@@ -9,7 +9,10 @@ use crate::error::GatewayError;
 use crate::gateway::Gateway;
 
 /// Runs for a path under `/_pairgate`: never forwarded to a chassis.
-pub fn gateway_route(gw: &Gateway, ctx: &Ctx) -> Response {
+pub async fn gateway_route(gw: &std::sync::Arc<Gateway>, ctx: &Ctx) -> Response {
+    if let Some(response) = super::dashboard::route(gw, ctx).await {
+        return response;
+    }
     if ctx.path == "/_pairgate/status" {
         return crate::status::status(gw, &ctx.headers).into_response();
     }
@@ -22,10 +25,11 @@ pub fn gateway_route(gw: &Gateway, ctx: &Ctx) -> Response {
 /// `POST /_pairgate/reload` (`pairgate reload`): `src/reload.rs`; 200 with
 /// what changed, or 422 `reload_refused` with why (nothing changed).
 fn reload(gw: &Gateway, ctx: &Ctx) -> Response {
-    if let Err(e) = crate::status::check_admin(gw, &ctx.headers) {
-        return e.into_response();
-    }
-    match gw.reload() {
+    let who = match crate::status::check_admin(gw, &ctx.headers) {
+        Ok(who) => who,
+        Err(e) => return e.into_response(),
+    };
+    match gw.reload_for(&who.who()) {
         Ok(r) => (StatusCode::OK, axum::Json(serde_json::json!({"reloaded": r}))).into_response(),
         Err(e) => {
             tracing::error!("reload refused: {e}");
@@ -63,7 +67,7 @@ pub fn health(gw: &Gateway) -> Response {
 pub fn metrics(gw: &Gateway, ctx: &Ctx) -> Response {
     if !ctx.cfg.listen.metrics_open {
         match crate::status::check_admin(gw, &ctx.headers) {
-            Ok(()) => {}
+            Ok(_) => {}
             Err(GatewayError::MissingToken) => {
                 return GatewayError::Unauthorized {
                     code: "missing_token",

@@ -16,6 +16,7 @@ mod accounts;
 mod admin;
 mod body;
 mod context;
+mod dashboard;
 mod events;
 mod idempotency;
 mod login;
@@ -156,7 +157,7 @@ async fn phases(gw: &Gw, req: Request) -> (&'static str, Response) {
             },
             Ok(b) => {
                 ctx.body = b;
-                admin::gateway_route(gw, &ctx)
+                admin::gateway_route(gw, &ctx).await
             }
             Err(e) => e.into_response(),
         };
