@@ -294,6 +294,9 @@ impl Gateway {
         let trim = upkeep::trim_journal(self.journal.clone(), self.pair.clone(), self.attempts.clone(), self.answers.clone());
         self.tasks.spawn("journal trim", trim);
         self.tasks.spawn("session flush", upkeep::flush_sessions(self.broker.clone(), self.stats.clone()));
+        // A warning now and once a day for each certificate near its expiry.
+        let slot = self.cert.clone();
+        self.tasks.spawn("certificate expiry", crate::certs::watch(self.cfg.clone(), move || slot.as_ref().map(|s| s.chain())));
     }
 
     /// The front's TLS acceptor (none with `insecure_http`): it serves the
