@@ -224,9 +224,13 @@ async fn bad_input_through_the_gateway() {
     // The simulator's hooks are never reachable through the gateway.
     let r = api.http.put(format!("{}/_sim/faults", api.base)).bearer_auth(&token).json(&json!({"fail_next": 1})).send().await.unwrap();
     assert_eq!(r.status().as_u16(), 404);
-    // The status page wants the admin token.
-    let r = api.http.get(format!("{}/_pairgate/status", api.base)).bearer_auth(&token).send().await.unwrap();
-    assert_eq!(r.status().as_u16(), 401);
+    // The status page wants the admin token or an admin account: not an operator, not a made-up token.
+    api.post("/users", json!({"username": "op", "password": "op-pass-1", "role": "operator"})).await.ok();
+    let op = pair.gw.login("op", "op-pass-1").await;
+    let status = |t: String| api.http.get(format!("{}/_pairgate/status", api.base)).bearer_auth(t).send();
+    assert_eq!(status(op.token.clone().unwrap()).await.unwrap().status().as_u16(), 403);
+    assert_eq!(status(format!("{token}x")).await.unwrap().status().as_u16(), 401);
+    assert_eq!(status(token).await.unwrap().status().as_u16(), 200, "an admin account's session");
 }
 
 #[tokio::test]

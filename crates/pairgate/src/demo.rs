@@ -407,6 +407,7 @@ pub async fn run(port: u16, state: &Path) -> Result<ExitCode, DemoError> {
     }
     println!("  log in     admin / admin, operator / operator, viewer / viewer");
     println!("  room       {room}");
+    println!("  dashboard  https://127.0.0.1:{port}/_pairgate/ (log in as admin / admin, or with the admin token)");
     println!("  status     https://127.0.0.1:{port}/_pairgate/status with the admin token in {}", state.join("admin.token").display());
     println!("  config     {} (`pairgate --config` runs the same gateway by hand)", config_path.display());
     println!();

@@ -87,11 +87,68 @@ pub fn self_signed(common_name: &str, names: &[String]) -> Result<(String, Strin
     let pair = rcgen::KeyPair::generate()?;
     let mut params = rcgen::CertificateParams::new(names.to_vec())?;
     params.distinguished_name.push(rcgen::DnType::CommonName, common_name);
+    valid_from_now(&mut params);
+    let cert = params.self_signed(&pair)?;
+    Ok((cert.pem(), pair.serialize_pem()))
+}
+
+/// Every certificate the gateway makes: valid from an hour ago (clocks differ a
+/// little) for [`CERT_VALIDITY_DAYS`].
+fn valid_from_now(params: &mut rcgen::CertificateParams) {
     let now = time::OffsetDateTime::now_utc();
     params.not_before = now - time::Duration::hours(1);
     params.not_after = params.not_before + time::Duration::days(CERT_VALIDITY_DAYS);
-    let cert = params.self_signed(&pair)?;
-    Ok((cert.pem(), pair.serialize_pem()))
+}
+
+/// A local certificate authority (`pairgate certs init`): a self-signed CA
+/// certificate that may sign server certificates only (path length 0), valid
+/// like every certificate the gateway makes, and what it signs with.
+pub struct LocalCa {
+    /// The CA's certificate, PEM: what clients and the gateway trust.
+    pub cert_pem: String,
+    /// Its private key, PEM: a secret (written 0600, never printed).
+    pub key_pem: String,
+    issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
+}
+
+impl LocalCa {
+    /// A new CA with its own new key, named `common_name`.
+    pub fn generate(common_name: &str) -> Result<LocalCa, FilesError> {
+        let key = rcgen::KeyPair::generate()?;
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new())?;
+        params.distinguished_name.push(rcgen::DnType::CommonName, common_name);
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Constrained(0));
+        params.key_usages =
+            vec![rcgen::KeyUsagePurpose::KeyCertSign, rcgen::KeyUsagePurpose::CrlSign, rcgen::KeyUsagePurpose::DigitalSignature];
+        valid_from_now(&mut params);
+        let cert = params.self_signed(&key)?;
+        let key_pem = key.serialize_pem();
+        Ok(LocalCa { cert_pem: cert.pem(), key_pem, issuer: rcgen::Issuer::new(params, key) })
+    }
+
+    /// A server certificate for `names` (DNS names or IP addresses) with a new
+    /// key, signed by this CA and valid like it: the chain (the certificate,
+    /// then the CA's, PEM) and the key (PEM). A client that trusts the CA, or
+    /// this file, accepts it.
+    pub fn issue(&self, common_name: &str, names: &[String]) -> Result<(String, String), FilesError> {
+        let key = rcgen::KeyPair::generate()?;
+        let mut params = rcgen::CertificateParams::new(names.to_vec())?;
+        params.distinguished_name.push(rcgen::DnType::CommonName, common_name);
+        params.is_ca = rcgen::IsCa::ExplicitNoCa;
+        params.key_usages = vec![rcgen::KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
+        params.use_authority_key_identifier_extension = true;
+        valid_from_now(&mut params);
+        let cert = params.signed_by(&key, &self.issuer)?;
+        Ok((format!("{}{}", cert.pem(), self.cert_pem), key.serialize_pem()))
+    }
+}
+
+/// Create a file anyone may read (a certificate); an existing file is an error
+/// (`AlreadyExists`) and is left as it was.
+pub fn create_public(path: &Path, contents: &[u8]) -> Result<(), FilesError> {
+    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).open(path).map_err(io(path))?;
+    f.write_all(contents).map_err(io(path))
 }
 
 /// The names a certificate for a service on this machine is made for.
@@ -106,10 +163,7 @@ pub fn create_self_signed(cert: &Path, key: &Path, common_name: &str, names: &[S
     let (cert_pem, key_pem) = self_signed(common_name, names)?;
     create_parent(cert)?;
     create_parent(key)?;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    let mut f = options.open(cert).map_err(io(cert))?;
-    f.write_all(cert_pem.as_bytes()).map_err(io(cert))?;
+    create_public(cert, cert_pem.as_bytes())?;
     if let Err(e) = create_secret(key, key_pem.as_bytes()) {
         let _ = std::fs::remove_file(cert);
         return Err(e);

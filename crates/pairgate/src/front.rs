@@ -94,6 +94,11 @@ impl CertSlot {
         self.0.store(Arc::new(key));
     }
 
+    /// The whole chain served now (DER, leaf first).
+    pub fn chain(&self) -> Vec<CertificateDer<'static>> {
+        self.0.load().cert.clone()
+    }
+
     /// The leaf certificate served now (DER).
     pub fn leaf(&self) -> Option<CertificateDer<'static>> {
         self.0.load().cert.first().cloned()

@@ -309,6 +309,9 @@ impl Gateway {
         };
         let states = [self.pair.members[0].detector.watch(), self.pair.members[1].detector.watch()];
         self.tasks.spawn("timeline", crate::timeline::watch(self.timeline.clone(), states, view));
+        // A warning now and once a day for each certificate near its expiry.
+        let slot = self.cert.clone();
+        self.tasks.spawn("certificate expiry", crate::certs::watch(self.cfg.clone(), move || slot.as_ref().map(|s| s.chain())));
     }
 
     /// The front's TLS acceptor (none with `insecure_http`): it serves the

@@ -9,6 +9,7 @@ pub mod admin;
 pub mod adminctl;
 pub mod answers;
 pub mod cascade;
+pub mod certs;
 pub mod chassis;
 pub mod config;
 pub mod demo;

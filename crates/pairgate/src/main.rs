@@ -2,7 +2,9 @@
 //!
 //! `pairgate --config FILE` runs the gateway; `check-config` validates a
 //! configuration; `init` makes the certificates, secrets and state directory a
-//! configuration names; `resync`, `primary` and `maintenance` are the admin
+//! configuration names; `certs init` makes a local CA and the certificates it
+//! signs, `certs show` lists the certificates a configuration uses and trusts
+//! and when each expires; `resync`, `primary` and `maintenance` are the admin
 //! actions of a running gateway; `demo` runs a whole pair on one machine, and
 //! `chassis` one reference chassis.
 //!
@@ -82,6 +84,13 @@ enum Command {
         #[arg(long)]
         provision: bool,
     },
+    /// Certificates: make a local CA and the certificates it signs (`init`),
+    /// or list the ones a configuration uses and trusts and when each expires
+    /// (`show`).
+    Certs {
+        #[command(subcommand)]
+        command: CertsCommand,
+    },
     /// Run a redundant pair on one machine: two reference chassis and the
     /// gateway in front of them, with certificates and secrets generated on
     /// first run.
@@ -153,6 +162,39 @@ enum Command {
     Chassis(Box<chassis_sim::cli::Args>),
 }
 
+#[derive(Debug, Subcommand)]
+enum CertsCommand {
+    /// Make a local CA (`DIR/ca.pem`, `ca.key`), the gateway's certificate
+    /// signed by it for the `--san` names (`DIR/gateway.pem`, `.key`) and one
+    /// per chassis (`DIR/chassis-NAME.pem`, `.key`), each valid one year, and
+    /// print the gateway.toml lines that use them. Nothing is replaced: if any
+    /// of the files exists, nothing is written. Keys are 0600, never printed.
+    Init {
+        /// Where the files go (made 0700 if missing).
+        #[arg(long, value_name = "DIR")]
+        dir: PathBuf,
+        /// A name the gateway's certificate is for: a DNS name or an IP
+        /// address (one per --san; at least one).
+        #[arg(long = "san", value_name = "NAME", required = true)]
+        sans: Vec<String>,
+        /// A chassis to make a certificate for: `NAME` (for localhost and
+        /// 127.0.0.1) or `NAME=SAN,SAN…`; default: chassis `a` and `b`.
+        #[arg(long = "chassis", value_name = "NAME[=SAN,SAN…]")]
+        chassis: Vec<String>,
+    },
+    /// List every certificate the configuration uses or trusts (the gateway's
+    /// tls_cert, each chassis' ca_cert, the superior's ca_cert), every one in
+    /// each file: subject, names, SHA-256 fingerprint, expiry, and a WARNING
+    /// for each that expires within 30 days. Exits 0 whenever the
+    /// configuration loads (warnings and unreadable files are printed, not an
+    /// exit code); 2 if it does not.
+    Show {
+        /// The configuration file.
+        #[arg(long, default_value = "gateway.toml")]
+        config: PathBuf,
+    },
+}
+
 const EXIT_CONFIG_ERROR: u8 = 2;
 
 fn main() -> ExitCode {
@@ -169,6 +211,15 @@ fn main() -> ExitCode {
             }
         }
         (Some(Command::Init { config, provision }), _) => init(&config, provision),
+        (Some(Command::Certs { command: CertsCommand::Init { dir, sans, chassis } }), _) => certs_init(&dir, &sans, &chassis),
+        (Some(Command::Certs { command: CertsCommand::Show { config } }), _) => {
+            // The files are the point: a missing one is listed, not a load error.
+            let Some(cfg) = load(&config, FileChecks::Skip) else { return ExitCode::from(EXIT_CONFIG_ERROR) };
+            println!("pairgate certs show: {}", cfg.file.display());
+            println!();
+            print!("{}", pairgate::certs::show(&pairgate::certs::inventory(&cfg)));
+            ExitCode::SUCCESS
+        }
         (Some(Command::Demo { port, state, cascade, log_format }), _) => runtime().map_or(ExitCode::FAILURE, |rt| {
             // The demo's terminal shows its own status line; its access log is
             // there for whoever asks (RUST_LOG=pairgate=info).
@@ -285,6 +336,24 @@ fn init(file: &Path, provision: bool) -> ExitCode {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
+    }
+}
+
+/// `pairgate certs init`: check the command line, make everything or nothing,
+/// say what was made and how gateway.toml uses it.
+fn certs_init(dir: &Path, sans: &[String], chassis: &[String]) -> ExitCode {
+    use pairgate::certs;
+    let made = certs::InitPlan::new(dir, sans, chassis).and_then(|plan| certs::init(&plan).map(|made| (plan, made)));
+    match made {
+        Ok((plan, made)) => {
+            let abs = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+            print!("{}", certs::init_report(&plan, &abs, &made));
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("pairgate certs init: {e}");
+            ExitCode::from(EXIT_CONFIG_ERROR)
+        }
     }
 }
 

@@ -9,7 +9,8 @@
 //!   commit latency; `Idempotency-Key` repeats answered from the store;
 //! - **read at scrape time** from the gateway's own state ([`render`]): each
 //!   chassis' state, the primary, applied positions and lag, the journal's depth
-//!   and disk use, sessions, failovers, resyncs, divergences, certificate expiry.
+//!   and disk use, sessions, failovers, resyncs, divergences, and each
+//!   certificate's expiry (read from the files the configuration names).
 //!   Nothing is copied into a metric to be read back: the status page and the
 //!   scrape read the same values.
 //!
@@ -181,6 +182,26 @@ pub struct Snapshot {
     pub divergences: u64,
     pub failed_reads: u64,
     pub store_errors: u64,
+    /// Every certificate the running configuration uses or trusts (read from
+    /// its files at the scrape, `certs::inventory`).
+    pub certificates: Vec<CertExpiry>,
+}
+
+/// One certificate as a scrape sees it.
+pub struct CertExpiry {
+    /// `gateway`, `chassis a`, `superior` (`certs::Role`).
+    pub role: String,
+    pub path: String,
+    /// Until its not-after; negative once it has expired.
+    pub seconds_left: i64,
+    /// Within `certs::WARN_DAYS` of its not-after, or past it.
+    pub expiring: bool,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CertLabels {
+    role: String,
+    path: String,
 }
 
 /// The whole scrape: the counted metrics, then the snapshot's.
@@ -224,6 +245,23 @@ fn snapshot_registry(s: &Snapshot) -> Registry {
         resyncs.get_or_create(&ResyncLabels { chassis: c.name.clone(), result: "done" }).inc_by(c.resyncs_done);
         resyncs.get_or_create(&ResyncLabels { chassis: c.name.clone(), result: "failed" }).inc_by(c.resyncs_failed);
     }
+    // One sample per file: a file holding a chain shows its soonest expiry.
+    let mut soonest: std::collections::BTreeMap<(&str, &str), i64> = std::collections::BTreeMap::new();
+    for c in &s.certificates {
+        let left = soonest.entry((c.role.as_str(), c.path.as_str())).or_insert(c.seconds_left);
+        *left = (*left).min(c.seconds_left);
+    }
+    let expiry: Family<CertLabels, Gauge> = Family::default();
+    for ((role, path), left) in soonest {
+        expiry.get_or_create(&CertLabels { role: role.to_string(), path: path.to_string() }).set(left);
+    }
+    let expiring = s.certificates.iter().filter(|c| c.expiring).count() as u64;
+    r.register(
+        "certificate_expiry_seconds",
+        "Seconds until the soonest not-after of the certificates in each file the configuration names (negative: expired)",
+        expiry,
+    );
+    r.register("certificates_expiring", "Certificates that expire within 30 days or have expired", gauge(expiring));
     r.register("chassis_state", "1 for the state each chassis is in, 0 for the others", state);
     r.register("chassis_primary", "1 for the primary chassis", primary);
     r.register("chassis_applied_seq", "The last journal entry each chassis applied", applied);
@@ -272,6 +310,12 @@ mod tests {
             divergences: 0,
             failed_reads: 0,
             store_errors: 0,
+            certificates: vec![
+                CertExpiry { role: "gateway".into(), path: "/c/gw.pem".into(), seconds_left: 9 * 86_400, expiring: true },
+                // The chain's CA, in the same file: the file shows the sooner.
+                CertExpiry { role: "gateway".into(), path: "/c/gw.pem".into(), seconds_left: 300 * 86_400, expiring: false },
+                CertExpiry { role: "chassis a".into(), path: "/c/ca.pem".into(), seconds_left: -5, expiring: true },
+            ],
         }
     }
 
@@ -294,6 +338,9 @@ mod tests {
         assert!(!text.contains("pairgate_chassis_applied_seq{chassis=\"b\"}"), "{text}");
         assert!(text.contains("pairgate_resyncs_total{chassis=\"b\",result=\"failed\"} 2\n"), "{text}");
         assert!(text.contains("pairgate_failovers_total 1\n"), "{text}");
+        assert!(text.contains("pairgate_certificate_expiry_seconds{role=\"gateway\",path=\"/c/gw.pem\"} 777600\n"), "{text}");
+        assert!(text.contains("pairgate_certificate_expiry_seconds{role=\"chassis a\",path=\"/c/ca.pem\"} -5\n"), "{text}");
+        assert!(text.contains("pairgate_certificates_expiring 2\n"), "{text}");
         assert_eq!(text.matches("# EOF").count(), 1);
         assert!(text.ends_with("# EOF\n"));
     }

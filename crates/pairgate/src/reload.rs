@@ -163,6 +163,9 @@ impl Gateway {
         }
         self.cfg.store(Arc::new(new));
         tracing::info!(file, ?changed, "configuration reloaded");
+        // The certificates just read: any still near its expiry is said again.
+        let served = self.cert.as_ref().map(|slot| slot.chain());
+        crate::certs::warn_expiring(&self.cfg.load(), served.as_deref());
         Ok(Reloaded { file, changed })
     }
 

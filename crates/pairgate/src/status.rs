@@ -1,6 +1,7 @@
 //! `GET /_pairgate/status` (bearer: the admin token from `gateway.toml`):
 //! each chassis' state, the primary, what each has applied and how far it
-//! lags, the journal's depth, divergences seen, sessions.
+//! lags, the journal's depth, divergences seen, sessions, and every
+//! certificate the configuration names with its expiry (`certs.rs`).
 
 use std::sync::atomic::Ordering;
 
@@ -81,7 +82,52 @@ pub fn snapshot(gw: &Gateway) -> crate::metrics::Snapshot {
         divergences: gw.stats.divergences.load(Ordering::Relaxed),
         failed_reads: gw.stats.failed_reads.load(Ordering::Relaxed),
         store_errors: gw.stats.store_errors.load(Ordering::Relaxed),
+        certificates: served_inventory(gw)
+            .into_iter()
+            .flatten()
+            .map(|c| crate::metrics::CertExpiry {
+                role: c.role.to_string(),
+                path: c.path.display().to_string(),
+                seconds_left: c.seconds_left,
+                expiring: c.expiring(),
+            })
+            .collect(),
     }
+}
+
+/// Every certificate the running configuration names: the gateway's own as
+/// the front serves it now, the trust anchors read from their files now.
+fn served_inventory(gw: &Gateway) -> Vec<Result<crate::certs::CertInfo, crate::certs::CertProblem>> {
+    let served = gw.cert.as_ref().map(|slot| slot.chain());
+    crate::certs::inventory_serving(&gw.cfg.load(), served.as_deref())
+}
+
+/// The `certificates` of the status page ([`served_inventory`]: a reload
+/// with a new file shows the new one), and the files that cannot be read.
+fn certificates(gw: &Gateway) -> (Vec<serde_json::Value>, Vec<serde_json::Value>) {
+    let (mut certs, mut problems) = (Vec::new(), Vec::new());
+    for item in served_inventory(gw) {
+        match item {
+            Ok(c) => certs.push(json!({
+                "role": c.role,
+                "chassis": c.role.chassis(),
+                "path": c.path.display().to_string(),
+                "subject": c.subject,
+                "sans": c.sans,
+                "sha256": c.sha256,
+                "not_after": c.not_after(),
+                "days_left": c.days_left,
+                "expiring": c.expiring(),
+            })),
+            Err(p) => problems.push(json!({
+                "role": p.role,
+                "chassis": p.role.chassis(),
+                "path": p.path.display().to_string(),
+                "error": p.reason,
+            })),
+        }
+    }
+    (certs, problems)
 }
 
 pub fn status(gw: &Gateway, headers: &HeaderMap) -> Response {
@@ -127,6 +173,8 @@ pub fn body(gw: &Gateway) -> serde_json::Value {
         })
         .collect();
     let primary = gw.pair.primary().map(|i| gw.pair.members[i].upstream.name.clone());
+    let (certs, cert_problems) = certificates(gw);
+    let expiring = certs.iter().filter(|c| c["expiring"] == true).count();
     json!({
         "primary": primary,
         "chassis": chassis,
@@ -144,6 +192,10 @@ pub fn body(gw: &Gateway) -> serde_json::Value {
         "resync": gw.progress.lock().clone(),
         "pairing": gw.pairing.get().name(),
         "pairing_blocked": gw.pairing.blocked(),
+        // Each certificate the gateway serves or trusts, and its expiry.
+        "certificates": certs,
+        "certificates_expiring": expiring,
+        "certificate_problems": cert_problems,
         // The pair's cascade identity as configured (never a password).
         "cascade": gw.cfg.load().cascade.as_ref().map(|c| json!({
             "serial": c.serial,

@@ -173,8 +173,15 @@ function render(s) {
   const certs = s.certificates || [];
   const expiring = certs.filter((c) => c.expiring);
   const certsEl = $("#certs");
-  text(certsEl, certs.length ? (expiring.length ? `${expiring.length} expiring soon` : `${certs.length} valid`) : "–");
-  certsEl.className = "v" + (expiring.length ? " warn" : "");
+  const problems = (s.certificate_problems || []).length;
+  const own = certs.find((c) => c.role === "gateway");
+  text(certsEl, [
+    certs.length ? (expiring.length ? `${expiring.length} expiring within 30 days` : `${certs.length} valid`) : "none read",
+    own ? `gateway's until ${own.not_after.slice(0, 10)}` : null,
+    problems ? `${problems} unreadable` : null,
+  ].filter(Boolean).join(", "));
+  certsEl.className = "v" + (expiring.length || problems ? " warn" : "");
+  certsEl.title = certs.map((c) => `${c.role}: ${c.subject}, until ${c.not_after} (${c.days_left} days)`).join("\n");
 
   const inSync = s.chassis.filter((c) => c.state === "in_sync").length;
   const health = $("#health");
