@@ -137,6 +137,8 @@ pub fn open(dir: impl AsRef<Path>, config: JournalConfig) -> Result<(Journal, Se
     let (last_seq_tx, _) = watch::channel(rec.last_seq);
     let shared = Arc::new(Shared {
         gateway_id: rec.gateway_id,
+        // Positive as an SQLite integer.
+        incarnation: rand::random::<u64>() >> 1,
         keys,
         readers: readers::ReaderPool::new(path),
         state: Mutex::new(State {

@@ -182,6 +182,8 @@ pub fn body(gw: &Gateway) -> serde_json::Value {
         "journal_depth": gw.journal.depth(),
         "journal_disk_bytes": crate::gateway::journal_disk_bytes(&gw.cfg.load().state.dir),
         "ids_ready": gw.pairing.accepts_mutations().is_ok(),
+        // The next id a create is given (null until the first pairing set it).
+        "next_id": gw.sequencer.id_counter(),
         "divergences": gw.stats.divergences.load(Ordering::Relaxed),
         "failovers": gw.pair.failovers(),
         "store_errors": gw.stats.store_errors.load(Ordering::Relaxed),

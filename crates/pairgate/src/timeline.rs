@@ -22,8 +22,9 @@ use crate::chassis::detector::ChassisState;
 /// How many events the timeline keeps (older ones are dropped).
 pub const KEPT: usize = 500;
 
-/// How often [`watch`] looks at the pair.
-pub const WATCH_EVERY: Duration = Duration::from_millis(100);
+/// How often [`watch`] looks at the primary and the counters when no
+/// chassis changed state (a state change wakes it at once).
+pub const WATCH_EVERY: Duration = Duration::from_secs(1);
 
 /// What kind of thing happened (the dashboard colours by it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -1095,6 +1095,7 @@ fn the_shipped_rules_let_windows_of_different_walls_and_routes_of_different_outp
         id_block: None,
         account: "admin".into(),
         client_key: None,
+        epoch: None,
     };
     let of = |m: &str, p: &str, b: &str| Conflicts::of(&c.routes, &entry(m, p, b), || Some(b.as_bytes()));
     let win7 = of("PUT", "/api/v1/walls/7/windows/70", r#"{"x":1}"#);

@@ -177,7 +177,8 @@ async fn id_floor_raises_never_lowers_and_survives_reopen() {
     let e = seq.append(draft(2, 3)).await.unwrap();
     assert_eq!((e.seq, e.id_block.unwrap().base, e.id_block.unwrap().count), (2, 1000, 3));
     assert_eq!(e.id_block_header().as_deref(), Some("1000+3"));
-    assert_eq!(e.chassis_idempotency_key(journal.gateway_id()), format!("{}/2", journal.gateway_id()));
+    let key = e.chassis_idempotency_key(journal.gateway_id());
+    assert!(key.starts_with(&format!("{}.", journal.gateway_id())) && key.ends_with("/2"), "{key}");
     assert_eq!(seq.ensure_id_floor(1002).await.unwrap(), 1003, "a floor below the counter changes nothing");
     assert_eq!(seq.ensure_id_floor(2000).await.unwrap(), 2000);
     let gateway_id = journal.gateway_id().to_owned();
@@ -909,11 +910,75 @@ async fn a_version_1_journal_is_upgraded_and_its_bodies_read_as_plain() {
     {
         // What a gateway before sealed bodies wrote: no body_format column, version 1.
         let conn = rusqlite::Connection::open(dir.path().join("journal.sqlite")).unwrap();
-        conn.execute_batch("ALTER TABLE entries DROP COLUMN body_format; UPDATE meta SET value = 1 WHERE key = 'schema_version';").unwrap();
+        conn.execute_batch(
+            "ALTER TABLE entries DROP COLUMN body_format; ALTER TABLE entries DROP COLUMN epoch; \
+             UPDATE meta SET value = 1 WHERE key = 'schema_version';",
+        )
+        .unwrap();
     }
     let (journal, seq) = open(&dir);
     let old = journal.get(1).unwrap().unwrap();
     assert_eq!((old.body_format, journal.body(&old).unwrap()), (BodyFormat::Plain, draft(1, 0).body));
     let new = seq.append(secret_draft("pw-after-upgrade")).await.unwrap();
     assert_eq!(journal.body(&journal.get(new.seq).unwrap().unwrap()).unwrap(), secret_draft("pw-after-upgrade").body);
+}
+
+#[tokio::test]
+async fn an_entrys_chassis_key_survives_a_restart_and_a_seq_counted_again_gets_another() {
+    let dir = tempdir();
+    let backup = tempdir();
+    let first_key = {
+        let (journal, seq) = open(&dir);
+        seq.ensure_id_floor(1).await.unwrap();
+        let e = seq.append(draft(1, 0)).await.unwrap();
+        e.chassis_idempotency_key(journal.gateway_id())
+    };
+    // What an operator's copy of the state directory holds: the journal up to seq 1.
+    for f in std::fs::read_dir(dir.path()).unwrap() {
+        let f = f.unwrap();
+        std::fs::copy(f.path(), backup.path().join(f.file_name())).unwrap();
+    }
+    let second_key = {
+        // A restart: entry 1 is sent again with the key it was sent with before.
+        let (journal, seq) = open(&dir);
+        let again = journal.get(1).unwrap().unwrap();
+        assert_eq!(again.chassis_idempotency_key(journal.gateway_id()), first_key);
+        let e = seq.append(draft(2, 0)).await.unwrap();
+        assert_eq!(e.seq, 2);
+        e.chassis_idempotency_key(journal.gateway_id())
+    };
+    // The older copy restored: seq 2 is counted again, for another mutation,
+    // and must not reach a chassis under the key it remembers from the first.
+    for f in std::fs::read_dir(backup.path()).unwrap() {
+        let f = f.unwrap();
+        std::fs::copy(f.path(), dir.path().join(f.file_name())).unwrap();
+    }
+    let (journal, seq) = open(&dir);
+    let e = seq.append(draft(3, 0)).await.unwrap();
+    assert_eq!(e.seq, 2, "the restored journal counts seq 2 again");
+    assert_ne!(e.chassis_idempotency_key(journal.gateway_id()), second_key);
+}
+
+#[tokio::test]
+async fn a_version_2_journals_entries_keep_their_keys_and_new_ones_get_an_epoch() {
+    let dir = tempdir();
+    let gid = {
+        let (journal, seq) = open(&dir);
+        seq.ensure_id_floor(1).await.unwrap();
+        seq.append(draft(1, 0)).await.unwrap();
+        journal.gateway_id().to_string()
+    };
+    {
+        // What a gateway before entry epochs wrote: no epoch column, version 2.
+        let conn = rusqlite::Connection::open(dir.path().join("journal.sqlite")).unwrap();
+        conn.execute_batch("ALTER TABLE entries DROP COLUMN epoch; UPDATE meta SET value = 2 WHERE key = 'schema_version';").unwrap();
+    }
+    let (journal, seq) = open(&dir);
+    let old = journal.get(1).unwrap().unwrap();
+    assert_eq!((old.epoch, old.chassis_idempotency_key(&gid)), (None, format!("{gid}/1")), "sent before the upgrade, sent again alike");
+    let new = seq.append(draft(2, 0)).await.unwrap();
+    let stored = journal.get(new.seq).unwrap().unwrap();
+    assert!(stored.epoch.is_some());
+    assert_eq!(stored.chassis_idempotency_key(&gid), new.chassis_idempotency_key(&gid));
+    assert!(new.chassis_idempotency_key(&gid).starts_with(&format!("{gid}.")));
 }

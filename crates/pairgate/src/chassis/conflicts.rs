@@ -245,6 +245,7 @@ mod tests {
             id_block: block.map(|(base, count)| IdBlock { base, count }),
             account: "admin".into(),
             client_key: None,
+            epoch: None,
         }
     }
 

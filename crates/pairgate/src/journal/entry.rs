@@ -98,6 +98,10 @@ pub struct Entry {
     pub id_block: Option<IdBlock>,
     pub account: String,
     pub client_key: Option<String>,
+    /// The journal's incarnation when it was appended (random per opening of the
+    /// journal; `None` for entries appended before schema version 3): part of
+    /// [`Entry::chassis_idempotency_key`].
+    pub epoch: Option<u64>,
 }
 
 impl Entry {
@@ -115,11 +119,18 @@ impl Entry {
         (self.method.len() + self.path_and_query.len() + headers + self.body.len() + self.account.len() + client_key) as u64
     }
 
-    /// The `Idempotency-Key` sent to a chassis with this entry: `<gateway id>/<seq>`.
-    /// The same on every replay and on both chassis, so a chassis that remembers keys
-    /// applies a replayed entry once.
+    /// The `Idempotency-Key` sent to a chassis with this entry:
+    /// `<gateway id>.<epoch, hex>/<seq>` (`<gateway id>/<seq>` for an entry
+    /// appended before epochs were stored). The same on every replay, also after
+    /// a restart, and on both chassis, so a chassis that remembers keys applies a
+    /// replayed entry once; never the same for two entries, even if a seq is
+    /// counted again (a state directory restored from an older copy), so a
+    /// chassis never answers a new entry with an old one's remembered answer.
     pub fn chassis_idempotency_key(&self, gateway_id: &str) -> String {
-        format!("{gateway_id}/{}", self.seq)
+        match self.epoch {
+            Some(epoch) => format!("{gateway_id}.{epoch:x}/{}", self.seq),
+            None => format!("{gateway_id}/{}", self.seq),
+        }
     }
 }
 
@@ -139,9 +150,14 @@ mod tests {
             id_block: Some(IdBlock { base: 7000, count: 8 }),
             account: "admin".into(),
             client_key: None,
+            epoch: None,
         };
         assert_eq!(e.id_block_header().as_deref(), Some("7000+8"));
-        assert_eq!(e.chassis_idempotency_key("0a1b"), "0a1b/42");
+        assert_eq!(e.chassis_idempotency_key("0a1b"), "0a1b/42", "an entry from before epochs keeps its key");
+        let later = Entry { epoch: Some(0xbeef), ..e.clone() };
+        assert_eq!(later.chassis_idempotency_key("0a1b"), "0a1b.beef/42");
+        let again = Entry { epoch: Some(0xf00d), ..e.clone() };
+        assert_ne!(again.chassis_idempotency_key("0a1b"), later.chassis_idempotency_key("0a1b"), "the same seq in another epoch");
         assert_eq!(Entry { id_block: None, ..e }.id_block_header(), None);
     }
 }

@@ -11,6 +11,9 @@
 //!   truncated with its neighbours; `body_format` says whether `body` is as sent (0)
 //!   or sealed with `journal.key` (1, see `keys.rs`). Schema version 2 added that
 //!   column; a version 1 journal gets it (every old body reads as plain) on open.
+//!   `epoch` (version 3) is the journal's random incarnation when the entry was
+//!   appended, part of the key the chassis are sent (`Entry::chassis_idempotency_key`);
+//!   entries of an older journal have none and keep the key they were sent with.
 //!
 //! The file is created 0600 before SQLite opens it (SQLite gives `-wal` and `-shm`
 //! the database's mode), and `secure_delete` is on: truncated entries are
@@ -37,7 +40,7 @@ use super::sql_u64::{opt, U64};
 use super::JournalError;
 
 pub(crate) const DB_FILE: &str = "journal.sqlite";
-pub(crate) const SCHEMA_VERSION: i64 = 2;
+pub(crate) const SCHEMA_VERSION: i64 = 3;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS meta (
@@ -55,7 +58,8 @@ CREATE TABLE IF NOT EXISTS entries (
     account        TEXT NOT NULL,
     client_key     TEXT,
     void           INTEGER NOT NULL DEFAULT 0,
-    body_format    INTEGER NOT NULL DEFAULT 0
+    body_format    INTEGER NOT NULL DEFAULT 0,
+    epoch          INTEGER
 );
 CREATE TABLE IF NOT EXISTS applied (
     chassis TEXT PRIMARY KEY,
@@ -144,12 +148,16 @@ pub(crate) fn init_and_recover(conn: &mut Connection, chassis: &[String]) -> Res
 
     let version: Option<i64> = meta_get(&tx, "schema_version")?;
     match version {
-        // A new journal: SCHEMA just created version 2's tables.
+        // A new journal: SCHEMA just created version 3's tables.
         None => meta_set(&tx, "schema_version", SCHEMA_VERSION)?,
-        Some(1) => {
-            tx.execute_batch("ALTER TABLE entries ADD COLUMN body_format INTEGER NOT NULL DEFAULT 0").map_err(JournalError::storage)?;
+        Some(old @ (1 | 2)) => {
+            if old == 1 {
+                tx.execute_batch("ALTER TABLE entries ADD COLUMN body_format INTEGER NOT NULL DEFAULT 0").map_err(JournalError::storage)?;
+            }
+            // Entries already there keep the key they were sent with (no epoch).
+            tx.execute_batch("ALTER TABLE entries ADD COLUMN epoch INTEGER").map_err(JournalError::storage)?;
             meta_set(&tx, "schema_version", SCHEMA_VERSION)?;
-            tracing::info!("journal schema upgraded from version 1 to {SCHEMA_VERSION} (sealed bodies)");
+            tracing::info!("journal schema upgraded from version {old} to {SCHEMA_VERSION} (sealed bodies, entry epochs)");
         }
         Some(v) if v == SCHEMA_VERSION => {}
         Some(found) => return Err(JournalError::SchemaVersion { found, supported: SCHEMA_VERSION }),

@@ -22,6 +22,11 @@ use super::JournalConfig;
 #[derive(Debug)]
 pub(crate) struct Shared {
     pub(crate) gateway_id: String,
+    /// Drawn at random each time the journal is opened, and stored with every
+    /// entry appended meanwhile ([`Entry::epoch`]): the key a chassis is sent
+    /// with an entry is then never one it saw, even for a seq used again (a
+    /// state directory restored from an older copy counts seqs again).
+    pub(crate) incarnation: u64,
     /// Seals secret-bearing bodies and keys client fingerprints (`journal.key`).
     pub(crate) keys: JournalKeys,
     pub(crate) config: JournalConfig,

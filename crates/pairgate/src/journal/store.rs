@@ -14,7 +14,7 @@ use super::entry::{BodyFormat, Entry, IdBlock};
 use super::sql_u64::{opt, U64};
 use super::ClientResponse;
 
-const ENTRY_COLUMNS: &str = "seq, method, path_and_query, headers, body, id_base, id_count, account, client_key, body_format";
+const ENTRY_COLUMNS: &str = "seq, method, path_and_query, headers, body, id_base, id_count, account, client_key, body_format, epoch";
 
 fn encode_headers(headers: &[(String, String)]) -> rusqlite::Result<String> {
     serde_json::to_string(headers).map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))
@@ -45,13 +45,14 @@ fn entry_from_row(row: &Row<'_>) -> rusqlite::Result<Entry> {
         },
         account: row.get(7)?,
         client_key: row.get(8)?,
+        epoch: opt(row.get(10)?),
     })
 }
 
 pub(crate) fn insert_entry(conn: &Connection, e: &Entry) -> rusqlite::Result<()> {
     let mut stmt = conn.prepare_cached(
-        "INSERT INTO entries (seq, method, path_and_query, headers, body, id_base, id_count, account, client_key, body_format)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        "INSERT INTO entries (seq, method, path_and_query, headers, body, id_base, id_count, account, client_key, body_format, epoch)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
     )?;
     stmt.execute(params![
         U64(e.seq),
@@ -64,6 +65,7 @@ pub(crate) fn insert_entry(conn: &Connection, e: &Entry) -> rusqlite::Result<()>
         e.account,
         e.client_key,
         e.body_format.code(),
+        e.epoch.map(U64),
     ])?;
     Ok(())
 }

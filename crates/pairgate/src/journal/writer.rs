@@ -706,6 +706,7 @@ impl Plan {
             id_block,
             account: draft.account,
             client_key: draft.client_key,
+            epoch: Some(shared.incarnation),
         });
         if let Some(key) = &entry.client_key {
             // Only a key taken with begin_client_key is recorded: its fingerprint is

@@ -240,6 +240,7 @@ impl Pairer {
                 tracing::warn!(?grace, "a chassis did not answer at start; the other serves on the journal without a peer to compare with");
             }
             self.state.waited();
+            self.check_id_floor().await;
             return;
         }
         let mut seen: [Option<Inspection>; 2] = [None, None];
@@ -346,6 +347,47 @@ impl Pairer {
                 .await
                 .map_err(|e| format!("digest of chassis {name} for pairing: {e}"))?;
         Ok(Inspection { highest, has_data, digest })
+    }
+
+    /// A later start: the id counter must still be above every id a chassis
+    /// holds. It is, unless the state directory was restored from an older
+    /// copy (the counter went back with it) or a chassis was given rows behind
+    /// the gateway's back: then it is raised, and said. Read from each
+    /// reachable chassis' export (firmware with `id_block` and export; a
+    /// translated chassis' ids are its own, not the counter's).
+    async fn check_id_floor(&self) {
+        let Some(next) = self.sequencer.id_counter() else { return };
+        // Each reachable chassis' firmware, learnt by discovery meanwhile (bounded).
+        for _ in 0..50 {
+            if (0..2).all(|i| self.pair.translated(i).is_some() || self.pair.state(i) == ChassisState::Down) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let mut highest = 0;
+        for i in 0..2 {
+            let exports = self.pair.members[i].features.lock().as_ref().map(|d| d.has(Feature::ExportImport));
+            if exports != Some(true) || self.pair.translated(i) != Some(false) || self.pair.state(i) == ChassisState::Down {
+                continue;
+            }
+            match self.inspect_export(i).await {
+                Ok((h, _)) => highest = highest.max(h),
+                Err(e) => tracing::debug!(chassis = %self.pair.members[i].upstream.name, "id counter check at start: {e}"),
+            }
+        }
+        if highest < next {
+            return;
+        }
+        match self.sequencer.ensure_id_floor(highest + 1).await {
+            Ok(floor) => tracing::warn!(
+                counter = next,
+                highest,
+                floor,
+                "the id counter was not above every id a chassis holds: the state directory was restored from an older copy, \
+                 or a chassis was written to behind the gateway's back; raised above them"
+            ),
+            Err(e) => tracing::error!("raising the id counter: {e}"),
+        }
     }
 
     /// Whether a user is one a first start has: the chassis' `admin`, the
