@@ -10,10 +10,10 @@
 //! `test-artifacts/dashboard_*.png`. A second test checks the dashboard's
 //! login, rights and event stream at the HTTP level.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures_util::StreamExt;
-use pairgate_suite::api::{client_trusting, Api};
+use pairgate_suite::api::{client_trusting, wait_window, Api};
 use pairgate_suite::browser::{Browser, Res};
 use pairgate_suite::http::client_with;
 use pairgate_suite::pair::Pair;
@@ -33,26 +33,6 @@ fn timeline(kind: &str) -> String {
 
 fn has_text(v: &Value, needle: &str) -> bool {
     v.as_array().is_some_and(|a| a.iter().any(|t| t.as_str().is_some_and(|t| t.contains(needle))))
-}
-
-/// Poll the API (bounded) until window `wid` on `wall` satisfies `pred`.
-async fn wait_window(api: &Api, wall: u64, wid: u64, limit: Duration, pred: impl Fn(&Value) -> bool) -> Res<Value> {
-    let start = Instant::now();
-    let mut last = Value::Null;
-    for _ in 0..200 {
-        let r = api.get(&format!("/walls/{wall}/windows")).await;
-        if let Some(w) = r.body.as_array().and_then(|a| a.iter().find(|w| w["id"] == json!(wid))) {
-            last = w.clone();
-            if pred(w) {
-                return Ok(last);
-            }
-        }
-        if start.elapsed() > limit {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    Err(format!("window {wid} never matched within {limit:?}; last seen {last}"))
 }
 
 #[tokio::test]

@@ -8,32 +8,12 @@
 
 use std::time::{Duration, Instant};
 
-use pairgate_suite::api::Api;
+use pairgate_suite::api::{wait_window, Api};
 use pairgate_suite::bins::artifacts_dir;
 use pairgate_suite::browser::{Browser, Res};
 use pairgate_suite::chassis_proc::{SimOpts, SimProcess};
 use pairgate_suite::pair::Pair;
 use serde_json::{json, Value};
-
-/// Poll the API (bounded) until window `wid` on `wall` satisfies `pred`.
-async fn wait_window(api: &Api, wall: u64, wid: u64, limit: Duration, pred: impl Fn(&Value) -> bool) -> Res<Value> {
-    let start = Instant::now();
-    let mut last = Value::Null;
-    for _ in 0..200 {
-        let r = api.get(&format!("/walls/{wall}/windows")).await.ok();
-        if let Some(w) = r.body.as_array().and_then(|a| a.iter().find(|w| w["id"] == json!(wid))) {
-            last = w.clone();
-            if pred(w) {
-                return Ok(last);
-            }
-        }
-        if start.elapsed() > limit {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    Err(format!("window {wid} never matched within {limit:?}; last seen {last}"))
-}
 
 #[tokio::test]
 async fn web_client_logs_in_drags_a_window_and_follows_events() {

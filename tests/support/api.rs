@@ -139,3 +139,25 @@ impl Api {
         self.get("/hardware/outputs").await.ok().body
     }
 }
+
+/// Poll `GET /walls/{wall}/windows` (bounded: 200 tries, `limit`) until window
+/// `wid` satisfies `pred`; that window. An answer that is not a list (a
+/// refusal while no chassis serves) counts as not yet.
+pub async fn wait_window(api: &Api, wall: u64, wid: u64, limit: Duration, pred: impl Fn(&Value) -> bool) -> Result<Value, String> {
+    let start = std::time::Instant::now();
+    let mut last = Value::Null;
+    for _ in 0..200 {
+        let r = api.get(&format!("/walls/{wall}/windows")).await;
+        if let Some(w) = r.body.as_array().and_then(|a| a.iter().find(|w| w["id"] == serde_json::json!(wid))) {
+            last = w.clone();
+            if pred(w) {
+                return Ok(last);
+            }
+        }
+        if start.elapsed() > limit {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Err(format!("window {wid} never matched within {limit:?}; last seen {last}"))
+}
