@@ -143,6 +143,7 @@ pub fn same_state(e: &Evidence) -> Check {
                 let (ta, tb) = (crate::model::comparable_tables(a), crate::model::comparable_tables(b));
                 if ta != tb {
                     c.problems.push("the exports differ in client ids (see check c)".into());
+                    c.problems.extend(crate::model::table_differences(&ta, &tb, 20));
                 } else {
                     c.note = format!("exports equal in client ids ({} tables)", ta.as_object().map_or(0, |t| t.len()));
                 }

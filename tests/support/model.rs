@@ -86,6 +86,31 @@ pub fn comparable_tables(export: &Value) -> Value {
     Value::Object(out)
 }
 
+/// Where two [`comparable_tables`] differ, for a person: per table, the
+/// rows only one side has or has otherwise (at most `most` lines in all).
+pub fn table_differences(a: &Value, b: &Value, most: usize) -> Vec<String> {
+    let mut out = Vec::new();
+    let empty = serde_json::Map::new();
+    let (ta, tb) = (a.as_object().unwrap_or(&empty), b.as_object().unwrap_or(&empty));
+    let names: std::collections::BTreeSet<&String> = ta.keys().chain(tb.keys()).collect();
+    for t in names {
+        let rows = |x: &serde_json::Map<String, Value>| -> Vec<String> {
+            x.get(t).and_then(Value::as_array).into_iter().flatten().map(Value::to_string).collect()
+        };
+        let (ra, rb) = (rows(ta), rows(tb));
+        let only = |x: &[String], y: &[String]| -> Vec<String> { x.iter().filter(|r| !y.contains(r)).cloned().collect() };
+        for (side, rows) in [("a", only(&ra, &rb)), ("b", only(&rb, &ra))] {
+            for r in rows {
+                if out.len() == most {
+                    return out;
+                }
+                out.push(format!("table {t}: only chassis {side} has {r}"));
+            }
+        }
+    }
+    out
+}
+
 /// b. Every acknowledged mutation is on both chassis, with the id it was
 /// acknowledged with, and each key ends with an allowed value.
 pub fn acknowledged_on_both(logs: &[ClientLog], exports: &[Result<Value, String>; 2], register: (u64, u64)) -> Check {
