@@ -107,6 +107,12 @@ pub struct CertInfo {
 }
 
 impl CertInfo {
+    /// The same certificate with the time left counted from `now`.
+    pub fn as_of(self, now: i64) -> CertInfo {
+        let seconds_left = self.not_after_unix.saturating_sub(now);
+        CertInfo { seconds_left, days_left: seconds_left.div_euclid(DAY_S), ..self }
+    }
+
     /// Whether it expires within [`WARN_DAYS`] (30 × 24 h, that instant
     /// included) or has expired.
     pub fn expiring(&self) -> bool {
@@ -188,6 +194,48 @@ pub fn inventory_at(cfg: &Config, served: Option<&[CertificateDer<'_>]>, now: i6
         }
     }
     out
+}
+
+/// [`inventory_serving`] for the pages asked for again and again (the status
+/// page, `/metrics`, each open dashboard every second): the files are read
+/// and parsed once per configuration in force — a start or a reload, which is
+/// also when the gateway takes its trust anchors and its own certificate — and
+/// the time left is counted again at each call.
+#[derive(Default)]
+pub struct InventoryCache {
+    last: parking_lot::Mutex<Option<Cached>>,
+}
+
+struct Cached {
+    /// The configuration it was read for (kept: its address cannot be reused).
+    cfg: std::sync::Arc<Config>,
+    /// The chain the front served then.
+    served: Option<Vec<CertificateDer<'static>>>,
+    items: Vec<Result<CertInfo, CertProblem>>,
+}
+
+impl InventoryCache {
+    /// The inventory of `cfg` with the front serving `served`, as of now.
+    pub fn get(&self, cfg: &std::sync::Arc<Config>, served: Option<Vec<CertificateDer<'static>>>) -> Vec<Result<CertInfo, CertProblem>> {
+        self.get_at(cfg, served, now_unix())
+    }
+
+    /// [`InventoryCache::get`] as of `now` (Unix seconds).
+    pub fn get_at(
+        &self,
+        cfg: &std::sync::Arc<Config>,
+        served: Option<Vec<CertificateDer<'static>>>,
+        now: i64,
+    ) -> Vec<Result<CertInfo, CertProblem>> {
+        let mut last = self.last.lock();
+        let fresh = last.as_ref().is_some_and(|c| std::sync::Arc::ptr_eq(&c.cfg, cfg) && c.served == served);
+        if !fresh {
+            let items = inventory_at(cfg, served.as_deref(), now);
+            *last = Some(Cached { cfg: cfg.clone(), served, items });
+        }
+        let items = last.as_ref().map_or(&[][..], |c| c.items.as_slice());
+        items.iter().map(|item| item.clone().map(|c| c.as_of(now))).collect()
+    }
 }
 
 /// The certificates in the PEM file at `path`, each its own entry.
@@ -639,11 +687,17 @@ mod tests {
     use super::*;
 
     fn cert_der(not_after: time::OffsetDateTime, names: &[&str]) -> Vec<u8> {
+        cert(not_after, names).0
+    }
+
+    /// A self-signed certificate: its DER and its PEM.
+    fn cert(not_after: time::OffsetDateTime, names: &[&str]) -> (Vec<u8>, String) {
         let key = rcgen::KeyPair::generate().expect("key");
         let mut params = rcgen::CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>()).expect("params");
         params.not_before = time::OffsetDateTime::now_utc() - time::Duration::days(1);
         params.not_after = not_after;
-        params.self_signed(&key).expect("cert").der().to_vec()
+        let c = params.self_signed(&key).expect("cert");
+        (c.der().to_vec(), c.pem())
     }
 
     #[test]
@@ -762,6 +816,48 @@ mod tests {
         }
         // Without a served chain (certs show), the gateway's file is read.
         assert!(inventory(&cfg).iter().all(Result::is_err));
+    }
+
+    #[test]
+    fn the_cached_inventory_is_read_once_per_configuration_in_force_and_counts_days_from_now() {
+        let dir = tempfile::tempdir().expect("dir");
+        let text = include_str!("../../../gateway.toml");
+        let parse =
+            || std::sync::Arc::new(Config::parse(text, &dir.path().join("gateway.toml"), crate::config::FileChecks::Skip).expect("config"));
+        let cfg = parse();
+        let anchors: Vec<PathBuf> = named_files(&cfg).into_iter().filter(|(r, _)| r.chassis().is_some()).map(|(_, p)| p).collect();
+        let in_days = |d: i64| time::OffsetDateTime::now_utc() + time::Duration::days(d) + time::Duration::minutes(1);
+        let write = |path: &Path, pem: &str| {
+            std::fs::create_dir_all(path.parent().expect("parent")).expect("dir");
+            std::fs::write(path, pem).expect("write");
+        };
+        let (first, first_pem) = cert(in_days(100), &["a"]);
+        for p in &anchors {
+            write(p, &first_pem);
+        }
+        let cache = InventoryCache::default();
+        let served = |d: i64| Some(vec![CertificateDer::from(cert_der(in_days(d), &["gw"]))]);
+        let gw_served = served(3);
+        let now = now_unix();
+        let a_of =
+            |items: &[Result<CertInfo, CertProblem>]| items.iter().flatten().find(|c| c.role.chassis() == Some("a")).cloned().expect("a");
+        let before = cache.get_at(&cfg, gw_served.clone(), now);
+        assert_eq!(a_of(&before).sha256, fingerprint(&first));
+        assert_eq!(a_of(&before).days_left, 100);
+        // The file is replaced, not reloaded: the gateway still trusts what it read.
+        let (second, second_pem) = cert(in_days(200), &["a2"]);
+        write(&anchors[0], &second_pem);
+        let later = cache.get_at(&cfg, gw_served.clone(), now + 2 * DAY_S);
+        assert_eq!(a_of(&later).sha256, fingerprint(&first), "read again without a reload");
+        assert_eq!(a_of(&later).days_left, 98, "the time left is counted at each call");
+        let gw_days = |items: &[Result<CertInfo, CertProblem>]| items[0].as_ref().expect("served").days_left;
+        assert_eq!(gw_days(&later), 1);
+        // A new served chain (a reload of the front's certificate) is seen…
+        assert_eq!(gw_days(&cache.get_at(&cfg, served(30), now)), 30);
+        // …and so is a reload's new configuration, with the new file.
+        let reloaded = cache.get_at(&parse(), gw_served, now);
+        assert_eq!(a_of(&reloaded).sha256, fingerprint(&second));
+        assert_eq!(a_of(&reloaded).days_left, 200);
     }
 
     #[test]

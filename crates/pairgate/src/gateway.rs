@@ -125,6 +125,9 @@ pub struct Gateway {
     pub egress: Option<Arc<crate::cascade::Egress>>,
     /// What happened to the pair, for the dashboard (`timeline.rs`).
     pub timeline: Arc<crate::timeline::Timeline>,
+    /// The certificates the status page, `/metrics` and the dashboard show,
+    /// parsed once per configuration in force (`certs.rs`).
+    pub cert_inventory: crate::certs::InventoryCache,
 }
 
 impl Gateway {
@@ -229,6 +232,7 @@ impl Gateway {
             reloading: Mutex::new(()),
             cfg: Arc::new(arc_swap::ArcSwap::from_pointee(cfg)),
             timeline: Arc::default(),
+            cert_inventory: Default::default(),
         });
         gw.spawn_background();
         Ok(gw)

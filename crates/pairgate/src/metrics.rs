@@ -182,8 +182,9 @@ pub struct Snapshot {
     pub divergences: u64,
     pub failed_reads: u64,
     pub store_errors: u64,
-    /// Every certificate the running configuration uses or trusts (read from
-    /// its files at the scrape, `certs::inventory`).
+    /// Every certificate the running configuration uses or trusts (as read
+    /// at the start or the last reload, `certs::InventoryCache`; the time
+    /// left counted at the scrape).
     pub certificates: Vec<CertExpiry>,
 }
 

@@ -96,10 +96,11 @@ pub fn snapshot(gw: &Gateway) -> crate::metrics::Snapshot {
 }
 
 /// Every certificate the running configuration names: the gateway's own as
-/// the front serves it now, the trust anchors read from their files now.
+/// the front serves it now, the trust anchors as read at the start or the
+/// last reload (what the gateway trusts), their time left counted now.
 fn served_inventory(gw: &Gateway) -> Vec<Result<crate::certs::CertInfo, crate::certs::CertProblem>> {
     let served = gw.cert.as_ref().map(|slot| slot.chain());
-    crate::certs::inventory_serving(&gw.cfg.load(), served.as_deref())
+    gw.cert_inventory.get(&gw.cfg.load_full(), served)
 }
 
 /// The `certificates` of the status page ([`served_inventory`]: a reload
