@@ -36,10 +36,15 @@ impl Admin {
 /// `gateway.toml` or the gateway session of an `admin` account; another
 /// account's session is refused (403), whatever else 401.
 pub fn check_admin(gw: &Gateway, headers: &HeaderMap) -> Result<Admin, GatewayError> {
-    let given = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
-    let Some(given) = given.map(str::trim) else {
-        return Err(GatewayError::MissingToken);
-    };
+    match crate::session::bearer_token(headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok())) {
+        Ok(given) => admin_of(gw, given),
+        Err(_) => Err(GatewayError::MissingToken),
+    }
+}
+
+/// Who the bearer `given` is, as [`check_admin`] decides it.
+pub fn admin_of(gw: &Gateway, given: &str) -> Result<Admin, GatewayError> {
+    let given = given.trim();
     if gw.admin_token.matches(given) {
         return Ok(Admin::Token);
     }

@@ -120,11 +120,7 @@ async fn login(gw: &Gateway, ctx: &Ctx) -> Response {
             let Some(token) = v["token"].as_str() else {
                 return GatewayError::Internal("the login's answer has no token".into()).into_response();
             };
-            let mut headers = HeaderMap::new();
-            if let Ok(h) = HeaderValue::from_str(&format!("Bearer {token}")) {
-                headers.insert(header::AUTHORIZATION, h);
-            }
-            match crate::status::check_admin(gw, &headers) {
+            match crate::status::admin_of(gw, token) {
                 Ok(who) => (StatusCode::OK, axum::Json(json!({"token": token, "who": who.who()}))).into_response(),
                 Err(e) => {
                     end_session(gw, token);
@@ -163,7 +159,7 @@ fn logout(gw: &Gateway, headers: &HeaderMap) -> Response {
 struct Feed {
     gw: Arc<Gateway>,
     /// The bearer it was opened with, checked again at every status.
-    auth: HeaderMap,
+    bearer: String,
     rx: tokio::sync::broadcast::Receiver<Event>,
     /// Timeline events to send before waiting for new ones.
     backlog: VecDeque<Event>,
@@ -178,14 +174,13 @@ fn events(gw: &Arc<Gateway>, headers: &HeaderMap) -> Response {
     if let Err(e) = crate::status::check_admin(gw, headers) {
         return e.into_response();
     }
-    let mut auth = HeaderMap::new();
-    if let Some(v) = headers.get(header::AUTHORIZATION) {
-        auth.insert(header::AUTHORIZATION, v.clone());
-    }
+    // Checked above: an `Authorization: Bearer …` header.
+    let bearer =
+        crate::session::bearer_token(headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok())).unwrap_or_default().to_string();
     let rx = gw.timeline.subscribe();
     let mut tick = tokio::time::interval(STATUS_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let feed = Feed { gw: gw.clone(), auth, rx, backlog: gw.timeline.recent().into(), last_id: 0, status_due: true, tick };
+    let feed = Feed { gw: gw.clone(), bearer, rx, backlog: gw.timeline.recent().into(), last_id: 0, status_due: true, tick };
     let stream = futures_util::stream::unfold(feed, |mut f| async move {
         let event = f.next().await?;
         Some((Ok::<_, Infallible>(event), f))
@@ -225,7 +220,7 @@ impl Feed {
                     Err(RecvError::Closed) => return None,
                 },
                 _ = self.tick.tick() => {
-                    if crate::status::check_admin(&self.gw, &self.auth).is_err() {
+                    if crate::status::admin_of(&self.gw, &self.bearer).is_err() {
                         return None;
                     }
                     self.status_due = true;
