@@ -117,11 +117,7 @@ async fn failover_watched(pair: &mut Pair, dash: &Browser, ops: &Browser, admin:
     dash.save_screenshot("dashboard_healthy.png").await?;
 
     // The operator logs in to the chassis' web client through the gateway and moves a window.
-    ops.goto(&format!("{base}/")).await?;
-    let user = ops.wait_css("#username", SECS(15)).await?;
-    ops.send_keys(&user, "op").await?;
-    ops.send_keys(&ops.find("#password").await?, "op-pass-1").await?;
-    ops.click_css("#login-btn").await?;
+    ops.log_in_to_web_client(&base, "op", "op-pass-1").await?;
     let opt = ops.wait_css(&format!("#wall-select option[value=\"{wall_id}\"]"), SECS(15)).await?;
     ops.click(&opt).await?;
     let sel = format!(".window[data-id=\"{win_id}\"]");

@@ -58,11 +58,7 @@ async fn run_ui(
     let secs = Duration::from_secs;
 
     // Log in through the form.
-    b.goto(&format!("{base}/")).await?;
-    let user = b.wait_css("#username", secs(15)).await?;
-    b.send_keys(&user, "op").await?;
-    b.send_keys(&b.find("#password").await?, "op-pass-1").await?;
-    b.click(&b.find("#login-btn").await?).await?;
+    b.log_in_to_web_client(base, "op", "op-pass-1").await?;
 
     // Pick the wall.
     let opt = b.wait_css(&format!("#wall-select option[value=\"{wall_id}\"]"), secs(15)).await?;
@@ -182,11 +178,7 @@ const RENAMED_SOURCE: (u64, &str) = (3, "Desk camera 3");
 async fn configure_ui(b: &Browser, base: &str) -> Res<u64> {
     let secs = Duration::from_secs;
 
-    b.goto(&format!("{base}/")).await?;
-    let user = b.wait_css("#username", secs(15)).await?;
-    b.send_keys(&user, "admin").await?;
-    b.send_keys(&b.find("#password").await?, "admin").await?;
-    b.click(&b.find("#login-btn").await?).await?;
+    b.log_in_to_web_client(base, "admin", "admin").await?;
     // Logged in, live events over wss through the gateway.
     b.wait_script("return document.querySelector('#ws-state').textContent", json!("live"), secs(15)).await?;
 
@@ -358,11 +350,7 @@ fn row_id_script(table: &str, name: &str) -> String {
 /// browser's admin session is never pre-empted).
 async fn configure_rest(b: &Browser, base: &str, api: &Api) -> Res<()> {
     let secs = Duration::from_secs;
-    b.goto(&format!("{base}/")).await?;
-    let user = b.wait_css("#username", secs(15)).await?;
-    b.send_keys(&user, "admin").await?;
-    b.send_keys(&b.find("#password").await?, "admin").await?;
-    b.click(&b.find("#login-btn").await?).await?;
+    b.log_in_to_web_client(base, "admin", "admin").await?;
     b.wait_script("return document.querySelector('#ws-state').textContent", json!("live"), secs(15)).await?;
 
     // Walls: create, rename, delete.

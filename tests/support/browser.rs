@@ -209,6 +209,16 @@ impl Browser {
         Err(last)
     }
 
+    /// Open the chassis' web client at `base` (through the gateway) and log
+    /// in with its form as `user`.
+    pub async fn log_in_to_web_client(&self, base: &str, user: &str, password: &str) -> Res<()> {
+        self.goto(&format!("{base}/")).await?;
+        let field = self.wait_css("#username", Duration::from_secs(15)).await?;
+        self.send_keys(&field, user).await?;
+        self.send_keys(&self.find("#password").await?, password).await?;
+        self.click_css("#login-btn").await
+    }
+
     pub async fn click(&self, el: &str) -> Res<()> {
         self.cmd("POST", &format!("/element/{el}/click"), None).await.map(drop)
     }
