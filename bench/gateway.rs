@@ -197,6 +197,51 @@ fn rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
+/// CPU time used so far (user + system, in clock ticks of 10 ms) by `pid`
+/// and by the processes whose parent it is (nginx's workers).
+fn cpu_ticks(pid: u32) -> u64 {
+    // (parent, ticks) from /proc/PID/stat: after the `(comm)`, field 1 is the
+    // parent, 11 and 12 are utime and stime.
+    let stat = |p: u32| -> Option<(u32, u64)> {
+        let s = std::fs::read_to_string(format!("/proc/{p}/stat")).ok()?;
+        let f: Vec<&str> = s.get(s.rfind(')')? + 1..)?.split_whitespace().collect();
+        Some((f.get(1)?.parse().ok()?, f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?))
+    };
+    let children: u64 = std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()))
+        .filter_map(stat)
+        .filter(|(parent, _)| *parent == pid)
+        .map(|(_, t)| t)
+        .sum();
+    stat(pid).map_or(0, |(_, t)| t) + children
+}
+
+/// [`measure`], and the CPU the process `pid` (with its children) used per
+/// request meanwhile, in µs (the warm-up's requests counted at the same rate).
+async fn measure_cpu(t: &Target, work: Work, rate: f64, conns: usize, secs: f64, pid: u32) -> (Report, f64) {
+    let before = cpu_ticks(pid);
+    let r = measure(t, work, rate, conns, secs).await;
+    let ticks = cpu_ticks(pid).saturating_sub(before);
+    let requests = r.done as f64 * (secs + WARMUP.as_secs_f64()) / secs;
+    (r, ticks as f64 * 10_000.0 / requests.max(1.0))
+}
+
+/// The sum and the count of the histogram `name` in a Prometheus text,
+/// over all its label sets.
+fn histogram_totals(text: &str, name: &str) -> (f64, f64) {
+    let total = |suffix: &str| -> f64 {
+        let metric = format!("{name}_{suffix}");
+        text.lines()
+            .filter(|l| l.split(['{', ' ']).next() == Some(metric.as_str()))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    };
+    (total("sum"), total("count"))
+}
+
 fn mib(kib: u64) -> f64 {
     kib as f64 / 1024.0
 }
@@ -391,7 +436,7 @@ async fn main() {
     // The baseline: two more chassis, set up alike, and nginx in front.
     log("starting the baseline chassis and nginx");
     let tmp = tempfile::tempdir().expect("tempdir");
-    let (_sa, a, ca) = baseline_chassis(tmp.path(), "base-a").await;
+    let (sa, a, ca) = baseline_chassis(tmp.path(), "base-a").await;
     let (_sb, b, cb) = baseline_chassis(tmp.path(), "base-b").await;
     let base_walls = make_walls(&a).await;
     let base_walls_b = make_walls(&b).await;
@@ -439,15 +484,31 @@ async fn main() {
     let read_gw = max_rate(&gateway, Work::Read, secs).await;
     let common = (top(&read_nginx) * COMMON_SHARE).max(100.0);
     log(&format!("reads at {common:.0}/s on each"));
-    let at_direct = measure(&direct, Work::Read, common, CONNS, 2.0 * secs).await;
-    let at_nginx = measure(&nginx, Work::Read, common, CONNS, 2.0 * secs).await;
-    let at_gw = measure(&gateway, Work::Read, common, CONNS, 2.0 * secs).await;
+    let (at_direct, cpu_direct) = measure_cpu(&direct, Work::Read, common, CONNS, 2.0 * secs, sa.pid().unwrap_or(0)).await;
+    let (at_nginx, cpu_nginx) = measure_cpu(&nginx, Work::Read, common, CONNS, 2.0 * secs, proxy.pid().unwrap_or(0)).await;
+    let (at_gw, cpu_gw) = measure_cpu(&gateway, Work::Read, common, CONNS, 2.0 * secs, gw_pid).await;
 
     // 2. One mutation, one client, at 100/s: the gateway vs each chassis direct.
     log("one mutation, 1 client");
     let one_a = measure(&direct, Work::OneWindow, 100.0, 1, secs).await;
     let one_b = measure(&direct_b, Work::OneWindow, 100.0, 1, secs).await;
+    let metrics =
+        || async { pair.gw.try_admin_get("/metrics").await.ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default() };
+    let metrics_before = metrics().await;
     let one_gw = measure(&gateway, Work::OneWindow, 100.0, 1, secs).await;
+    let metrics_after = metrics().await;
+    // Where one mutation's time goes, as the gateway's own histograms saw it
+    // (means over the run: the journal's commits and its chassis requests).
+    let mean_of = |name: &str| {
+        let ((s0, c0), (s1, c1)) = (histogram_totals(&metrics_before, name), histogram_totals(&metrics_after, name));
+        if c1 > c0 {
+            Some((s1 - s0) / (c1 - c0) * 1e3)
+        } else {
+            None
+        }
+    };
+    let commit_ms = mean_of("pairgate_journal_commit_duration_seconds");
+    let chassis_ms = mean_of("pairgate_chassis_request_duration_seconds");
 
     // 3. One window, 16 connections: nginx mirror vs the gateway.
     log("one-window mutations: highest sustained rate");
@@ -575,6 +636,20 @@ async fn main() {
         ms(one_gw.p50()),
         ratio(millis(one_gw.p50()), millis(slower)),
         verdict(one_diff <= 1.0, format!("+{one_diff:.2} ms, {:.2} ms over", one_diff - 1.0))
+    );
+    println!(
+        "| reads at {}/s: CPU per request of the proxy's own processes (user + system; the chassis direct: {cpu_direct:.0} µs) | {cpu_nginx:.0} µs nginx | {cpu_gw:.0} µs | {:.2}x | — | (the cause of the reads' gap: the machine's 2 cores are shared by the load generator, the proxy and the chassis) |",
+        thousands(common),
+        ratio(cpu_gw, cpu_nginx)
+    );
+    // Means (the histograms give no quantiles that could be subtracted).
+    let one_mean = one_gw.hist.mean() / 1e3;
+    println!(
+        "| one mutation at 100/s, where the gateway's time goes (means): {one_mean:.2} ms = a journal commit (one fsync) + a chassis request (both chassis at once, as the gateway's histograms saw them) + the rest (the client's hop to the gateway, the gateway's own work and its handoffs) | — | {} | — | — | (no goal) |",
+        match (commit_ms, chassis_ms) {
+            (Some(c), Some(r)) => format!("{c:.2} ms commit + {r:.2} ms chassis + {:.2} ms the rest", one_mean - c - r),
+            _ => "the gateway's /metrics could not be read".to_string(),
+        }
     );
     match fo.first_write {
         Some(d) => println!(
