@@ -207,12 +207,29 @@ impl Client {
 pub struct Upstream {
     pub name: String,
     pub url: ChassisUrl,
+    /// `url` parsed once: each request's URL is this with its own path and
+    /// query set (the host is never parsed again per request).
+    base: reqwest::Url,
     /// The client and the trust it was built with: swapped whole by
     /// [`Upstream::retrust`] (a reload); a request in flight keeps the one it took.
     client: arc_swap::ArcSwap<Client>,
     /// Where [`Upstream::send`]'s outcomes and latencies are counted (the
     /// gateway's chassis; none for the CLI's one-off clients).
     metrics: Option<Arc<crate::metrics::Metrics>>,
+}
+
+/// The URL of `path_and_query` (`/api/v1/…[?…]`) on the chassis at `base`:
+/// what parsing `base` and the path written after it gives, without parsing
+/// the host again.
+fn url_for(base: &reqwest::Url, path_and_query: &str) -> reqwest::Url {
+    let (path, query) = match path_and_query.split_once('?') {
+        Some((path, query)) => (path, Some(query)),
+        None => (path_and_query, None),
+    };
+    let mut url = base.clone();
+    url.set_path(path);
+    url.set_query(query);
+    url
 }
 
 /// The certificates in a PEM file: the only trust anchors for one chassis.
@@ -234,7 +251,9 @@ impl Upstream {
     /// A client for `url` that trusts only `ca_cert` (https) or plain http.
     pub fn new(name: &str, url: ChassisUrl, ca_cert: Option<&Path>, per_try: Duration) -> Result<Upstream, UpstreamError> {
         let client = Client::new(name, &url, ca_cert, per_try)?;
-        Ok(Upstream { name: name.to_string(), url, client: arc_swap::ArcSwap::from_pointee(client), metrics: None })
+        let base = reqwest::Url::parse(&url.to_string())
+            .map_err(|e| UpstreamError::Client { chassis: name.into(), reason: format!("{url} is not a URL: {e}") })?;
+        Ok(Upstream { name: name.to_string(), url, base, client: arc_swap::ArcSwap::from_pointee(client), metrics: None })
     }
 
     /// From the next request on, use `client` (built by [`Client::new`] for
@@ -339,7 +358,7 @@ impl Upstream {
     }
 
     fn request(&self, method: &Method, path: &str, headers: HeaderMap, token: Option<&str>, timeout: Duration) -> reqwest::RequestBuilder {
-        let url = format!("{}{}", self.url, path);
+        let url = url_for(&self.base, path);
         let mut r = self.client.load().http.request(method.clone(), url).headers(headers).timeout(timeout);
         if let Some(t) = token {
             r = r.bearer_auth(t);
@@ -420,4 +439,31 @@ pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
 /// stays at the gateway.
 pub fn forwardable(name: &HeaderName) -> bool {
     matches!(name.as_str(), "content-type" | "accept" | "accept-language" | "if-none-match" | "if-modified-since" | "user-agent")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_requests_url_is_what_parsing_the_base_and_its_path_would_give() {
+        for base in ["https://127.0.0.1:8444", "http://[::1]:8080/", "https://Chassis-A.site:443"] {
+            let chassis = ChassisUrl::parse(base).expect("chassis url");
+            let parsed = reqwest::Url::parse(&chassis.to_string()).expect("base");
+            for path in [
+                "/api/v1/walls",
+                "/api/v1/sources/a%20b",
+                "/api/v1/walls/3/windows?x=1&y=2",
+                "/api/v1/x?q=a b&r='",
+                "/api/v1/a%2Fb/ü",
+                "/api/v1/walls?",
+                "/app.js",
+                "/",
+            ] {
+                let want = reqwest::Url::parse(&format!("{chassis}{path}")).expect("whole");
+                assert_eq!(url_for(&parsed, path), want, "{base} {path}");
+                assert_eq!(url_for(&parsed, path).as_str(), want.as_str());
+            }
+        }
+    }
 }
