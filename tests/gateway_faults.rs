@@ -106,6 +106,73 @@ async fn kill_9_of_the_primary_loses_no_read_and_no_write_and_it_replays_on_retu
     admin.get("/walls").await.ok();
 }
 
+/// A chassis killed while a write waits for it is not waited for any
+/// longer: once it is down (sent nothing more) the write is answered by the
+/// other, not after the secondary grace. The grace is 3 s here (a try 6 s), so a write
+/// that waits for the dead chassis stands out from a slow machine; three
+/// kills, each of the primary under a writer that never pauses long.
+#[tokio::test]
+async fn a_write_does_not_wait_the_grace_for_a_chassis_killed_under_it() {
+    const GRACE_MS: u64 = 3000;
+    use pairgate_suite::gateway_config::{PER_TRY_MS, SECONDARY_GRACE_MS};
+    // The grace may not be longer than a try.
+    let mut pair = Pair::start_with(|t| {
+        *t = t.replacen(&format!("secondary_grace_ms = {SECONDARY_GRACE_MS}"), &format!("secondary_grace_ms = {GRACE_MS}"), 1).replacen(
+            &format!("per_try_ms = {PER_TRY_MS}"),
+            &format!("per_try_ms = {}", 2 * GRACE_MS),
+            1,
+        )
+    })
+    .await;
+    let admin = pair.gw.login("admin", "admin").await;
+    let wall = admin.post("/walls", json!({"name": "W", "rows": 1, "cols": 1, "outputs": [1]})).await.ok().id();
+    let win = admin.post(&format!("/walls/{wall}/windows"), json!({"source_id": 1, "x": 0, "y": 0, "w": 10, "h": 10})).await.ok().id();
+    let mut slowest = Vec::new();
+    for round in 0..3 {
+        let status = pair.gw.wait_in_sync(Duration::from_secs(20)).await;
+        let victim = usize::from(status["primary"].as_str() == Some("b"));
+        let writer = {
+            let api = pair.gw.login("admin", "admin").await;
+            tokio::spawn(async move {
+                let (start, mut took) = (Instant::now(), Vec::new());
+                for k in 0..5_000u32 {
+                    if start.elapsed() > Duration::from_millis(1500) {
+                        break;
+                    }
+                    let sent = start.elapsed();
+                    let r = api.put(&format!("/walls/{wall}/windows/{win}"), json!({"x": k % 100, "y": round})).await;
+                    took.push((sent, start.elapsed() - sent, r.status));
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                }
+                took
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        let killed_after = Duration::from_millis(400);
+        if victim == 0 {
+            pair.a.kill9()
+        } else {
+            pair.b.kill9()
+        }
+        let took = writer.await.expect("writer");
+        assert!(took.iter().all(|(_, _, s)| *s == 200), "round {round}: a write failed: {took:?}");
+        let after: Vec<_> = took.iter().filter(|(sent, _, _)| *sent + Duration::from_millis(50) >= killed_after).collect();
+        let worst = after.iter().map(|(_, d, _)| *d).max().unwrap_or_default();
+        assert!(
+            worst < Duration::from_millis(GRACE_MS / 2),
+            "round {round}: a write waited {worst:?} for the killed chassis (grace {GRACE_MS} ms): {after:?}"
+        );
+        assert!(after.len() > 10, "round {round}: too few writes after the kill: {after:?}");
+        slowest.push(worst);
+        if victim == 0 {
+            pair.a.restart().await
+        } else {
+            pair.b.restart().await
+        }
+    }
+    eprintln!("the slowest write after each kill: {slowest:?}");
+}
+
 #[tokio::test]
 async fn no_gateway_user_sees_a_401_when_the_backend_session_is_preempted() {
     let pair = Pair::start().await;

@@ -41,6 +41,21 @@ impl Slot {
         let now = rx.borrow().clone();
         now
     }
+
+    /// [`Slot::wait`], or less: also over as soon as `gone` completes (the
+    /// chassis waited for went down: it is sent nothing while down, so it
+    /// reports nothing before the deadline). What was reported by then.
+    pub async fn wait_unless(
+        &self,
+        done: impl Fn(&Reported) -> bool,
+        deadline: tokio::time::Instant,
+        gone: impl std::future::Future<Output = ()>,
+    ) -> Reported {
+        tokio::select! {
+            got = self.wait(done, deadline) => got,
+            () = gone => self.reported.borrow().clone(),
+        }
+    }
 }
 
 /// Every seq's slot.
@@ -101,6 +116,24 @@ mod tests {
     }
     fn soon() -> tokio::time::Instant {
         tokio::time::Instant::now() + Duration::from_secs(1)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_wait_for_a_chassis_that_went_down_ends_then_not_at_the_deadline() {
+        let answers = Answers::default();
+        answers.fill(5, 0, ok());
+        let slot = answers.slot(5);
+        let started = tokio::time::Instant::now();
+        let down = async { tokio::time::sleep(Duration::from_millis(10)).await };
+        let got = slot.wait_unless(|r| r[1].is_some(), started + Duration::from_millis(200), down).await;
+        assert_eq!(started.elapsed(), Duration::from_millis(10), "over when the chassis went down");
+        assert!(got[0].is_some() && got[1].is_none(), "what was reported by then");
+        // Never gone: the report, or the deadline, ends it as before.
+        let never = std::future::pending::<()>();
+        let started = tokio::time::Instant::now();
+        let got = slot.wait_unless(|r| r[1].is_some(), started + Duration::from_millis(200), never).await;
+        assert_eq!(started.elapsed(), Duration::from_millis(200));
+        assert!(got[1].is_none());
     }
 
     #[tokio::test(start_paused = true)]

@@ -748,7 +748,7 @@ impl Applier {
             // Claimed right before it is sent: a void decided while this
             // applier waited wins, and none can be decided while it is sent.
             let outcome = {
-                let Some(_on_the_wire) = self.attempts.claim(entry.seq, self.journal.is_void(entry.seq)) else { continue };
+                let Some(_on_the_wire) = self.attempts.claim(entry.seq, self.index, self.journal.is_void(entry.seq)) else { continue };
                 if !repeats {
                     if let Err(e) = self.journal.mark_sending(self.name(), entry.seq).await {
                         tracing::error!(chassis = %self.name(), seq = entry.seq, "not sent: recording it as on its way failed: {e}");

@@ -20,7 +20,8 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 #[derive(Default)]
 struct Inner {
-    sending: HashMap<u64, usize>,
+    /// Attempts on the wire, per entry and chassis.
+    sending: HashMap<u64, [usize; 2]>,
     voided: HashSet<u64>,
     accepted: BTreeMap<u64, [Option<u16>; 2]>,
 }
@@ -35,14 +36,15 @@ pub struct Attempts {
 pub struct Claim<'a> {
     attempts: &'a Attempts,
     seq: u64,
+    chassis: usize,
 }
 
 impl Drop for Claim<'_> {
     fn drop(&mut self) {
         let mut inner = self.attempts.lock();
         if let Some(n) = inner.sending.get_mut(&self.seq) {
-            *n -= 1;
-            if *n == 0 {
+            n[self.chassis] = n[self.chassis].saturating_sub(1);
+            if *n == [0, 0] {
                 inner.sending.remove(&self.seq);
             }
         }
@@ -54,15 +56,21 @@ impl Attempts {
         self.inner.lock()
     }
 
-    /// Claim `seq` for one attempt, unless it is voided (here, or durably:
-    /// `void_in_journal`).
-    pub fn claim(&self, seq: u64, void_in_journal: bool) -> Option<Claim<'_>> {
+    /// Claim `seq` for one attempt to chassis `chassis`, unless it is voided
+    /// (here, or durably: `void_in_journal`).
+    pub fn claim(&self, seq: u64, chassis: usize, void_in_journal: bool) -> Option<Claim<'_>> {
         let mut inner = self.lock();
         if void_in_journal || inner.voided.contains(&seq) {
             return None;
         }
-        *inner.sending.entry(seq).or_insert(0) += 1;
-        Some(Claim { attempts: self, seq })
+        let chassis = chassis.min(1);
+        inner.sending.entry(seq).or_default()[chassis] += 1;
+        Some(Claim { attempts: self, seq, chassis })
+    }
+
+    /// Whether an attempt of `seq` to chassis `chassis` is on the wire now.
+    pub fn on_the_wire(&self, seq: u64, chassis: usize) -> bool {
+        self.lock().sending.get(&seq).is_some_and(|n| n[chassis.min(1)] > 0)
     }
 
     /// Void `seq` if no attempt is on the wire. After `true`, no claim is
@@ -123,14 +131,16 @@ mod tests {
     #[test]
     fn a_voided_entry_gets_no_claim_and_a_claimed_one_cannot_be_voided() {
         let a = Attempts::default();
-        let claim = a.claim(7, false).expect("free");
+        let claim = a.claim(7, 1, false).expect("free");
         assert!(!a.try_void(7), "on the wire: not voidable");
+        assert!(a.on_the_wire(7, 1) && !a.on_the_wire(7, 0), "on its way to chassis 1 only");
         drop(claim);
+        assert!(!a.on_the_wire(7, 1));
         assert!(a.try_void(7));
-        assert!(a.claim(7, false).is_none(), "voided: never sent again");
+        assert!(a.claim(7, 0, false).is_none(), "voided: never sent again");
         a.unvoid(7);
-        assert!(a.claim(7, false).is_some());
-        assert!(a.claim(8, true).is_none(), "void in the journal");
+        assert!(a.claim(7, 0, false).is_some());
+        assert!(a.claim(8, 0, true).is_none(), "void in the journal");
     }
 
     #[test]

@@ -132,9 +132,29 @@ async fn decide(
     let per_try = ctx.cfg.timeouts.per_try;
     let grace = ctx.cfg.timeouts.secondary_grace;
     let slot = gw.answers.slot(seq);
+    // A chassis that is down with nothing of this seq on its way to it is
+    // sent nothing more: it answers this seq only once back (catching up),
+    // so the wait ends there, with what the deadline would have found
+    // (failover within moments, not after a grace or a per-try). An attempt
+    // on the wire is waited for: a slow chassis the detector gave up on may
+    // still answer it.
+    let down = |i: usize| {
+        let mut state = gw.pair.members[i].detector.watch();
+        async move {
+            loop {
+                if state.wait_for(|s| *s == ChassisState::Down).await.is_err() {
+                    std::future::pending::<()>().await;
+                }
+                if !gw.attempts.on_the_wire(seq, i) {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
+    };
     // The primary's first answer (bounded: a hung primary costs one per-try).
     let p_deadline = tokio::time::Instant::now() + per_try + Duration::from_millis(250);
-    let mut got = slot.wait(|g| g[primary].is_some(), p_deadline).await;
+    let mut got = slot.wait_unless(|g| g[primary].is_some(), p_deadline, down(primary)).await;
     let p_ok = got[primary].as_ref().and_then(Outcome::decided).is_some();
     // The secondary's answer is waited for (up to the grace) only while it is
     // in sync: one that is catching up or being rebuilt answers this seq after
@@ -150,7 +170,7 @@ async fn decide(
         && gw.journal.applied(&gw.pair.members[secondary].upstream.name).is_ok_and(|a| seq.saturating_sub(a) <= JOIN_WINDOW);
     if targets.contains(&secondary) && (secondary_in_sync || joining || no_primary || !p_ok) {
         let s_deadline = if p_ok { tokio::time::Instant::now() + grace } else { tokio::time::Instant::now() + per_try };
-        got = slot.wait(|g| g[secondary].is_some(), s_deadline).await;
+        got = slot.wait_unless(|g| g[secondary].is_some(), s_deadline, down(secondary)).await;
     }
     let standing = Standing {
         secondary_targeted: targets.contains(&secondary),
