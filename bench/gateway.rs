@@ -230,7 +230,8 @@ async fn measure_cpu(t: &Target, work: Work, rate: f64, conns: usize, secs: f64,
 }
 
 /// The sum and the count of the histogram `name` in a Prometheus text,
-/// over all its label sets.
+/// over all its label sets (read from the text: `prometheus-parse` folds a
+/// histogram's `_sum` and `_count` away, see tests/gateway_metrics.rs).
 fn histogram_totals(text: &str, name: &str) -> (f64, f64) {
     let total = |suffix: &str| -> f64 {
         let metric = format!("{name}_{suffix}");

@@ -36,10 +36,13 @@ impl Admin {
 /// `gateway.toml` or the gateway session of an `admin` account; another
 /// account's session is refused (403), whatever else 401.
 pub fn check_admin(gw: &Gateway, headers: &HeaderMap) -> Result<Admin, GatewayError> {
-    match crate::session::bearer_token(headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok())) {
-        Ok(given) => admin_of(gw, given),
-        Err(_) => Err(GatewayError::MissingToken),
-    }
+    bearer(headers).and_then(|given| admin_of(gw, given))
+}
+
+/// The bearer of an `Authorization` header (`session::bearer_token`), or
+/// `missing_token`.
+pub fn bearer(headers: &HeaderMap) -> Result<&str, GatewayError> {
+    crate::session::bearer_token(headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok())).map_err(|_| GatewayError::MissingToken)
 }
 
 /// Who the bearer `given` is, as [`check_admin`] decides it.

@@ -143,11 +143,13 @@ fn end_session(gw: &Gateway, token: &str) {
 }
 
 fn logout(gw: &Gateway, headers: &HeaderMap) -> Response {
-    match crate::status::check_admin(gw, headers) {
+    let token = match crate::status::bearer(headers) {
+        Ok(t) => t,
+        Err(e) => return e.into_response(),
+    };
+    match crate::status::admin_of(gw, token) {
         Ok(crate::status::Admin::Account(_)) => {
-            if let Ok(t) = crate::session::bearer_token(headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok())) {
-                end_session(gw, t);
-            }
+            end_session(gw, token);
             StatusCode::NO_CONTENT.into_response()
         }
         Ok(crate::status::Admin::Token) => StatusCode::NO_CONTENT.into_response(),
@@ -171,12 +173,10 @@ struct Feed {
 }
 
 fn events(gw: &Arc<Gateway>, headers: &HeaderMap) -> Response {
-    if let Err(e) = crate::status::check_admin(gw, headers) {
-        return e.into_response();
-    }
-    // Checked above: an `Authorization: Bearer …` header.
-    let bearer =
-        crate::session::bearer_token(headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok())).unwrap_or_default().to_string();
+    let bearer = match crate::status::bearer(headers).and_then(|b| crate::status::admin_of(gw, b).map(|_| b.to_string())) {
+        Ok(b) => b,
+        Err(e) => return e.into_response(),
+    };
     let rx = gw.timeline.subscribe();
     let mut tick = tokio::time::interval(STATUS_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
