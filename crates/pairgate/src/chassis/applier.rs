@@ -646,6 +646,50 @@ impl Applier {
         m.resync.request(Reason::Divergence);
     }
 
+    /// Whether a create on its way to this chassis when the gateway stopped
+    /// landed here: the listing of its collection (`GET` of the create's
+    /// path, read as the gateway's service account) holds its row or not
+    /// ([`crate::ids::translate::landed`]). `Some(Some(answer))`: its row,
+    /// as the create's `201` would have shown it; `Some(None)`: not here;
+    /// `None`: cannot tell (said why).
+    async fn landed_here(&self, entry: &Entry) -> Option<Option<crate::chassis::upstream::Answered>> {
+        use crate::ids::translate::Landed;
+        let unsure = |why: &str| {
+            tracing::warn!(chassis = %self.name(), seq = entry.seq, "whether the create landed here cannot be told: {why}");
+            None
+        };
+        let mut req = match request_for(entry, &self.journal, self.per_try()) {
+            Ok(req) => req,
+            Err(e) => return unsure(&e.to_string()),
+        };
+        if let Some(egress) = &self.egress {
+            req.body = egress.toward_chassis(&entry.method, &entry.path_and_query, req.body);
+        }
+        let (native_path, native_body) = match self.translator.request(self.index, &entry.method, &entry.path_and_query, &req.body) {
+            Ok(native) => native,
+            Err(u) => return unsure(&u.to_string()),
+        };
+        let Ok(body) = serde_json::from_slice::<serde_json::Value>(&native_body) else { return unsure("its body is not JSON") };
+        let collection = native_path.split('?').next().unwrap_or(&native_path);
+        let listed =
+            crate::recovery::service::service_call(&self.broker, &self.pair, self.index, Method::GET, collection, None, self.per_try())
+                .await;
+        let listing = match listed.map(|b| serde_json::from_slice::<serde_json::Value>(&b)) {
+            Ok(Ok(listing)) => listing,
+            Ok(Err(e)) => return unsure(&format!("GET {collection} answered with no JSON: {e}")),
+            Err(e) => return unsure(&e.to_string()),
+        };
+        match self.translator.landed(self.index, &entry.method, &entry.path_and_query, entry.id_block, &body, &listing) {
+            Landed::Row(row) => Some(Some(crate::chassis::upstream::Answered {
+                status: 201,
+                content_type: Some(HeaderValue::from_static("application/json")),
+                body: Bytes::from(row.to_string()),
+            })),
+            Landed::Absent => Some(None),
+            Landed::Unsure(why) => unsure(&why),
+        }
+    }
+
     /// Whether this chassis recognises a resent entry by its `Idempotency-Key`
     /// (so an unknown outcome may be resent). Not known yet: no.
     fn recognises_repeats(&self) -> bool {
@@ -739,9 +783,25 @@ impl Applier {
             // it gets now (a 404 for a close that did close, a 409 for a
             // create whose rows exist) says nothing of the client's request.
             let mut blind = false;
+            // A create found on the chassis: its row, taken as the answer.
+            let mut found = None;
             if mine_unknown && on_its_way(Pair::other(self.index)) {
-                tracing::warn!(chassis = %self.name(), seq = entry.seq, "this entry was on its way to both chassis when the gateway stopped; neither can be rebuilt from the other: sent again");
-                blind = !resend_is_harmless(&entry.method);
+                // A create on firmware that numbers its own rows is looked
+                // for first: sent again blind, it would be applied twice.
+                let looked = if translated && !resend_is_harmless(&entry.method) { self.landed_here(entry).await } else { None };
+                match looked {
+                    Some(Some(row)) => {
+                        tracing::warn!(chassis = %self.name(), seq = entry.seq, "this create was on its way to both chassis when the gateway stopped; its row is on this one: taken as its answer, not sent again");
+                        found = Some(row);
+                    }
+                    Some(None) => {
+                        tracing::warn!(chassis = %self.name(), seq = entry.seq, "this create was on its way to both chassis when the gateway stopped; its row is not on this one: sent");
+                    }
+                    None => {
+                        tracing::warn!(chassis = %self.name(), seq = entry.seq, "this entry was on its way to both chassis when the gateway stopped; neither can be rebuilt from the other: sent again");
+                        blind = !resend_is_harmless(&entry.method);
+                    }
+                }
             } else if mine_unknown && !resend_is_harmless(&entry.method) {
                 return self.unknown_here(entry, "it was on its way when the gateway stopped").await;
             }
@@ -749,37 +809,41 @@ impl Applier {
             // applier waited wins, and none can be decided while it is sent.
             let outcome = {
                 let Some(_on_the_wire) = self.attempts.claim(entry.seq, self.index, self.journal.is_void(entry.seq)) else { continue };
-                if !repeats {
-                    if let Err(e) = self.journal.mark_sending(self.name(), entry.seq).await {
-                        tracing::error!(chassis = %self.name(), seq = entry.seq, "not sent: recording it as on its way failed: {e}");
-                        tokio::time::sleep(backoff).await;
-                        continue;
-                    }
-                }
-                let native_path: String;
-                let request = request_for(entry, &self.journal, self.per_try()).map(|mut req| {
-                    if let Some(egress) = &self.egress {
-                        req.body = egress.toward_chassis(&entry.method, &entry.path_and_query, req.body);
-                    }
-                    req
-                });
-                match request {
-                    Ok(mut req) if translated => {
-                        // Its own IDs, and no block it would not honour.
-                        req.headers.remove("x-id-block");
-                        match self.translator.request(self.index, &entry.method, &entry.path_and_query, &req.body) {
-                            Ok((path, body)) => {
-                                native_path = path;
-                                req.path_and_query = &native_path;
-                                req.body = body;
-                                self.broker.send(self.index, &member.upstream, &runs, || req.clone()).await
-                            }
-                            // No such row here: decided without sending.
-                            Err(u) => Outcome::Answered(crate::ids::translator::unknown_id(&u)),
+                if let Some(row) = found.take() {
+                    Outcome::Answered(row)
+                } else {
+                    if !repeats {
+                        if let Err(e) = self.journal.mark_sending(self.name(), entry.seq).await {
+                            tracing::error!(chassis = %self.name(), seq = entry.seq, "not sent: recording it as on its way failed: {e}");
+                            tokio::time::sleep(backoff).await;
+                            continue;
                         }
                     }
-                    Ok(req) => self.broker.send(self.index, &member.upstream, &runs, || req.clone()).await,
-                    Err(e) => unreadable(self.name(), entry, &e),
+                    let native_path: String;
+                    let request = request_for(entry, &self.journal, self.per_try()).map(|mut req| {
+                        if let Some(egress) = &self.egress {
+                            req.body = egress.toward_chassis(&entry.method, &entry.path_and_query, req.body);
+                        }
+                        req
+                    });
+                    match request {
+                        Ok(mut req) if translated => {
+                            // Its own IDs, and no block it would not honour.
+                            req.headers.remove("x-id-block");
+                            match self.translator.request(self.index, &entry.method, &entry.path_and_query, &req.body) {
+                                Ok((path, body)) => {
+                                    native_path = path;
+                                    req.path_and_query = &native_path;
+                                    req.body = body;
+                                    self.broker.send(self.index, &member.upstream, &runs, || req.clone()).await
+                                }
+                                // No such row here: decided without sending.
+                                Err(u) => Outcome::Answered(crate::ids::translator::unknown_id(&u)),
+                            }
+                        }
+                        Ok(req) => self.broker.send(self.index, &member.upstream, &runs, || req.clone()).await,
+                        Err(e) => unreadable(self.name(), entry, &e),
+                    }
                 }
             };
             let outcome = if translated { self.to_client_ids(entry, outcome).await } else { outcome };

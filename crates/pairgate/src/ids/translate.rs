@@ -123,6 +123,64 @@ pub fn created(ids: &RouteIds, answer: &Value, block: Option<IdBlock>) -> Result
     Ok(out)
 }
 
+/// What a create left on a chassis, as a listing read since shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Landed {
+    /// Exactly one row matches: the create's answer would have been this
+    /// row (the rule's `creates` places find in it one row the map does not
+    /// know yet).
+    Row(Value),
+    /// No row matches: the create did not land.
+    Absent,
+    /// Cannot tell, and why.
+    Unsure(String),
+}
+
+/// Whether a create (`rule`, the block it was given, `body` as the chassis
+/// got it: in the chassis' IDs) landed, from a `listing` of its collection
+/// read afterwards from the same chassis, in its IDs: the objects in the
+/// listing that hold every field of the body with the body's value, and
+/// that, taken as the create's answer, name exactly one new row the map has
+/// no client ID for. A row the map knows is some other create's; an
+/// unmapped row that does not hold the body's values is none of this one's
+/// (a row made behind the gateway's back).
+pub fn landed(rule: &RouteIds, block: Option<IdBlock>, body: &Value, listing: &Value, map: &ChassisMap) -> Landed {
+    if rule.creates.is_empty() {
+        return Landed::Unsure("its rule creates no rows".into());
+    }
+    let Some(fields) = body.as_object() else { return Landed::Unsure("its body is not a JSON object".into()) };
+    let mut objects = Vec::new();
+    collect_objects(listing, &mut objects);
+    let mut found: Vec<&Value> = Vec::new();
+    for object in objects {
+        let holds_body = object.as_object().is_some_and(|o| fields.iter().all(|(k, v)| o.get(k) == Some(v)));
+        if !holds_body {
+            continue;
+        }
+        match created(rule, object, block) {
+            Ok(rows) if rows.len() == 1 && rows.iter().all(|(table, _, native)| map.client(table, *native).is_none()) => found.push(object),
+            _ => {}
+        }
+    }
+    match found.as_slice() {
+        [] => Landed::Absent,
+        [row] => Landed::Row((*row).clone()),
+        more => Landed::Unsure(format!("{} unmapped rows hold its values", more.len())),
+    }
+}
+
+/// Every JSON object in `doc`, outermost first.
+fn collect_objects<'a>(doc: &'a Value, out: &mut Vec<&'a Value>) {
+    match doc {
+        Value::Object(o) => {
+            out.push(doc);
+            o.values().for_each(|v| collect_objects(v, out));
+        }
+        Value::Array(a) => a.iter().for_each(|v| collect_objects(v, out)),
+        _ => {}
+    }
+}
+
 /// The rows a create made when it recreated a row clients already know
 /// (a rebuild through the API): the IDs at the rule's `creates` places in
 /// `client` (the row as clients see it) and in `answer` (the chassis'
@@ -219,6 +277,25 @@ mod tests {
             creates: vec![],
             forgets: Some("wid".into()),
         }
+    }
+
+    #[test]
+    fn a_create_is_found_in_a_listing_only_as_one_unmapped_row_holding_its_values() {
+        let rule = RouteIds { creates: vec![at("windows", "/id")], ..window_rule() };
+        let block = Some(IdBlock { base: 2000, count: 1 });
+        let body = json!({"source_id": 17, "x": 5, "w": 78});
+        let known = map(&[("windows", 1070, 9)]);
+        let row = |id: u64, x: u64| json!({"id": id, "wall_id": 4, "source_id": 17, "x": x, "w": 78, "z": 1});
+        // Mapped rows are other creates', even with the same values.
+        assert_eq!(landed(&rule, block, &body, &json!([row(9, 5)]), &known), Landed::Absent);
+        // An unmapped row holding other values was made behind the gateway's back.
+        assert_eq!(landed(&rule, block, &body, &json!([row(9, 5), row(12, 6)]), &known), Landed::Absent);
+        assert_eq!(landed(&rule, block, &body, &json!([row(9, 5), row(12, 6), row(13, 5)]), &known), Landed::Row(row(13, 5)));
+        // Nested in the listing's own document.
+        assert_eq!(landed(&rule, block, &body, &json!({"items": [row(13, 5)]}), &known), Landed::Row(row(13, 5)));
+        assert!(matches!(landed(&rule, block, &body, &json!([row(13, 5), row(14, 5)]), &known), Landed::Unsure(_)));
+        assert!(matches!(landed(&window_rule(), block, &body, &json!([row(13, 5)]), &known), Landed::Unsure(_)), "not a create");
+        assert!(matches!(landed(&rule, block, &json!([1]), &json!([row(13, 5)]), &known), Landed::Unsure(_)));
     }
 
     #[test]

@@ -80,6 +80,24 @@ impl Translator {
         }
     }
 
+    /// What a create (`method path`, its block, `native_body` as chassis
+    /// `i` got it) left on chassis `i`, from a listing of its collection
+    /// read there since (see [`translate::landed`]).
+    pub fn landed(
+        &self,
+        i: usize,
+        method: &str,
+        path: &str,
+        block: Option<IdBlock>,
+        native_body: &Value,
+        listing: &Value,
+    ) -> translate::Landed {
+        match self.rule(method, path) {
+            Some((_, ids)) => translate::landed(&ids, block, native_body, listing, &self.maps.view(i)),
+            None => translate::Landed::Unsure("no route rule names its IDs".into()),
+        }
+    }
+
     /// Takes a decided answer of chassis `i` to a mutation into its map: the
     /// rows a create made (onto the entry's block), the row a delete ended.
     /// Durable before it returns.
