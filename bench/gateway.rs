@@ -9,6 +9,7 @@
 //! | `PUT`s spread over 16 walls (one connection per wall), 1 ms added by both chassis (`/_sim/faults` `latency_ms`) | nginx `mirror` | ≥ 1.0x |
 //! | the same 16-wall `PUT`s | a second gateway whose appliers send one entry at a time (`[journal] max_in_flight = 1`: the gateway before parallel appliers) | ≥ 5x |
 //! | one mutation, 1 client, p50 | the slower chassis direct | ≤ +1 ms |
+//! | one journal commit's disk cost apart from the gateway: 3 pages written and `fsync`ed every 10 ms (the one-mutation pace), p50 | the same back to back | — (what part of one mutation's time is the disk's) |
 //! | failover: `kill -9` of the primary to the first successful write | — | ≤ 250 ms, 0 failed reads |
 //! | gateway RSS idle; with 1k sessions + 1k event sockets | — | ≤ 30 MiB; ≤ 100 MiB |
 //!
@@ -365,6 +366,46 @@ async fn failover(pair: &mut Pair, tokens: &[String], walls: &[(u64, u64)]) -> F
     }
 }
 
+/// What one durable commit costs the disk under the gateway's journal, apart
+/// from the gateway: `SAMPLES` appends of a journal commit's size (3 pages,
+/// each a 24-byte WAL frame header and 4 KiB, as a one-window `PUT` writes)
+/// to a file in `dir`, each followed by `fsync`, first one every 10 ms (the
+/// one-mutation load's pace: the disk is idle between them), then back to
+/// back. The p50 of each, in ms.
+fn fsync_cost(dir: &Path) -> Option<(f64, f64)> {
+    use std::os::unix::fs::FileExt;
+    const SAMPLES: usize = 200;
+    const FRAME: usize = 24 + 4096;
+    let path = dir.join("fsync-probe");
+    let file = std::fs::OpenOptions::new().create(true).truncate(true).read(true).write(true).open(&path).ok()?;
+    // Written once beforehand, as a journal's WAL is after its first checkpoint:
+    // the appends overwrite, they do not grow the file.
+    file.write_all_at(&vec![0u8; FRAME * 3 * SAMPLES * 2 + 4096], 0).ok()?;
+    file.sync_all().ok()?;
+    let (header, page) = ([7u8; 24], [9u8; 4096]);
+    let mut at = 0u64;
+    let mut run = |pause: Duration| -> Option<f64> {
+        let mut took = Vec::with_capacity(SAMPLES);
+        for _ in 0..SAMPLES {
+            std::thread::sleep(pause);
+            let t = Instant::now();
+            for _ in 0..3 {
+                file.write_all_at(&header, at).ok()?;
+                file.write_all_at(&page, at + 24).ok()?;
+                at += FRAME as u64;
+            }
+            file.sync_all().ok()?;
+            took.push(t.elapsed());
+        }
+        took.sort();
+        Some(millis(took[SAMPLES / 2]))
+    };
+    let idle = run(Duration::from_millis(10))?;
+    let busy = run(Duration::ZERO)?;
+    let _ = std::fs::remove_file(&path);
+    Some((idle, busy))
+}
+
 /// `n` gateway sessions, 8 logins at a time, and an event socket for each.
 async fn sessions_and_sockets(
     pair: &Pair,
@@ -509,6 +550,11 @@ async fn main() {
         }
     };
     let commit_ms = mean_of("pairgate_journal_commit_duration_seconds");
+    // The same disk without SQLite or the gateway, at the same pace.
+    let fsync = {
+        let dir = pair.dir.path().to_path_buf();
+        tokio::task::spawn_blocking(move || fsync_cost(&dir)).await.ok().flatten()
+    };
     let chassis_ms = mean_of("pairgate_chassis_request_duration_seconds");
 
     // 3. One window, 16 connections: nginx mirror vs the gateway.
@@ -652,6 +698,13 @@ async fn main() {
             _ => "the gateway's /metrics could not be read".to_string(),
         }
     );
+    match fsync {
+        Some((idle, busy)) => println!(
+            "| one durable commit on this machine's disk, apart from the gateway: 3 pages written and `fsync`ed in the journal's directory, one every 10 ms (the pace above) vs back to back, p50 | {busy:.2} ms back to back | {idle:.2} ms every 10 ms | {:.2}x | — | (the one-mutation miss's largest part: the gateway's commit is one such fsync, the chassis write without one, `synchronous=NORMAL`) |",
+            ratio(idle, busy)
+        ),
+        None => println!("| one durable commit on this machine's disk | — | could not be measured | — | — | — |"),
+    }
     match fo.first_write {
         Some(d) => println!(
             "| failover: `kill -9` of the primary ({}) to the first successful write | — | {} | — | ≤ 250 ms | {} |",

@@ -99,7 +99,22 @@ pub fn table_differences(a: &Value, b: &Value, most: usize) -> Vec<String> {
         };
         let (ra, rb) = (rows(ta), rows(tb));
         let only = |x: &[String], y: &[String]| -> Vec<String> { x.iter().filter(|r| !y.contains(r)).cloned().collect() };
-        for (side, rows) in [("a", only(&ra, &rb)), ("b", only(&rb, &ra))] {
+        let (only_a, only_b) = (only(&ra, &rb), only(&rb, &ra));
+        if only_a.is_empty() && only_b.is_empty() && ra != rb {
+            // The same rows, in another order or another number of times.
+            let at = ra.iter().zip(&rb).position(|(x, y)| x != y).unwrap_or(ra.len().min(rb.len()));
+            if out.len() == most {
+                return out;
+            }
+            out.push(format!(
+                "table {t}: the same rows, otherwise listed ({} on a, {} on b; first difference at row {at}: a {} / b {})",
+                ra.len(),
+                rb.len(),
+                ra.get(at).map_or("none", String::as_str),
+                rb.get(at).map_or("none", String::as_str)
+            ));
+        }
+        for (side, rows) in [("a", only_a), ("b", only_b)] {
             for r in rows {
                 if out.len() == most {
                     return out;
