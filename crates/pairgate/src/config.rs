@@ -37,7 +37,7 @@ pub use error::{ConfigError, Location, Problem};
 pub use external::FileChecks;
 pub use route::{Classified, Fill, PathPattern, RouteKind, RouteRule, RouteTable, RuleMethod, Segment};
 pub use sections::{
-    Cascade, Chassis, Collection, Each, Journal, Listen, Rebuild, SecretSource, Sessions, Stage, State, Timeouts, Transport,
+    Cascade, Chassis, Collection, Each, Journal, Listen, Reads, Rebuild, SecretSource, Sessions, Stage, State, Timeouts, Transport,
 };
 
 use raw::RawConfig;
@@ -62,6 +62,8 @@ pub struct Config {
     pub timeouts: Timeouts,
     /// `[journal]` (optional section; all keys have defaults).
     pub journal: Journal,
+    /// `[reads]` (optional section; all keys have defaults).
+    pub reads: Reads,
     /// `[sessions]`.
     pub sessions: Sessions,
     /// The `[[route]]` rules and `default_mutate_id_block`.

@@ -103,6 +103,8 @@ pub struct Gateway {
     pub hubs: Arc<crate::events::Hubs>,
     pub admin_token: Secret,
     pub stats: Arc<Stats>,
+    /// Identical reads in flight, sharing one chassis request (`coalesce.rs`).
+    pub reads: crate::coalesce::Coalescer,
     /// What `/metrics` shows that is counted as it happens (`metrics.rs`).
     pub metrics: Arc<Metrics>,
     /// Where the pair stands in being made one: whether mutations are
@@ -218,6 +220,7 @@ impl Gateway {
             hubs: Arc::new(crate::events::Hubs::new(tasks.clone(), translator.clone())),
             admin_token,
             stats: Arc::new(Stats::default()),
+            reads: Default::default(),
             metrics,
             pairing: Arc::new(PairingState::new(paired_before(&dir))),
             gate: Arc::new(tokio::sync::RwLock::new(())),

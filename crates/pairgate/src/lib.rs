@@ -11,6 +11,7 @@ pub mod answers;
 pub mod cascade;
 pub mod certs;
 pub mod chassis;
+pub mod coalesce;
 pub mod config;
 pub mod demo;
 pub mod demo_cascade;

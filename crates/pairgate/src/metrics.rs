@@ -180,6 +180,9 @@ pub struct Snapshot {
     pub sessions: u64,
     pub failovers: u64,
     pub divergences: u64,
+    pub reads: u64,
+    /// Reads answered by an identical read's chassis request (`coalesce.rs`).
+    pub coalesced_reads: u64,
     pub failed_reads: u64,
     pub store_errors: u64,
     /// Every certificate the running configuration uses or trusts (as read
@@ -274,6 +277,8 @@ fn snapshot_registry(s: &Snapshot) -> Registry {
     r.register("sessions", "Live gateway sessions", gauge(s.sessions));
     r.register("failovers", "Times the primary changed", counter(s.failovers));
     r.register("divergences", "Mutations the two chassis answered differently", counter(s.divergences));
+    r.register("reads", "Client reads, answered or not", counter(s.reads));
+    r.register("reads_coalesced", "Client reads answered by an identical read's chassis request", counter(s.coalesced_reads));
     r.register("failed_reads", "Reads no chassis could answer", counter(s.failed_reads));
     r.register("session_store_errors", "Writes to the session store that failed", counter(s.store_errors));
     r
@@ -309,6 +314,8 @@ mod tests {
             sessions: 3,
             failovers: 1,
             divergences: 0,
+            reads: 12,
+            coalesced_reads: 5,
             failed_reads: 0,
             store_errors: 0,
             certificates: vec![
@@ -339,6 +346,8 @@ mod tests {
         assert!(!text.contains("pairgate_chassis_applied_seq{chassis=\"b\"}"), "{text}");
         assert!(text.contains("pairgate_resyncs_total{chassis=\"b\",result=\"failed\"} 2\n"), "{text}");
         assert!(text.contains("pairgate_failovers_total 1\n"), "{text}");
+        assert!(text.contains("pairgate_reads_total 12\n"), "{text}");
+        assert!(text.contains("pairgate_reads_coalesced_total 5\n"), "{text}");
         assert!(text.contains("pairgate_certificate_expiry_seconds{role=\"gateway\",path=\"/c/gw.pem\"} 777600\n"), "{text}");
         assert!(text.contains("pairgate_certificate_expiry_seconds{role=\"chassis a\",path=\"/c/ca.pem\"} -5\n"), "{text}");
         assert!(text.contains("pairgate_certificates_expiring 2\n"), "{text}");

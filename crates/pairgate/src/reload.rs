@@ -11,6 +11,7 @@
 //!   the appliers (the gateway's own background work, such as health probes,
 //!   pairing, resyncs and chassis logins, keeps the values it started with);
 //! - `[listen] max_body_bytes` and `metrics_open`;
+//! - `[reads] coalesce`, for the next read;
 //! - the gateway's **certificate** and key (served from the next TLS
 //!   handshake; open connections keep theirs), and each chassis' `ca_cert`
 //!   (a new client per chassis; requests in flight finish on the old one).
@@ -120,6 +121,9 @@ pub fn reloadable_changes(old: &Config, new: &Config) -> Vec<&'static str> {
     if old.listen.metrics_open != new.listen.metrics_open {
         out.push("[listen] metrics_open");
     }
+    if old.reads != new.reads {
+        out.push("[reads] coalesce");
+    }
     out.push("certificates");
     out
 }
@@ -212,10 +216,14 @@ mod tests {
         let edited = text
             .replace("per_try_ms = 2000", "per_try_ms = 1500")
             .replace("metrics_open = false", "metrics_open = true")
+            .replace("coalesce = true", "coalesce = false")
             .replacen("path = \"/metrics\"", "path = \"/gateway-metrics\"", 1);
         let new = parse(&path, &edited);
         assert!(restart_only_changes(&old, &new).is_empty());
-        assert_eq!(reloadable_changes(&old, &new), vec!["[[route]]", "[timeouts] per_try_ms", "[listen] metrics_open", "certificates"]);
+        assert_eq!(
+            reloadable_changes(&old, &new),
+            vec!["[[route]]", "[timeouts] per_try_ms", "[listen] metrics_open", "[reads] coalesce", "certificates"]
+        );
 
         let restart = text
             .replace("addr = \"127.0.0.1:8443\"", "addr = \"127.0.0.1:9443\"")

@@ -10,6 +10,10 @@ pub struct Stats {
     /// Writes to the session store that failed (logged at error level).
     pub store_errors: AtomicU64,
     pub mutations: AtomicU64,
+    /// Client reads answered or refused (each client's, shared or not).
     pub reads: AtomicU64,
+    /// Client reads answered with an identical read's chassis request
+    /// (`coalesce.rs`): `reads` minus these were sent.
+    pub coalesced_reads: AtomicU64,
     pub failed_reads: AtomicU64,
 }

@@ -88,6 +88,8 @@ pub fn snapshot(gw: &Gateway) -> crate::metrics::Snapshot {
         sessions: gw.broker.store.count() as u64,
         failovers: gw.pair.failovers(),
         divergences: gw.stats.divergences.load(Ordering::Relaxed),
+        reads: gw.stats.reads.load(Ordering::Relaxed),
+        coalesced_reads: gw.stats.coalesced_reads.load(Ordering::Relaxed),
         failed_reads: gw.stats.failed_reads.load(Ordering::Relaxed),
         store_errors: gw.stats.store_errors.load(Ordering::Relaxed),
         certificates: served_inventory(gw)
@@ -198,6 +200,7 @@ pub fn body(gw: &Gateway) -> serde_json::Value {
         "store_errors": gw.stats.store_errors.load(Ordering::Relaxed),
         "mutations": gw.stats.mutations.load(Ordering::Relaxed),
         "reads": gw.stats.reads.load(Ordering::Relaxed),
+        "coalesced_reads": gw.stats.coalesced_reads.load(Ordering::Relaxed),
         "failed_reads": gw.stats.failed_reads.load(Ordering::Relaxed),
         "sessions": gw.broker.store.count(),
         "resync": gw.progress.lock().clone(),

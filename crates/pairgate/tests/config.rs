@@ -113,6 +113,21 @@ fn base_config_is_valid_and_defaults_apply() {
     assert_eq!(c.routes.default_mutate_id_block(), 16);
     assert!(c.preferred_primary().is_none());
     assert_eq!(c.file_checks, FileChecks::Skip);
+    assert!(c.reads.coalesce);
+}
+
+#[test]
+fn reads_coalesce_can_be_switched_off_and_a_wrong_value_names_its_line() {
+    let off = parse(&format!("{BASE}\n[reads]\ncoalesce = false\n")).unwrap_or_else(|e| panic!("{e}"));
+    assert!(!off.reads.coalesce);
+    let on = parse(&format!("{BASE}\n[reads]\n")).unwrap_or_else(|e| panic!("{e}"));
+    assert!(on.reads.coalesce);
+    let text = format!("{BASE}\n[reads]\ncoalesce = \"no\"\n");
+    let shown = assert_at(&error(&text), line_of(&text, "coalesce"));
+    assert!(shown.contains("invalid type"), "{shown}");
+    let text = format!("{BASE}\n[reads]\ncoalesced = true\n");
+    let shown = assert_at(&error(&text), line_of(&text, "coalesced"));
+    assert!(shown.contains("unknown field `coalesced`"), "{shown}");
 }
 
 #[test]

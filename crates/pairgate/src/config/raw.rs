@@ -29,6 +29,7 @@ pub(crate) struct RawConfig {
     pub chassis: S<Vec<S<RawChassis>>>,
     pub timeouts: Option<S<RawTimeouts>>,
     pub journal: Option<S<RawJournal>>,
+    pub reads: Option<S<RawReads>>,
     pub sessions: S<RawSessions>,
     #[serde(default)]
     pub route: Vec<S<RawRoute>>,
@@ -160,6 +161,12 @@ pub(crate) struct RawJournal {
     pub commit_max_batch: Option<S<u64>>,
     pub commit_max_delay_us: Option<S<u64>>,
     pub max_in_flight: Option<S<u64>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawReads {
+    pub coalesce: Option<S<bool>>,
 }
 
 #[derive(Debug, Deserialize)]

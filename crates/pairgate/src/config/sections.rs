@@ -280,6 +280,21 @@ impl Default for Journal {
     }
 }
 
+/// `[reads]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reads {
+    /// Identical reads in flight at once (same account, path and query,
+    /// forwarded headers) share one chassis request, never across an answered
+    /// mutation (`crate::coalesce`). Default on.
+    pub coalesce: bool,
+}
+
+impl Default for Reads {
+    fn default() -> Self {
+        Reads { coalesce: true }
+    }
+}
+
 /// `[sessions]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Sessions {

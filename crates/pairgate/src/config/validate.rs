@@ -63,6 +63,7 @@ pub(crate) fn validate(raw: RawConfig, map: &SourceMap<'_>, base_dir: &Path, che
         Some(j) => v.journal(j.get_ref())?,
         None => Journal::default(),
     };
+    let reads = Reads { coalesce: raw.reads.as_ref().and_then(|r| r.get_ref().coalesce.as_ref()).is_none_or(|c| *c.get_ref()) };
     let sessions = v.sessions(&raw.sessions)?;
     let routes = v.routes(&raw.route, to_u32(default_block))?;
     let collections = v.collections(&raw.collection)?;
@@ -77,6 +78,7 @@ pub(crate) fn validate(raw: RawConfig, map: &SourceMap<'_>, base_dir: &Path, che
         chassis,
         timeouts,
         journal,
+        reads,
         sessions,
         routes,
         collections,

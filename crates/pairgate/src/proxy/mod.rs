@@ -204,6 +204,9 @@ async fn phases(gw: &Gw, req: Request) -> (&'static str, Response) {
                 RouteKind::Read => read::forward(gw, &ctx, Some(&session)).await,
                 _ => {
                     let response = mutate::mutate(gw, &ctx, &session).await;
+                    // Before the answer leaves: no read arriving after it
+                    // shares a chassis request sent before it.
+                    gw.reads.mutation_answered();
                     if response.status().is_success() {
                         accounts::end_sessions_of_changed_account(gw, &ctx);
                     }

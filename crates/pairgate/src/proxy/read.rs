@@ -9,6 +9,7 @@ use super::relay::{forward_headers, relay, relay_from};
 use super::{Ctx, Session};
 use crate::chassis::detector::Signal;
 use crate::chassis::upstream::{Outcome, UpRequest};
+use crate::coalesce::{ReadKey, ReadReply};
 use crate::error::GatewayError;
 use crate::gateway::Gateway;
 use crate::session::broker::Runs;
@@ -20,10 +21,40 @@ pub const HEDGE_AFTER: Duration = Duration::from_millis(100);
 /// Runs for a `read` route (authenticated: sent as the session's account) and
 /// a `static` one (no session: no token). Sent to the primary; if that fails
 /// in any way (refused, reset, timeout, 5xx) the other in-sync chassis answers
-/// in the same request (guarantee 5).
+/// in the same request (guarantee 5). With `[reads] coalesce` (the default)
+/// a read identical to one in flight, and arrived since the last answered
+/// mutation, shares that read's answer (`crate::coalesce`).
 pub async fn forward(gw: &Gateway, ctx: &Ctx, session: Option<&Session>) -> Response {
-    use futures_util::stream::{FuturesUnordered, StreamExt};
     gw.stats.reads.fetch_add(1, Ordering::Relaxed);
+    let account = session.map(|s| s.principal.username.as_str());
+    let key = ReadKey::of(account, &ctx.method, &ctx.path_and_query, &ctx.headers, &ctx.body).filter(|_| ctx.cfg.reads.coalesce);
+    let reply = match key {
+        Some(key) => {
+            let (reply, shared) = gw.reads.run(key, ask(gw, ctx, session)).await;
+            if shared {
+                gw.stats.coalesced_reads.fetch_add(1, Ordering::Relaxed);
+            }
+            reply
+        }
+        None => ask(gw, ctx, session).await,
+    };
+    match reply {
+        ReadReply::Chassis(a, i) => relay_from(&a, None, &gw.pair.members[i].upstream.name),
+        // Not the chassis' failure: the account's own login.
+        ReadReply::AccountRefused(why) => relay(&crate::chassis::applier::account_refused(&why), None),
+        ReadReply::Unavailable(last) => {
+            gw.stats.failed_reads.fetch_add(1, Ordering::Relaxed);
+            GatewayError::Unavailable(last).into_response()
+        }
+    }
+}
+
+/// Sends one read: to the primary, then (failed, or not answered within
+/// [`HEDGE_AFTER`]) to the other in-sync chassis. What a chassis showed and
+/// how it failed are recorded here, once per chassis request, whoever shares
+/// the answer.
+async fn ask(gw: &Gateway, ctx: &Ctx, session: Option<&Session>) -> ReadReply {
+    use futures_util::stream::{FuturesUnordered, StreamExt};
     let path = ctx.path_and_query.as_str();
     let attempt = |i: usize| async move {
         let m = &gw.pair.members[i];
@@ -85,10 +116,9 @@ pub async fn forward(gw: &Gateway, ctx: &Ctx, session: Option<&Session>) -> Resp
                     Ok(Outcome::Answered(a)) if !a.is_server_error() => {
                         // Whatever this answer shows, the journal held no more.
                         gw.pair.showed(i, gw.journal.last_seq());
-                        return relay_from(&a, None, &m.upstream.name);
+                        return ReadReply::Chassis(a, i);
                     }
-                    // Not the chassis' failure: the account's own login.
-                    Ok(Outcome::AccountRefused(why)) => return relay(&crate::chassis::applier::account_refused(&why), None),
+                    Ok(Outcome::AccountRefused(why)) => return ReadReply::AccountRefused(why),
                     Ok(outcome) => {
                         m.detector.signal(if matches!(outcome, Outcome::Refused(_)) { Signal::Refused } else { Signal::Failed });
                         outcome.describe()
@@ -116,8 +146,7 @@ pub async fn forward(gw: &Gateway, ctx: &Ctx, session: Option<&Session>) -> Resp
             else => break,
         }
     }
-    gw.stats.failed_reads.fetch_add(1, Ordering::Relaxed);
-    GatewayError::Unavailable(last).into_response()
+    ReadReply::Unavailable(last)
 }
 
 /// Waits, at most one per-try timeout, until chassis `i` has applied every
